@@ -1,0 +1,3 @@
+//! The CXone AI training API: wire models and the client.
+
+pub mod model;

@@ -1,0 +1,13 @@
+//! cxone-skill-operator: trains NICE CXone AI skills from Kubernetes.
+//!
+//! The crate is one library plus one binary. The library holds a pure core (training-data
+//! validation, payload building, evaluation, audit records) and thin I/O edges (the CXone client,
+//! the CXone simulator).
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod cxone;
+pub mod duration;
+pub mod evaluation;
+pub mod simulator;
+pub mod training;

@@ -69,20 +69,21 @@ impl Dataset {
     }
 
     /// Adds inline utterances, numbering them as elements of `field`.
-    pub fn extend_inline(&mut self, field: &'static str, items: impl IntoIterator<Item = Utterance>) {
+    pub fn extend_inline(
+        &mut self,
+        field: &'static str,
+        items: impl IntoIterator<Item = Utterance>,
+    ) {
         for (index, u) in items.into_iter().enumerate() {
             self.push(u, Origin::Inline { field, index });
         }
     }
 
     pub fn origin(&self, index: usize) -> Origin {
-        self.origins
-            .get(index)
-            .cloned()
-            .unwrap_or(Origin::Inline {
-                field: "utterances",
-                index,
-            })
+        self.origins.get(index).cloned().unwrap_or(Origin::Inline {
+            field: "utterances",
+            index,
+        })
     }
 }
 
@@ -125,7 +126,9 @@ impl std::str::FromStr for DataFormat {
             "jsonl" | "ndjson" => Ok(Self::Jsonl),
             "csv" => Ok(Self::Csv),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown data format {other:?}; use jsonl, csv or json")),
+            other => Err(format!(
+                "unknown data format {other:?}; use jsonl, csv or json"
+            )),
         }
     }
 }
@@ -133,7 +136,9 @@ impl std::str::FromStr for DataFormat {
 /// A document could not be read as utterances.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LoadError {
-    #[error("{document}: {size} bytes is larger than the limit of {limit} bytes; split the data into several sources")]
+    #[error(
+        "{document}: {size} bytes is larger than the limit of {limit} bytes; split the data into several sources"
+    )]
     TooLarge {
         document: String,
         size: usize,
@@ -321,8 +326,8 @@ fn parse_csv(source: &str, text: &str) -> Result<Vec<(Utterance, Origin)>, LoadE
         .from_reader(text.as_bytes());
     let mut out = Vec::new();
     let mut problems = Problems::new(source);
-    // Column positions of text, label and (optional) language.
-    let mut columns: (usize, usize, Option<usize>) = (0, 1, Some(2));
+    // Column positions of text, label and (optional) language, and the widest row allowed.
+    let mut columns: (usize, usize, Option<usize>, usize) = (0, 1, Some(2), 3);
     let mut first = true;
     let mut record = csv::StringRecord::new();
     loop {
@@ -347,11 +352,10 @@ fn parse_csv(source: &str, text: &str) -> Result<Vec<(Utterance, Origin)>, LoadE
         if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
             continue; // blank line
         }
-        let (ti, li, lang) = columns;
-        let max_cols = if lang.is_some() { 3 } else { 2 };
-        if record.len() < 2 || record.len() > max_cols.max(ti.max(li) + 1) {
+        let (ti, li, lang, width) = columns;
+        if record.len() < 2 || record.len() > width {
             problems.add(format!(
-                "line {line}: expected 2 or 3 columns (text,label[,language]), found {}",
+                "line {line}: expected 2 to {width} columns (text,label[,language]), found {}",
                 record.len()
             ));
             continue;
@@ -383,7 +387,7 @@ fn parse_csv(source: &str, text: &str) -> Result<Vec<(Utterance, Origin)>, LoadE
 }
 
 /// Recognises a header row naming the columns (any order, case-insensitive).
-fn csv_header(record: &csv::StringRecord) -> Option<(usize, usize, Option<usize>)> {
+fn csv_header(record: &csv::StringRecord) -> Option<(usize, usize, Option<usize>, usize)> {
     let names: Vec<String> = record
         .iter()
         .map(|f| f.trim().to_ascii_lowercase())
@@ -391,7 +395,7 @@ fn csv_header(record: &csv::StringRecord) -> Option<(usize, usize, Option<usize>
     let find = |n: &str| names.iter().position(|x| x == n);
     let text = find("text")?;
     let label = find("label")?;
-    Some((text, label, find("language")))
+    Some((text, label, find("language"), names.len()))
 }
 
 #[cfg(test)]
@@ -450,16 +454,22 @@ mod tests {
         let msg = parse_utterances(DataFormat::Csv, "f.csv", doc.as_bytes())
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("line 2: expected 2 or 3 columns"), "{msg}");
-        assert!(msg.contains("line 3: expected 2 or 3 columns"), "{msg}");
+        assert!(msg.contains("line 2: expected 2 to 3 columns"), "{msg}");
+        assert!(msg.contains("line 3: expected 2 to 3 columns"), "{msg}");
     }
 
     #[test]
     fn json_array_and_object_forms() {
         let arr = br#"[{"text":"a","label":"x"},{"text":"b","label":"y"}]"#;
-        assert_eq!(parse_utterances(DataFormat::Json, "f", arr).unwrap().len(), 2);
+        assert_eq!(
+            parse_utterances(DataFormat::Json, "f", arr).unwrap().len(),
+            2
+        );
         let obj = br#"{"utterances":[{"text":"a","label":"x"}]}"#;
-        assert_eq!(parse_utterances(DataFormat::Json, "f", obj).unwrap().len(), 1);
+        assert_eq!(
+            parse_utterances(DataFormat::Json, "f", obj).unwrap().len(),
+            1
+        );
         let bad = br#"[{"text":"a","label":"x"},{"text":"b"}]"#;
         let msg = parse_utterances(DataFormat::Json, "f", bad)
             .unwrap_err()

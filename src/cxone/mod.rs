@@ -1,3 +1,10 @@
-//! The CXone AI training API: wire models and the client.
+//! The CXone AI training API: wire models, the client, and its errors.
 
+pub mod client;
+pub mod error;
 pub mod model;
+pub mod token;
+
+pub use client::{CancelOutcome, ClientConfig, CxoneClient, Endpoint, Target};
+pub use error::{AuthProblem, Call, CxoneError, Transient};
+pub use token::{Credentials, SecretString, TokenCache};

@@ -1,0 +1,711 @@
+//! The CXone AI training API client.
+//!
+//! Every call has a timeout, tokens are cached and shared (see [`TokenCache`]), a 401 invalidates
+//! the token and retries the call once, and every failure is classified ([`CxoneError`]). The
+//! client never sleeps between attempts: it reports when to try again and the caller requeues.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use super::error::{
+    AuthProblem, Call, CxoneError, DEFAULT_RETRY_AFTER, Transient, parse_retry_after,
+};
+use super::model::{
+    ApiErrorBody, EvaluationResponse, ExportResponse, JobStatus, SubmitResponse, TRAINING_SCOPES,
+    TokenResponse, TrainingJobRequest, paths,
+};
+use super::token::{CachedToken, Credentials, SecretString, TokenCache, TokenKey, refresh_margin};
+
+/// Timeouts and limits of the client.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub connect_timeout: Duration,
+    pub token_timeout: Duration,
+    pub submit_timeout: Duration,
+    pub status_timeout: Duration,
+    /// Evaluation and export.
+    pub results_timeout: Duration,
+    pub cancel_timeout: Duration,
+    /// Largest response body read (evaluations of large validation sets are big).
+    pub max_response_bytes: usize,
+    pub user_agent: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            token_timeout: Duration::from_secs(10),
+            submit_timeout: Duration::from_secs(30),
+            status_timeout: Duration::from_secs(10),
+            results_timeout: Duration::from_secs(15),
+            cancel_timeout: Duration::from_secs(10),
+            max_response_bytes: 64 * 1024 * 1024,
+            user_agent: format!("cxone-skill-operator/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Where a job's API lives: the API base URL and the token URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    base: Url,
+    token_url: Url,
+}
+
+impl Endpoint {
+    /// `https://api.<region>.cxone.com`.
+    pub fn for_region(region: &str) -> Result<Self, String> {
+        let valid = !region.is_empty()
+            && region.len() <= 63
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(format!(
+                "region {region:?} is not a CXone region name such as \"us2-01\""
+            ));
+        }
+        Self::new(&format!("https://api.{region}.cxone.com"), None)
+    }
+
+    /// An explicit base URL, and optionally a token URL (default `<base>/oauth/token`).
+    pub fn new(base_url: &str, token_url: Option<&str>) -> Result<Self, String> {
+        let base = parse_http_url("baseUrl", base_url)?;
+        let token_url = match token_url {
+            Some(t) => parse_http_url("tokenUrl", t)?,
+            None => join(&base, paths::TOKEN)?,
+        };
+        Ok(Self { base, token_url })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    pub fn token_url(&self) -> &Url {
+        &self.token_url
+    }
+}
+
+fn parse_http_url(field: &str, s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("{field} {s:?} is not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{field} {s:?} must use https (or http for a local simulator)"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{field} {s:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{field} must not contain credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{field} {s:?} must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// Appends an absolute API path to a base URL, keeping any path prefix of the base.
+fn join(base: &Url, path: &str) -> Result<Url, String> {
+    let mut url = base.clone();
+    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    Ok(url)
+}
+
+/// What a call is made against: which endpoint, with which credentials.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    pub endpoint: &'a Endpoint,
+    pub credentials: &'a Credentials,
+}
+
+/// Result of a cancel request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CancelOutcome {
+    /// The job was running and is now cancelled.
+    Cancelled(Box<JobStatus>),
+    /// The job had already finished (409).
+    AlreadyTerminal,
+    /// CXone does not know the job (404): never created, or gone.
+    NotFound,
+}
+
+/// The CXone client. Cheap to clone; clones share the connection pool and the token cache.
+#[derive(Clone)]
+pub struct CxoneClient {
+    http: reqwest::Client,
+    tokens: TokenCache,
+    config: std::sync::Arc<ClientConfig>,
+}
+
+impl CxoneClient {
+    pub fn new(config: ClientConfig) -> Result<Self, CxoneError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .user_agent(config.user_agent.clone())
+            // Never follow a redirect: it could carry the bearer token to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| CxoneError::InvalidRequest {
+                call: Call::Token,
+                message: format!("cannot build the HTTP client: {}", e.without_url()),
+            })?;
+        Ok(Self::with_http(http, TokenCache::new(), config))
+    }
+
+    pub fn with_http(http: reqwest::Client, tokens: TokenCache, config: ClientConfig) -> Self {
+        Self {
+            http,
+            tokens,
+            config: std::sync::Arc::new(config),
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    /// Submits a training job. The same `idempotency_key` always yields the same CXone job.
+    pub async fn submit(
+        &self,
+        target: Target<'_>,
+        request: &TrainingJobRequest,
+        idempotency_key: &str,
+    ) -> Result<SubmitResponse, CxoneError> {
+        let call = Call::Submit;
+        let body = serde_json::to_vec(request).map_err(|e| CxoneError::InvalidRequest {
+            call,
+            message: format!("cannot encode the payload: {e}"),
+        })?;
+        let key = HeaderValue::from_str(idempotency_key).map_err(|_| CxoneError::InvalidRequest {
+            call,
+            message: "the idempotency key is not a valid header value".into(),
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Idempotency-Key", key);
+        let resp: SubmitResponse = self
+            .call(
+                target,
+                call,
+                Method::POST,
+                paths::JOBS,
+                Some(body),
+                headers,
+                self.config.submit_timeout,
+            )
+            .await?;
+        check_job_id(&resp.job_id).map_err(|message| CxoneError::Malformed { call, message })?;
+        Ok(resp)
+    }
+
+    /// Current state of a job.
+    pub async fn status(&self, target: Target<'_>, job_id: &str) -> Result<JobStatus, CxoneError> {
+        let call = Call::Status;
+        let path = paths::job(valid_job_id(call, job_id)?);
+        let status: JobStatus = self
+            .call(target, call, Method::GET, &path, None, HeaderMap::new(), self.config.status_timeout)
+            .await?;
+        check_status(call, job_id, &status)?;
+        Ok(status)
+    }
+
+    /// Evaluation of a completed job.
+    pub async fn evaluation(
+        &self,
+        target: Target<'_>,
+        job_id: &str,
+    ) -> Result<EvaluationResponse, CxoneError> {
+        let call = Call::Evaluation;
+        let path = paths::evaluation(valid_job_id(call, job_id)?);
+        self.call(target, call, Method::GET, &path, None, HeaderMap::new(), self.config.results_timeout)
+            .await
+    }
+
+    /// Signed, expiring artifact URLs of a completed job.
+    pub async fn export(&self, target: Target<'_>, job_id: &str) -> Result<ExportResponse, CxoneError> {
+        let call = Call::Export;
+        let path = paths::export(valid_job_id(call, job_id)?);
+        let resp: ExportResponse = self
+            .call(target, call, Method::GET, &path, None, HeaderMap::new(), self.config.results_timeout)
+            .await?;
+        for (name, url) in [
+            ("modelWeightsUrl", &resp.artifacts.model_weights_url),
+            ("configUrl", &resp.artifacts.config_url),
+        ] {
+            // Never echo the URL itself: it carries a signature.
+            match Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") => {}
+                _ => {
+                    return Err(CxoneError::Malformed {
+                        call,
+                        message: format!("artifacts.{name} is not an http(s) URL"),
+                    });
+                }
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Cancels a job; "already finished" and "not found" are outcomes, not errors.
+    pub async fn cancel(&self, target: Target<'_>, job_id: &str) -> Result<CancelOutcome, CxoneError> {
+        let call = Call::Cancel;
+        let path = paths::cancel(valid_job_id(call, job_id)?);
+        let result: Result<JobStatus, CxoneError> = self
+            .call(target, call, Method::POST, &path, None, HeaderMap::new(), self.config.cancel_timeout)
+            .await;
+        match result {
+            Ok(status) => {
+                check_status(call, job_id, &status)?;
+                Ok(CancelOutcome::Cancelled(Box::new(status)))
+            }
+            Err(CxoneError::Rejected { status: 409, .. }) => Ok(CancelOutcome::AlreadyTerminal),
+            Err(CxoneError::Rejected { status: 404, .. }) => Ok(CancelOutcome::NotFound),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One API call with the 401 → refresh → retry-once rule.
+    #[allow(clippy::too_many_arguments)]
+    async fn call<T: DeserializeOwned>(
+        &self,
+        target: Target<'_>,
+        call: Call,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<T, CxoneError> {
+        let url = join(target.endpoint.base_url(), path)
+            .map_err(|message| CxoneError::InvalidRequest { call, message })?;
+        let mut refreshed = false;
+        loop {
+            let token = self.token(target).await?;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .timeout(timeout)
+                .headers(headers.clone())
+                .bearer_auth(token.access_token.expose())
+                .header(header::ACCEPT, "application/json");
+            if let Some(body) = &body {
+                req = req
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let resp = req.send().await.map_err(|e| transport_error(call, e))?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED {
+                self.invalidate(target, &token.access_token).await;
+                if !refreshed {
+                    refreshed = true;
+                    continue;
+                }
+                let body = self.read_error(resp).await;
+                return Err(CxoneError::Auth {
+                    call,
+                    problem: AuthProblem::TokenRejected,
+                    message: body.message,
+                });
+            }
+            if status == StatusCode::FORBIDDEN {
+                let www = resp
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body = self.read_error(resp).await;
+                let scopes = missing_scopes(call, www.as_deref(), &token.granted);
+                return Err(CxoneError::Auth {
+                    call,
+                    problem: AuthProblem::MissingScope { scopes },
+                    message: body.message,
+                });
+            }
+            return self.decode(call, resp).await;
+        }
+    }
+
+    /// Turns a response into `T` or a classified error (everything but 401/403).
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        call: Call,
+        resp: reqwest::Response,
+    ) -> Result<T, CxoneError> {
+        let status = resp.status();
+        if status.is_success() {
+            let bytes = self.read_body(call, resp).await?;
+            return serde_json::from_slice(&bytes).map_err(|e| CxoneError::Malformed {
+                call,
+                message: format!("{call} response: {e}"),
+            });
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = resp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+                .unwrap_or(DEFAULT_RETRY_AFTER);
+            return Err(CxoneError::RateLimited { call, retry_after });
+        }
+        let body = self.read_error(resp).await;
+        if status.is_server_error() {
+            return Err(CxoneError::Retryable {
+                call,
+                kind: Transient::Server(status.as_u16()),
+                message: body.message,
+            });
+        }
+        Err(CxoneError::Rejected {
+            call,
+            status: status.as_u16(),
+            code: body.error,
+            message: body.message,
+            details: body.details,
+        })
+    }
+
+    async fn read_body(&self, call: Call, mut resp: reqwest::Response) -> Result<Vec<u8>, CxoneError> {
+        let limit = self.config.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n as usize > limit) {
+            return Err(CxoneError::Malformed {
+                call,
+                message: format!("response larger than {limit} bytes"),
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(call, e))? {
+            if out.len() + chunk.len() > limit {
+                return Err(CxoneError::Malformed {
+                    call,
+                    message: format!("response larger than {limit} bytes"),
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Reads an error body; CXone's message if it sent one, else a short excerpt of the body.
+    async fn read_error(&self, resp: reqwest::Response) -> ApiErrorBody {
+        let status = resp.status();
+        let bytes = match resp.bytes().await {
+            Ok(b) if b.len() <= 1024 * 1024 => b,
+            _ => return ApiErrorBody { message: status.to_string(), ..Default::default() },
+        };
+        match serde_json::from_slice::<ApiErrorBody>(&bytes) {
+            Ok(mut body) if !body.message.is_empty() || !body.error.is_empty() => {
+                body.message = clip(&body.message, 1000);
+                body.details = body.details.iter().take(50).map(|d| clip(d, 300)).collect();
+                if body.message.is_empty() {
+                    body.message = body.error.clone();
+                }
+                body
+            }
+            _ => {
+                let text = String::from_utf8_lossy(&bytes);
+                let text = text.trim();
+                ApiErrorBody {
+                    message: if text.is_empty() {
+                        status.to_string()
+                    } else {
+                        clip(text, 200)
+                    },
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    /// A valid token for `target`, from the cache or freshly fetched (single flight per key).
+    async fn token(&self, target: Target<'_>) -> Result<IssuedToken, CxoneError> {
+        let key = token_key(target);
+        let slot = self.tokens.slot(&key);
+        let mut cached = slot.lock().await;
+        if let Some(t) = cached.as_ref()
+            && t.refresh_at > Instant::now()
+        {
+            return Ok(IssuedToken::from(t));
+        }
+        let fresh = self.fetch_token(target).await?;
+        let issued = IssuedToken::from(&fresh);
+        *cached = Some(fresh);
+        Ok(issued)
+    }
+
+    async fn invalidate(&self, target: Target<'_>, rejected: &SecretString) {
+        let slot = self.tokens.slot(&token_key(target));
+        let mut cached = slot.lock().await;
+        // Only drop the token that failed; another caller may already have refreshed it.
+        if cached.as_ref().is_some_and(|t| &t.access_token == rejected) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch_token(&self, target: Target<'_>) -> Result<CachedToken, CxoneError> {
+        let call = Call::Token;
+        let creds = target.credentials;
+        let scope = TRAINING_SCOPES.join(" ");
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", creds.client_id.as_str()),
+            ("client_secret", creds.client_secret.expose()),
+            ("scope", scope.as_str()),
+        ];
+        let requested_at = Instant::now();
+        let resp = self
+            .http
+            .post(target.endpoint.token_url().clone())
+            .timeout(self.config.token_timeout)
+            .header(header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| transport_error(call, e))?;
+        let status = resp.status();
+        if matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED) {
+            let body = self.read_error(resp).await;
+            let problem = match body.error.as_str() {
+                "invalid_scope" => Some(AuthProblem::MissingScope {
+                    scopes: Vec::new(),
+                }),
+                "invalid_client" | "unauthorized_client" => Some(AuthProblem::InvalidClient),
+                _ if status == StatusCode::UNAUTHORIZED => Some(AuthProblem::InvalidClient),
+                _ => None,
+            };
+            return Err(match problem {
+                Some(problem) => CxoneError::Auth {
+                    call,
+                    problem,
+                    message: body.message,
+                },
+                None => CxoneError::Rejected {
+                    call,
+                    status: status.as_u16(),
+                    code: body.error,
+                    message: body.message,
+                    details: body.details,
+                },
+            });
+        }
+        let token: TokenResponse = self.decode(call, resp).await?;
+        if token.access_token.is_empty() {
+            return Err(CxoneError::Malformed {
+                call,
+                message: "access_token is empty".into(),
+            });
+        }
+        if !token.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(CxoneError::Malformed {
+                call,
+                message: format!("token_type {:?} is not Bearer", clip(&token.token_type, 32)),
+            });
+        }
+        let lifetime = Duration::from_secs(token.expires_in.min(365 * 24 * 3600));
+        let granted = token
+            .scope
+            .as_deref()
+            .map(|s| s.split_whitespace().map(str::to_string).collect::<BTreeSet<_>>());
+        Ok(CachedToken {
+            access_token: SecretString::new(token.access_token),
+            refresh_at: requested_at + lifetime - refresh_margin(lifetime),
+            granted,
+        })
+    }
+}
+
+/// A token handed to one call, with the scopes it was granted (when the server said).
+struct IssuedToken {
+    access_token: SecretString,
+    granted: Option<BTreeSet<String>>,
+}
+
+impl From<&CachedToken> for IssuedToken {
+    fn from(t: &CachedToken) -> Self {
+        Self {
+            access_token: t.access_token.clone(),
+            granted: t.granted.clone(),
+        }
+    }
+}
+
+fn token_key(target: Target<'_>) -> TokenKey {
+    TokenKey {
+        token_url: target.endpoint.token_url().to_string(),
+        client_id: target.credentials.client_id.clone(),
+        scopes: TRAINING_SCOPES.join(" "),
+        version: target.credentials.version.clone(),
+    }
+}
+
+/// Scopes each call needs (DESIGN §3).
+pub fn required_scopes(call: Call) -> &'static [&'static str] {
+    match call {
+        Call::Token => &[],
+        Call::Submit => &["ai:skills:write", "ai:training:write"],
+        Call::Status | Call::Evaluation | Call::Export => &["ai:training:read"],
+        Call::Cancel => &["ai:training:write"],
+    }
+}
+
+/// Which scopes a 403 was about: from `WWW-Authenticate: Bearer scope="..."`, else the call's
+/// required scopes missing from what the token was granted.
+fn missing_scopes(call: Call, www_authenticate: Option<&str>, granted: &Option<BTreeSet<String>>) -> Vec<String> {
+    if let Some(www) = www_authenticate
+        && let Some(start) = www.find("scope=\"")
+    {
+        let rest = &www[start + 7..];
+        if let Some(end) = rest.find('"') {
+            let scopes: Vec<String> = rest[..end]
+                .split_whitespace()
+                .filter(|s| granted.as_ref().is_none_or(|g| !g.contains(*s)))
+                .map(|s| clip(s, 64))
+                .collect();
+            if !scopes.is_empty() {
+                return scopes;
+            }
+        }
+    }
+    match granted {
+        Some(g) => required_scopes(call)
+            .iter()
+            .filter(|s| !g.contains(**s))
+            .map(|s| s.to_string())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn transport_error(call: Call, e: reqwest::Error) -> CxoneError {
+    let kind = if e.is_timeout() {
+        Transient::Timeout
+    } else {
+        Transient::Connection
+    };
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    CxoneError::Retryable {
+        call,
+        kind,
+        message: clip(&message, 300),
+    }
+}
+
+/// Job ids go into URL paths: only accept a conservative alphabet.
+fn check_job_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id != "."
+        && id != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "job id {:?} is not 1-128 letters, digits, '-', '_' or '.'",
+            clip(id, 64)
+        ))
+    }
+}
+
+fn valid_job_id(call: Call, id: &str) -> Result<&str, CxoneError> {
+    check_job_id(id)
+        .map(|_| id)
+        .map_err(|message| CxoneError::InvalidRequest { call, message })
+}
+
+fn check_status(call: Call, asked: &str, status: &JobStatus) -> Result<(), CxoneError> {
+    if status.job_id != asked {
+        return Err(CxoneError::Malformed {
+            call,
+            message: format!(
+                "asked for job {asked:?}, got job {:?}",
+                clip(&status.job_id, 64)
+            ),
+        });
+    }
+    if status.progress > 100 {
+        return Err(CxoneError::Malformed {
+            call,
+            message: format!("progress {} is above 100", status.progress),
+        });
+    }
+    for (name, v) in [
+        ("computeUnitsAllocated", status.compute_units_allocated),
+        ("computeUnitsUsed", status.compute_units_used),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(CxoneError::Malformed {
+                call,
+                message: format!("{name} {v} is not a non-negative number"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Shortens text from the network for messages.
+fn clip(s: &str, max_chars: usize) -> String {
+    crate::training::validation::truncate(s, max_chars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::for_region("us2-01").unwrap();
+        assert_eq!(e.base_url().as_str(), "https://api.us2-01.cxone.com/");
+        assert_eq!(e.token_url().as_str(), "https://api.us2-01.cxone.com/oauth/token");
+        assert!(Endpoint::for_region("evil.com/x").is_err());
+        let e = Endpoint::new("http://127.0.0.1:8089/prefix/", None).unwrap();
+        assert_eq!(e.token_url().as_str(), "http://127.0.0.1:8089/prefix/oauth/token");
+        assert_eq!(
+            join(e.base_url(), "/api/v2/ai/skills/training/jobs").unwrap().as_str(),
+            "http://127.0.0.1:8089/prefix/api/v2/ai/skills/training/jobs"
+        );
+        assert!(Endpoint::new("ftp://x", None).is_err());
+        assert!(Endpoint::new("https://user:pw@x", None).is_err());
+        assert!(Endpoint::new("not a url", None).is_err());
+        assert!(Endpoint::new("https://x?a=b", None).is_err());
+    }
+
+    #[test]
+    fn job_ids_are_path_safe() {
+        assert!(check_job_id("job-0123abc").is_ok());
+        for bad in ["", "..", "a/b", "a?b", "a b", &"x".repeat(129)] {
+            assert!(check_job_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn missing_scope_from_header_or_grant() {
+        let granted = Some(BTreeSet::from(["ai:training:read".to_string()]));
+        assert_eq!(
+            missing_scopes(Call::Submit, Some("Bearer error=\"insufficient_scope\", scope=\"ai:skills:write ai:training:write\""), &None),
+            vec!["ai:skills:write", "ai:training:write"]
+        );
+        assert_eq!(
+            missing_scopes(Call::Submit, None, &granted),
+            vec!["ai:skills:write", "ai:training:write"]
+        );
+        assert!(missing_scopes(Call::Submit, None, &None).is_empty());
+    }
+}

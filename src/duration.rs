@@ -36,7 +36,11 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("invalid duration {input:?}: missing unit after {num}")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {input:?}: missing unit after {num}"
+                ));
+            }
             other => {
                 return Err(format!(
                     "invalid duration {input:?}: unknown unit {other:?} (use ms, s, m or h)"

@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cli;
+pub mod crd;
 pub mod cxone;
 pub mod duration;
 pub mod evaluation;

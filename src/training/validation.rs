@@ -631,7 +631,14 @@ mod tests {
 
     /// The guide's own six-utterance example.
     fn guide_dataset() -> Dataset {
-        let mut d = Dataset::new(None, vec![label("cancel_sub"), label("upgrade_plan"), label("reset_pwd")]);
+        let mut d = Dataset::new(
+            None,
+            vec![
+                label("cancel_sub"),
+                label("upgrade_plan"),
+                label("reset_pwd"),
+            ],
+        );
         d.extend_inline(
             "utterances",
             [
@@ -660,7 +667,10 @@ mod tests {
         assert_eq!(v.report().utterance_count, 6);
         assert_eq!(v.report().checks.len(), DATASET_CHECKS.len());
         assert!(v.report().checks.iter().all(|c| c.passed));
-        assert!(!v.report().passed(Check::Parameters), "parameters are not checked for datasets");
+        assert!(
+            !v.report().passed(Check::Parameters),
+            "parameters are not checked for datasets"
+        );
     }
 
     #[test]
@@ -678,8 +688,14 @@ mod tests {
         let v = violations(d, &ValidationRules::default());
         assert_eq!(v.len(), 1, "{v:?}");
         let msg = v[0].to_string();
-        assert!(msg.contains("\"en\" (5 utterances, first at utterances[0])"), "{msg}");
-        assert!(msg.contains("\"de\" (1 utterances, first at utterances[3])"), "{msg}");
+        assert!(
+            msg.contains("\"en\" (5 utterances, first at utterances[0])"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("\"de\" (1 utterances, first at utterances[3])"),
+            "{msg}"
+        );
         assert_eq!(v[0].check(), Check::SingleLanguage);
     }
 
@@ -688,7 +704,10 @@ mod tests {
         let mut d = guide_dataset();
         d.language = Some("fr".into());
         let v = violations(d, &ValidationRules::default());
-        assert!(matches!(&v[0], Violation::MixedLanguages { languages } if languages.len() == 2), "{v:?}");
+        assert!(
+            matches!(&v[0], Violation::MixedLanguages { languages } if languages.len() == 2),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -708,7 +727,10 @@ mod tests {
         for i in 0..5 {
             d.push(
                 utt(&format!("cancel it now {i}"), "cancel_sub", None),
-                Origin::Inline { field: "utterances", index: 6 + i },
+                Origin::Inline {
+                    field: "utterances",
+                    index: 6 + i,
+                },
             );
         }
         // cancel_sub: 7, others 2 → 3.5:1
@@ -730,7 +752,10 @@ mod tests {
         for i in 0..4 {
             d.push(
                 utt(&format!("stop billing me {i}"), "cancel_sub", None),
-                Origin::Inline { field: "utterances", index: 6 + i },
+                Origin::Inline {
+                    field: "utterances",
+                    index: 6 + i,
+                },
             );
         }
         assert!(validate(d, &ValidationRules::default()).is_ok());
@@ -742,14 +767,22 @@ mod tests {
         d.utterances[1].label = "refund".into();
         d.utterances[2].label = "refund".into();
         let v = violations(d, &ValidationRules::default());
-        let undefined: Vec<_> = v.iter().filter(|x| x.check() == Check::LabelsDefined).collect();
+        let undefined: Vec<_> = v
+            .iter()
+            .filter(|x| x.check() == Check::LabelsDefined)
+            .collect();
         assert_eq!(undefined.len(), 1);
         assert_eq!(
             undefined[0].to_string(),
             "utterances[1]: label \"refund\" is not defined (2 utterances use it); add it to labels or correct the utterances"
         );
         // cancel_sub and upgrade_plan now have one utterance each.
-        assert_eq!(v.iter().filter(|x| x.check() == Check::LabelsCovered).count(), 2);
+        assert_eq!(
+            v.iter()
+                .filter(|x| x.check() == Check::LabelsCovered)
+                .count(),
+            2
+        );
     }
 
     #[test]
@@ -759,9 +792,28 @@ mod tests {
         d.labels.push(label("bad id!"));
         d.labels.push(label(""));
         let v = violations(d, &ValidationRules::default());
-        assert!(v.iter().any(|x| x.to_string().starts_with("labels[3]: label id \"reset_pwd\" is already defined at labels[2]")), "{v:?}");
-        assert!(v.iter().any(|x| matches!(x, Violation::InvalidLabelId { index: 4, problem: "not made of allowed characters", .. })));
-        assert!(v.iter().any(|x| matches!(x, Violation::InvalidLabelId { index: 5, problem: "empty", .. })));
+        assert!(
+            v.iter().any(|x| x
+                .to_string()
+                .starts_with("labels[3]: label id \"reset_pwd\" is already defined at labels[2]")),
+            "{v:?}"
+        );
+        assert!(v.iter().any(|x| matches!(
+            x,
+            Violation::InvalidLabelId {
+                index: 4,
+                problem: "not made of allowed characters",
+                ..
+            }
+        )));
+        assert!(v.iter().any(|x| matches!(
+            x,
+            Violation::InvalidLabelId {
+                index: 5,
+                problem: "empty",
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -785,7 +837,9 @@ mod tests {
         let v = violations(d, &ValidationRules::default());
         let msgs: Vec<String> = v.iter().map(ToString::to_string).collect();
         assert!(msgs.contains(&"utterances[0]: text is empty or only whitespace; give the utterance text or remove it".to_string()), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.starts_with("utterances[2]: text is 1001 characters long, more than the limit of 1000")));
+        assert!(msgs.iter().any(|m| m.starts_with(
+            "utterances[2]: text is 1001 characters long, more than the limit of 1000"
+        )));
         assert!(msgs.iter().any(|m| m.starts_with("utterances[4]: text \"i NEED a   higher tier\" is also labelled \"upgrade_plan\" at utterances[3], here \"reset_pwd\"")), "{msgs:?}");
     }
 
@@ -804,7 +858,12 @@ mod tests {
         let mut d = guide_dataset();
         d.language = Some("klingon".into());
         let v = violations(d, &ValidationRules::default());
-        assert!(v[0].to_string().starts_with("language: \"klingon\" is not an ISO 639-1 language code; use a two-letter"), "{v:?}");
+        assert!(
+            v[0].to_string().starts_with(
+                "language: \"klingon\" is not an ISO 639-1 language code; use a two-letter"
+            ),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -815,7 +874,12 @@ mod tests {
         d.utterances[5].label = "ghost".into();
         d.labels.push(label("cancel_sub"));
         let r = validate(d, &ValidationRules::default()).unwrap_err().report;
-        let failed: Vec<Check> = r.checks.iter().filter(|c| !c.passed).map(|c| c.check).collect();
+        let failed: Vec<Check> = r
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.check)
+            .collect();
         assert_eq!(
             failed,
             vec![
@@ -857,18 +921,33 @@ mod tests {
         assert_eq!(r.violations.len(), 3, "{r}");
         assert!(!r.passed(Check::Parameters));
         assert!(r.passed(Check::ClassBalance));
-        assert!(r.to_string().contains("trainingData.utterances") || r.to_string().contains("validationSplit"));
+        assert!(
+            r.to_string().contains("trainingData.utterances")
+                || r.to_string().contains("validationSplit")
+        );
     }
 
     #[test]
     fn display_caps_long_lists() {
         let mut d = guide_dataset();
         for i in 0..120 {
-            d.push(utt("", "cancel_sub", None), Origin::Line { source: "cm/x key a.csv".into(), line: i + 1 });
+            d.push(
+                utt("", "cancel_sub", None),
+                Origin::Line {
+                    source: "cm/x key a.csv".into(),
+                    line: i + 1,
+                },
+            );
         }
-        let r = validate(d, &ValidationRules { max_class_imbalance_ratio: 1000.0, ..Default::default() })
-            .unwrap_err()
-            .report;
+        let r = validate(
+            d,
+            &ValidationRules {
+                max_class_imbalance_ratio: 1000.0,
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .report;
         assert_eq!(r.violations.len(), 120);
         let text = r.to_string();
         assert!(text.ends_with("- and 70 more"), "{text}");

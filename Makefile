@@ -1,0 +1,37 @@
+# cxone-skill-operator — developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+BIN := target/debug/cxone-skill-operator
+
+.PHONY: test fmt-check clippy unit guide-example bench build sklearn-vectors fmt help
+
+help: ## Show targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+test: fmt-check clippy unit guide-example ## Everything CI checks: format, lints, all tests, the guide's example
+	@echo "make test: all checks passed"
+
+fmt-check: ## cargo fmt --check
+	$(CARGO) fmt --all -- --check
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+clippy: ## Lints, warnings are errors
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+unit: ## Unit, property and integration tests (simulator over loopback HTTP)
+	$(CARGO) test --all-targets --locked
+
+build: ## Debug build of the binary
+	$(CARGO) build --locked
+
+guide-example: build ## The CXone guide's complete example against the simulator
+	./hack/guide-example.sh
+
+bench: ## Domain benchmarks (release build): validation, payload, evaluation
+	$(CARGO) bench --locked --bench domain
+
+sklearn-vectors: ## Regenerate the scikit-learn reference vectors
+	"$$(./hack/python-venv.sh)/bin/python" hack/sklearn_vectors.py

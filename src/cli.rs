@@ -1,0 +1,370 @@
+//! The offline commands: `validate` (manifests and data files) and `evaluate` (an evaluation
+//! response). They use exactly the rules the operator uses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::crd::{DataSources, SkillTrainingJob};
+use crate::cxone::model::{EvaluationResponse, LabelDef};
+use crate::evaluation::{EvaluationOptions, EvaluationReport, analyze};
+use crate::training::{
+    DataFormat, Dataset, DatasetDigest, ValidationRules, parse_utterances, validate,
+};
+
+/// Result of checking one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileVerdict {
+    pub path: String,
+    /// One-line summary when valid.
+    pub summary: Option<String>,
+    /// Every problem found, each on its own line.
+    pub problems: Vec<String>,
+}
+
+impl FileVerdict {
+    pub fn is_valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub fn render(&self) -> String {
+        if self.is_valid() {
+            format!("{}: {}", self.path, self.summary.as_deref().unwrap_or("valid"))
+        } else {
+            let mut s = format!("{}: invalid ({} problems)", self.path, self.problems.len());
+            for p in &self.problems {
+                let _ = write!(s, "\n  - {p}");
+            }
+            s
+        }
+    }
+}
+
+/// ConfigMap data found in the files given to `validate`, by (namespace, name).
+#[derive(Default)]
+struct ConfigMaps(BTreeMap<(String, String), BTreeMap<String, String>>);
+
+struct NamespacedSources<'a> {
+    maps: &'a ConfigMaps,
+    namespace: &'a str,
+}
+
+impl DataSources for NamespacedSources<'_> {
+    fn get(&self, name: &str, key: &str) -> Result<&str, String> {
+        let data = self
+            .maps
+            .0
+            .get(&(self.namespace.to_string(), name.to_string()))
+            .ok_or_else(|| {
+                format!(
+                    "ConfigMap {name:?} (namespace {:?}) is not among the given files; pass its manifest too",
+                    self.namespace
+                )
+            })?;
+        data.get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("ConfigMap {name:?} has no key {key:?} in data"))
+    }
+}
+
+enum Document {
+    Job { index: usize, value: serde_json::Value },
+    Data(DataFormat),
+}
+
+/// Validates manifests (YAML/JSON, multi-document, with the ConfigMaps they reference) and data
+/// files (JSONL/CSV/JSON). Every file is checked; each gets a verdict.
+pub fn validate_paths(paths: &[impl AsRef<Path>]) -> Vec<FileVerdict> {
+    let mut maps = ConfigMaps::default();
+    let mut pending: Vec<(String, Result<Vec<Document>, String>, Vec<u8>)> = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        match std::fs::read(path) {
+            Err(e) => pending.push((name, Err(format!("cannot read: {e}")), Vec::new())),
+            Ok(bytes) => {
+                let docs = classify(&name, &bytes, &mut maps);
+                pending.push((name, docs, bytes));
+            }
+        }
+    }
+    pending
+        .into_iter()
+        .map(|(path, docs, bytes)| match docs {
+            Err(problem) => FileVerdict {
+                path,
+                summary: None,
+                problems: vec![problem],
+            },
+            Ok(docs) => check_documents(path, docs, &bytes, &maps),
+        })
+        .collect()
+}
+
+fn classify(name: &str, bytes: &[u8], maps: &mut ConfigMaps) -> Result<Vec<Document>, String> {
+    let lower = name.to_ascii_lowercase();
+    let is_yaml = lower.ends_with(".yaml") || lower.ends_with(".yml");
+    let format = DataFormat::from_file_name(&lower);
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("not valid UTF-8 at byte {}; save the file as UTF-8", e.valid_up_to()))?;
+    let values: Vec<serde_json::Value> = if is_yaml {
+        serde_saphyr::from_multiple::<serde_json::Value>(text)
+            .map_err(|e| format!("not valid YAML: {}", clip_error(&e.to_string())))?
+    } else if format == Some(DataFormat::Json) {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) if v.get("kind").is_some() => vec![v],
+            Ok(_) => return Ok(vec![Document::Data(DataFormat::Json)]),
+            Err(e) => return Err(format!("not valid JSON: {e}")),
+        }
+    } else if let Some(format) = format {
+        return Ok(vec![Document::Data(format)]);
+    } else {
+        return Err(
+            "unknown file type; use .yaml/.yml/.json manifests or .jsonl/.csv/.json data".into(),
+        );
+    };
+    let mut docs = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        if value.is_null() {
+            continue;
+        }
+        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        match kind {
+            "SkillTrainingJob" => docs.push(Document::Job { index, value }),
+            "ConfigMap" => {
+                let meta = value.get("metadata");
+                let ns = meta
+                    .and_then(|m| m.get("namespace"))
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("default")
+                    .to_string();
+                let cm_name = meta
+                    .and_then(|m| m.get("name"))
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                let data: BTreeMap<String, String> = value
+                    .get("data")
+                    .and_then(|d| serde_json::from_value(d.clone()).ok())
+                    .unwrap_or_default();
+                maps.0.insert((ns, cm_name), data);
+            }
+            _ => {}
+        }
+    }
+    Ok(docs)
+}
+
+fn check_documents(path: String, docs: Vec<Document>, bytes: &[u8], maps: &ConfigMaps) -> FileVerdict {
+    let mut problems = Vec::new();
+    let mut summaries = Vec::new();
+    for doc in docs {
+        match doc {
+            Document::Data(format) => match check_data_file(&path, format, bytes) {
+                Ok(s) => summaries.push(s),
+                Err(p) => problems.extend(p),
+            },
+            Document::Job { index, value } => {
+                let label = job_label(index, &value);
+                match check_job(value, maps) {
+                    Ok(s) => summaries.push(format!("{label}: {s}")),
+                    Err(p) => problems.extend(p.into_iter().map(|p| format!("{label}: {p}"))),
+                }
+            }
+        }
+    }
+    if problems.is_empty() && summaries.is_empty() {
+        problems.push("no SkillTrainingJob or utterance data found".to_string());
+    }
+    FileVerdict {
+        path,
+        summary: (!summaries.is_empty()).then(|| format!("valid: {}", summaries.join("; "))),
+        problems,
+    }
+}
+
+fn job_label(index: usize, value: &serde_json::Value) -> String {
+    let meta = value.get("metadata");
+    let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str());
+    let ns = meta.and_then(|m| m.get("namespace")).and_then(|n| n.as_str());
+    match (ns, name) {
+        (Some(ns), Some(name)) => format!("SkillTrainingJob {ns}/{name}"),
+        (None, Some(name)) => format!("SkillTrainingJob {name}"),
+        _ => format!("document {}", index + 1),
+    }
+}
+
+fn check_job(value: serde_json::Value, maps: &ConfigMaps) -> Result<String, Vec<String>> {
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(|n| n.as_str())
+        .unwrap_or("default")
+        .to_string();
+    let job: SkillTrainingJob = serde_json::from_value(value)
+        .map_err(|e| vec![format!("not a valid SkillTrainingJob: {e}")])?;
+    let spec = &job.spec;
+    let mut problems = spec.check_parameters();
+    let sources = NamespacedSources {
+        maps,
+        namespace: &namespace,
+    };
+    match spec.dataset(&sources) {
+        Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
+        Ok(dataset) => match validate(dataset, &spec.validation_rules()) {
+            Err(rejected) => problems.extend(rejected.report.violations.iter().map(ToString::to_string)),
+            Ok(valid) if problems.is_empty() => {
+                let digest = DatasetDigest::of(valid.dataset(), valid.language());
+                return Ok(format!(
+                    "{} utterances, {} labels, language {}, digest {}",
+                    valid.report().utterance_count,
+                    valid.dataset().labels.len(),
+                    valid.language(),
+                    digest
+                ));
+            }
+            Ok(_) => {}
+        },
+    }
+    Err(problems)
+}
+
+/// A standalone data file: labels are the ones it uses, language the one it has.
+fn check_data_file(path: &str, format: DataFormat, bytes: &[u8]) -> Result<String, Vec<String>> {
+    let items = parse_utterances(format, path, bytes).map_err(|e| vec![e.to_string()])?;
+    let mut labels: Vec<String> = items.iter().map(|(u, _)| u.label.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    let labels = labels
+        .into_iter()
+        .map(|id| LabelDef {
+            name: id.clone(),
+            id,
+            description: None,
+        })
+        .collect();
+    let mut dataset = Dataset::new(None, labels);
+    dataset.extend(items);
+    match validate(dataset, &ValidationRules::default()) {
+        Ok(valid) => Ok(format!(
+            "{} utterances, {} labels, language {}",
+            valid.report().utterance_count,
+            valid.dataset().labels.len(),
+            valid.language()
+        )),
+        Err(rejected) => Err(rejected
+            .report
+            .violations
+            .iter()
+            .map(|v| v.to_string())
+            .collect()),
+    }
+}
+
+fn clip_error(s: &str) -> String {
+    crate::training::validation::truncate(s.lines().next().unwrap_or(s), 300)
+}
+
+/// Output format of `evaluate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Table,
+}
+
+/// Analyses an evaluation response file as the operator does.
+pub fn evaluate_file(path: &Path, options: &EvaluationOptions) -> Result<EvaluationReport, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let response: EvaluationResponse = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{}: not a CXone evaluation response: {e}",
+            path.display()
+        )
+    })?;
+    analyze(&response, options).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Human-readable rendering of a report.
+pub fn render_table(report: &EvaluationReport) -> String {
+    let v = serde_json::to_value(report).unwrap_or_default();
+    let num = |p: &str| v.pointer(p).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+    let mut s = String::new();
+    let _ = writeln!(s, "accuracy  {:.4}", num("/accuracy"));
+    let _ = writeln!(s, "{:<10}{:>10}{:>10}{:>10}", "average", "precision", "recall", "f1");
+    for avg in ["macro", "weighted"] {
+        let _ = writeln!(
+            s,
+            "{avg:<10}{:>10.4}{:>10.4}{:>10.4}",
+            num(&format!("/{avg}/precision")),
+            num(&format!("/{avg}/recall")),
+            num(&format!("/{avg}/f1"))
+        );
+    }
+    let _ = writeln!(s, "\n{:<24}{:>10}{:>10}{:>10}{:>9}", "label", "precision", "recall", "f1", "support");
+    for l in v.get("perLabel").and_then(|x| x.as_array()).into_iter().flatten() {
+        let f = |k: &str| l.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+        let _ = writeln!(
+            s,
+            "{:<24}{:>10.4}{:>10.4}{:>10.4}{:>9}",
+            l.get("label").and_then(|x| x.as_str()).unwrap_or(""),
+            f("precision"),
+            f("recall"),
+            f("f1"),
+            l.get("support").and_then(|x| x.as_u64()).unwrap_or(0)
+        );
+    }
+    if let (Some(labels), Some(matrix)) = (
+        v.pointer("/confusionMatrix/labels").and_then(|x| x.as_array()),
+        v.pointer("/confusionMatrix/matrix").and_then(|x| x.as_array()),
+    ) && labels.len() <= 20
+    {
+        let _ = writeln!(s, "\nconfusion matrix (rows = actual, columns = predicted)");
+        for (label, row) in labels.iter().zip(matrix) {
+            let cells: Vec<String> = row
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{:>6}", c.as_u64().unwrap_or(0)))
+                .collect();
+            let _ = writeln!(s, "{:<24}{}", label.as_str().unwrap_or(""), cells.join(""));
+        }
+    }
+    let _ = writeln!(s, "\n{:>9}{:>10}{:>10}{:>10}{:>10}", "threshold", "precision", "recall", "f1", "coverage");
+    for t in v.get("thresholds").and_then(|x| x.as_array()).into_iter().flatten() {
+        let f = |k: &str| t.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+        let _ = writeln!(
+            s,
+            "{:>9.2}{:>10.4}{:>10.4}{:>10.4}{:>10.4}",
+            f("threshold"),
+            f("precision"),
+            f("recall"),
+            f("f1"),
+            f("coverage")
+        );
+    }
+    match v.get("recommendation").filter(|r| !r.is_null()) {
+        Some(r) => {
+            let f = |k: &str| r.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+            let _ = writeln!(
+                s,
+                "\nrecommended threshold {:.2} ({}): precision {:.4}, f1 {:.4}, coverage {:.4}",
+                f("threshold"),
+                r.get("objective").and_then(|x| x.as_str()).unwrap_or(""),
+                f("precision"),
+                f("f1"),
+                f("coverage")
+            );
+        }
+        None => {
+            let _ = writeln!(s, "\nno threshold reaches the requested minimum precision");
+        }
+    }
+    if let Some(m) = v.pointer("/serverComparison/mismatches").and_then(|x| x.as_array())
+        && !m.is_empty()
+    {
+        let _ = writeln!(s, "\nserver-reported metrics disagree with the recomputed ones:");
+        for x in m {
+            let _ = writeln!(s, "  - {}", x.as_str().unwrap_or(""));
+        }
+    }
+    s
+}

@@ -1,0 +1,108 @@
+//! `cxone-skill-operator`: the operator binary and its offline tools.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cxone_skill_operator::cli::{self, OutputFormat};
+use cxone_skill_operator::evaluation::EvaluationOptions;
+use cxone_skill_operator::simulator;
+
+#[derive(Parser)]
+#[command(name = "cxone-skill-operator", version, about = "Trains NICE CXone AI skills from Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a simulator of the CXone AI training API (for demos, tests and staging).
+    Simulate(Box<simulator::SimulateArgs>),
+    /// Check SkillTrainingJob manifests (with the ConfigMaps they use) and utterance data files
+    /// offline, with the operator's rules. Exit 1 if any file is invalid.
+    Validate {
+        /// Manifests (.yaml, .yml, .json) and data files (.jsonl, .csv, .json).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Analyse a CXone evaluation response offline, as the operator does.
+    Evaluate {
+        /// JSON file holding the response of GET .../jobs/{jobId}/evaluation.
+        #[arg(long)]
+        input: PathBuf,
+        /// Recommend the threshold with the most coverage whose precision is at least this.
+        #[arg(long)]
+        min_precision: Option<f64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Simulate(args) => {
+            init_tracing();
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(simulator::run(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Validate { files } => {
+            let verdicts = cli::validate_paths(&files);
+            let mut ok = true;
+            for v in &verdicts {
+                println!("{}", v.render());
+                ok &= v.is_valid();
+            }
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Command::Evaluate {
+            input,
+            min_precision,
+            output,
+        } => {
+            let options = EvaluationOptions {
+                min_precision,
+                ..EvaluationOptions::default()
+            };
+            match cli::evaluate_file(&input, &options) {
+                Ok(report) => {
+                    match output {
+                        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => {
+                                eprintln!("error: cannot encode the report: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        },
+                        OutputFormat::Table => print!("{}", cli::render_table(&report)),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

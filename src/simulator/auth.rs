@@ -1,0 +1,318 @@
+//! OAuth 2.0 client credentials (RFC 6749 §4.4) and bearer tokens (RFC 6750).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::signing::Keys;
+
+/// A token's holder and what it may do.
+#[derive(Clone, Debug)]
+pub(crate) struct Grant {
+    pub(crate) client_id: String,
+    pub(crate) scopes: Vec<String>,
+}
+
+#[derive(Debug)]
+struct IssuedToken {
+    grant: Grant,
+    expires: Instant,
+    revoked: bool,
+}
+
+/// Why a bearer token was refused.
+#[derive(Debug, PartialEq)]
+pub(crate) enum TokenProblem {
+    Unknown,
+    Expired { ago: Duration },
+    Revoked,
+}
+
+impl std::fmt::Display for TokenProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenProblem::Unknown => {
+                f.write_str("the access token is not recognised; obtain one from POST /oauth/token")
+            }
+            TokenProblem::Expired { ago } => write!(
+                f,
+                "the access token expired {:.1}s ago; obtain a new one from POST /oauth/token",
+                ago.as_secs_f64()
+            ),
+            TokenProblem::Revoked => f.write_str(
+                "the access token has been revoked; obtain a new one from POST /oauth/token",
+            ),
+        }
+    }
+}
+
+/// Issued tokens. Expired ones are kept for a while so that their use is answered "expired"
+/// rather than "unknown", and pruned as new ones are issued.
+#[derive(Debug, Default)]
+pub(crate) struct TokenStore {
+    tokens: HashMap<String, IssuedToken>,
+    issued: u64,
+}
+
+/// Expired tokens are forgotten this long after they expire.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+impl TokenStore {
+    pub(crate) fn issue(&mut self, keys: &Keys, grant: Grant, ttl: Duration, now: Instant) -> String {
+        if self.issued.is_multiple_of(256) {
+            self.tokens.retain(|_, t| {
+                now.saturating_duration_since(t.expires) < FORGET_AFTER
+            });
+        }
+        let token = keys.access_token(self.issued);
+        self.issued += 1;
+        self.tokens.insert(
+            token.clone(),
+            IssuedToken {
+                grant,
+                // Lifetimes are validated to at most 30 days, far from overflowing an Instant.
+                expires: now.checked_add(ttl).unwrap_or(now),
+                revoked: false,
+            },
+        );
+        token
+    }
+
+    pub(crate) fn check(&self, token: &str, now: Instant) -> Result<&Grant, TokenProblem> {
+        let issued = self.tokens.get(token).ok_or(TokenProblem::Unknown)?;
+        if issued.revoked {
+            Err(TokenProblem::Revoked)
+        } else if now >= issued.expires {
+            Err(TokenProblem::Expired {
+                ago: now.saturating_duration_since(issued.expires),
+            })
+        } else {
+            Ok(&issued.grant)
+        }
+    }
+
+    /// Revokes every token; returns how many were still valid.
+    pub(crate) fn revoke_all(&mut self, now: Instant) -> usize {
+        let mut revoked = 0;
+        for token in self.tokens.values_mut() {
+            if !token.revoked && now < token.expires {
+                revoked += 1;
+            }
+            token.revoked = true;
+        }
+        revoked
+    }
+}
+
+/// The parameters of a token request, from a form or a JSON body.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct TokenParams {
+    pub(crate) grant_type: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) scope: Option<String>,
+}
+
+impl TokenParams {
+    /// Parses `application/x-www-form-urlencoded`. A repeated parameter is an error (RFC 6749
+    /// §3.2); unknown parameters are ignored.
+    pub(crate) fn from_form(body: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(body).map_err(|_| "the form body is not UTF-8".to_string())?;
+        let mut params = Self::default();
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = form_decode(name).ok_or_else(|| format!("malformed form parameter {name:?}"))?;
+            let value =
+                form_decode(value).ok_or_else(|| format!("malformed value of form parameter {name:?}"))?;
+            let slot = match name.as_str() {
+                "grant_type" => &mut params.grant_type,
+                "client_id" => &mut params.client_id,
+                "client_secret" => &mut params.client_secret,
+                "scope" => &mut params.scope,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(format!("form parameter {name} is given more than once"));
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component (`+` is a space); `None` when a
+/// percent escape is malformed or the result is not UTF-8.
+pub(crate) fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Decodes standard base64 (RFC 4648 §4), padding optional.
+pub(crate) fn base64_decode(input: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let trimmed = input.trim_end_matches('=');
+    if input.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    for chunk in trimmed.as_bytes().chunks(4) {
+        let mut acc = 0u32;
+        for &c in chunk {
+            acc = (acc << 6) | value(c)?;
+        }
+        acc <<= 6 * (4 - chunk.len() as u32);
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+/// Client credentials from `Authorization: Basic`: `Ok(None)` without such a header.
+pub(crate) fn basic_credentials(header: Option<&str>) -> Result<Option<(String, String)>, String> {
+    let Some(value) = header else {
+        return Ok(None);
+    };
+    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = base64_decode(encoded.trim())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or("the Basic credentials are not valid base64 of UTF-8 text")?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or("the Basic credentials must be client_id:client_secret")?;
+    Ok(Some((id.to_string(), secret.to_string())))
+}
+
+/// Scopes of a `scope` parameter (space-delimited per RFC 6749 §3.3; commas accepted too).
+pub(crate) fn parse_scopes(scope: Option<&str>) -> Vec<String> {
+    let mut scopes: Vec<String> = Vec::new();
+    for s in scope.unwrap_or("").split([' ', ',']).filter(|s| !s.is_empty()) {
+        if !scopes.iter().any(|have| have == s) {
+            scopes.push(s.to_string());
+        }
+    }
+    scopes
+}
+
+/// Compares secrets in time independent of where they differ.
+pub(crate) fn secrets_equal(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_known_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("test-client:test-secret", "dGVzdC1jbGllbnQ6dGVzdC1zZWNyZXQ="),
+        ] {
+            assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()), "{encoded}");
+        }
+        assert_eq!(base64_decode("Zm9v").unwrap(), b"foo");
+        assert_eq!(base64_decode("Zg").unwrap(), b"f");
+        assert!(base64_decode("Z").is_none());
+        assert!(base64_decode("Zm9v!").is_none());
+        assert!(base64_decode("Zg===").is_none());
+    }
+
+    #[test]
+    fn basic_header_parsing() {
+        assert_eq!(basic_credentials(None), Ok(None));
+        assert_eq!(basic_credentials(Some("Bearer abc")), Ok(None));
+        assert_eq!(
+            basic_credentials(Some("Basic dGVzdC1jbGllbnQ6dGVzdC1zZWNyZXQ=")),
+            Ok(Some(("test-client".into(), "test-secret".into())))
+        );
+        assert!(basic_credentials(Some("basic !!!")).is_err());
+        assert!(basic_credentials(Some("Basic Zm9v")).unwrap_err().contains("client_id:"));
+    }
+
+    #[test]
+    fn forms_decode_and_reject_repeats() {
+        let p = TokenParams::from_form(
+            b"grant_type=client_credentials&client_id=a%2Bb&scope=ai%3Atraining%3Aread+ai:skills:read&x=1",
+        )
+        .unwrap();
+        assert_eq!(p.grant_type.as_deref(), Some("client_credentials"));
+        assert_eq!(p.client_id.as_deref(), Some("a+b"));
+        assert_eq!(p.scope.as_deref(), Some("ai:training:read ai:skills:read"));
+        assert!(p.client_secret.is_none());
+        assert!(TokenParams::from_form(b"scope=a&scope=b").unwrap_err().contains("more than once"));
+        assert!(TokenParams::from_form(b"client_id=%zz").is_err());
+        assert!(TokenParams::from_form(b"client_id=%e9").is_err());
+    }
+
+    #[test]
+    fn scopes_and_secrets() {
+        assert_eq!(parse_scopes(Some("a b,c  a")), vec!["a", "b", "c"]);
+        assert!(parse_scopes(None).is_empty());
+        assert!(secrets_equal("abc", "abc"));
+        assert!(!secrets_equal("abc", "abd"));
+        assert!(!secrets_equal("abc", "abcd"));
+        assert!(!secrets_equal("", "a"));
+    }
+
+    #[test]
+    fn tokens_expire_and_are_revoked() {
+        let keys = Keys::random();
+        let mut store = TokenStore::default();
+        let t0 = Instant::now();
+        let grant = Grant {
+            client_id: "c".into(),
+            scopes: vec![],
+        };
+        let token = store.issue(&keys, grant, Duration::from_secs(10), t0);
+        assert!(store.check(&token, t0).is_ok());
+        assert!(matches!(
+            store.check(&token, t0 + Duration::from_secs(11)),
+            Err(TokenProblem::Expired { .. })
+        ));
+        assert_eq!(store.check("nope", t0).unwrap_err(), TokenProblem::Unknown);
+        assert_eq!(store.revoke_all(t0), 1);
+        assert_eq!(store.check(&token, t0).unwrap_err(), TokenProblem::Revoked);
+    }
+}

@@ -1,0 +1,468 @@
+//! Configuration of the simulator: command-line flags and their validation.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::faults::{Faults, RetryAfterFormat};
+use crate::cxone::model::TRAINING_SCOPES;
+use crate::duration::parse_duration;
+
+/// Longest accepted job duration, token lifetime or artifact URL lifetime.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A client allowed to obtain tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Scopes the client may be granted.
+    pub scopes: Vec<String>,
+}
+
+impl ClientCredentials {
+    /// A client allowed every scope of the training API.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            scopes: TRAINING_SCOPES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+// The secret never appears in logs or panic messages.
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// Everything the simulator needs to run.
+#[derive(Clone, Debug)]
+pub struct SimulatorConfig {
+    pub clients: Vec<ClientCredentials>,
+    /// Time from submission to COMPLETED.
+    pub job_duration: Duration,
+    pub token_ttl: Duration,
+    /// Lifetime of the signed artifact URLs.
+    pub artifact_ttl: Duration,
+    /// Faults in force at startup.
+    pub faults: Faults,
+    /// Seed of the PRNG behind fault injection and job failures.
+    pub seed: u64,
+    /// Base of the artifact URLs (e.g. `https://cxone-sim.example`); without it the request's
+    /// `Host` header is used.
+    pub public_url: Option<String>,
+    /// Largest class imbalance a submission may have.
+    pub max_class_imbalance_ratio: f64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            clients: vec![ClientCredentials::new("test-client", "test-secret")],
+            job_duration: Duration::from_secs(1),
+            token_ttl: Duration::from_secs(3600),
+            artifact_ttl: Duration::from_secs(3600),
+            faults: Faults::default(),
+            seed: 0,
+            public_url: None,
+            max_class_imbalance_ratio: 3.0,
+        }
+    }
+}
+
+impl SimulatorConfig {
+    /// Checks the whole configuration; the message says which setting is wrong and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.clients.is_empty() {
+            return Err(NO_CLIENT.to_string());
+        }
+        let mut seen = HashSet::new();
+        for client in &self.clients {
+            if client.client_id.is_empty() || client.client_secret.is_empty() {
+                return Err(format!(
+                    "client {:?}: client id and secret must not be empty",
+                    client.client_id
+                ));
+            }
+            if !seen.insert(client.client_id.as_str()) {
+                return Err(format!(
+                    "client id {:?} is configured twice",
+                    client.client_id
+                ));
+            }
+            if client.scopes.is_empty() {
+                return Err(format!("client {:?} has no scopes", client.client_id));
+            }
+        }
+        for (name, value) in [
+            ("job duration", self.job_duration),
+            ("token TTL", self.token_ttl),
+            ("artifact TTL", self.artifact_ttl),
+        ] {
+            if value > MAX_DURATION {
+                return Err(format!("{name} {value:?} is longer than the maximum of 30 days"));
+            }
+        }
+        if self.token_ttl.is_zero() {
+            return Err("token TTL must be longer than 0".into());
+        }
+        if self.artifact_ttl.is_zero() {
+            return Err("artifact TTL must be longer than 0".into());
+        }
+        if !(self.max_class_imbalance_ratio.is_finite() && self.max_class_imbalance_ratio >= 1.0) {
+            return Err(format!(
+                "max class imbalance ratio {} must be a number of at least 1",
+                self.max_class_imbalance_ratio
+            ));
+        }
+        if let Some(url) = &self.public_url {
+            check_public_url(url)?;
+        }
+        self.faults.validate()
+    }
+}
+
+const NO_CLIENT: &str = "no API client is configured: pass --client-id ID --client-secret SECRET \
+    (repeatable, paired in order) or --clients-file PATH (lines id:secret[:scope,scope,...])";
+
+/// `cxone-skill-operator simulate`: a stateful simulator of the CXone AI training API.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// Address to listen on. The /_sim/* admin endpoints have no authentication, so listen on a
+    /// loopback address unless the network is trusted.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8089", env = "CXONE_SIM_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Client id allowed to obtain tokens (with every scope); repeatable, paired in order with
+    /// --client-secret.
+    #[arg(long = "client-id", value_name = "ID", env = "CXONE_SIM_CLIENT_ID")]
+    pub client_ids: Vec<String>,
+
+    /// Secret of the client id in the same position.
+    #[arg(
+        long = "client-secret",
+        value_name = "SECRET",
+        env = "CXONE_SIM_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secrets: Vec<String>,
+
+    /// File of clients, one per line: `id:secret[:scope,scope,...]` (all scopes when omitted);
+    /// blank lines and lines starting with `#` are ignored.
+    #[arg(long, value_name = "PATH", env = "CXONE_SIM_CLIENTS_FILE")]
+    pub clients_file: Option<PathBuf>,
+
+    /// Time a job takes from submission to COMPLETED (e.g. 30s, 2m).
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = duration_arg)]
+    pub job_duration: Duration,
+
+    /// Lifetime of access tokens.
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = duration_arg)]
+    pub token_ttl: Duration,
+
+    /// Lifetime of the signed artifact URLs.
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = duration_arg)]
+    pub artifact_ttl: Duration,
+
+    /// Requests per client allowed per second (`20/s`, `20`, `600/m`); 429 with Retry-After
+    /// beyond that. No limit when omitted.
+    #[arg(long, value_name = "N/s", value_parser = rate_arg)]
+    pub rate_limit: Option<f64>,
+
+    /// Format of Retry-After on 429: `seconds` or `http-date`.
+    #[arg(long, value_name = "FORMAT", default_value = "seconds")]
+    pub retry_after_format: RetryAfterFormat,
+
+    /// Fraction of API requests answered 500/503 before anything else happens.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = fraction_arg)]
+    pub fault_rate: f64,
+
+    /// Fraction of submissions that create the job and then answer 503 (a lost response).
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = fraction_arg)]
+    pub post_commit_fault_rate: f64,
+
+    /// Fraction of successful API responses given a malformed JSON body.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = fraction_arg)]
+    pub malformed_rate: f64,
+
+    /// Fraction of jobs that fail partway through training.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = fraction_arg)]
+    pub job_failure_rate: f64,
+
+    /// Fraction of API requests delayed by --slow-delay.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = fraction_arg)]
+    pub slow_rate: f64,
+
+    /// Delay of slow responses.
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = duration_arg)]
+    pub slow_delay: Duration,
+
+    /// Seed of fault injection and job failures: the same seed and requests give the same faults.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Base URL of the artifact links (default: from the request's Host header).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Largest class imbalance (biggest class / smallest class) a submission may have.
+    #[arg(long, value_name = "R", default_value_t = 3.0)]
+    pub max_class_imbalance_ratio: f64,
+}
+
+impl SimulateArgs {
+    /// Resolves the clients (flags and file) and checks every setting.
+    pub fn into_config(self) -> anyhow::Result<SimulatorConfig> {
+        if self.client_ids.len() != self.client_secrets.len() {
+            bail!(
+                "{} --client-id but {} --client-secret given; pass them in pairs, one secret per id, in the same order",
+                self.client_ids.len(),
+                self.client_secrets.len()
+            );
+        }
+        let mut clients: Vec<ClientCredentials> = self
+            .client_ids
+            .into_iter()
+            .zip(self.client_secrets)
+            .map(|(id, secret)| ClientCredentials::new(id, secret))
+            .collect();
+        if let Some(path) = &self.clients_file {
+            clients.extend(read_clients_file(path)?);
+        }
+        if clients.is_empty() {
+            bail!(NO_CLIENT);
+        }
+        let slow_delay_ms = u64::try_from(self.slow_delay.as_millis()).unwrap_or(u64::MAX);
+        let config = SimulatorConfig {
+            clients,
+            job_duration: self.job_duration,
+            token_ttl: self.token_ttl,
+            artifact_ttl: self.artifact_ttl,
+            faults: Faults {
+                fault_rate: self.fault_rate,
+                post_commit_fault_rate: self.post_commit_fault_rate,
+                slow_rate: self.slow_rate,
+                slow_delay_ms,
+                malformed_rate: self.malformed_rate,
+                job_failure_rate: self.job_failure_rate,
+                rate_limit_per_second: self.rate_limit,
+                retry_after_format: self.retry_after_format,
+            },
+            seed: self.seed,
+            public_url: self
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_string()),
+            max_class_imbalance_ratio: self.max_class_imbalance_ratio,
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+}
+
+fn read_clients_file(path: &Path) -> anyhow::Result<Vec<ClientCredentials>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read clients file {}", path.display()))?;
+    parse_clients(&text).map_err(|e| anyhow::anyhow!("clients file {}: {e}", path.display()))
+}
+
+/// Parses `id:secret[:scope,scope,...]` lines.
+pub(crate) fn parse_clients(text: &str) -> Result<Vec<ClientCredentials>, String> {
+    let mut clients = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line_no = n + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.splitn(3, ':');
+        let id = parts.next().unwrap_or("").trim();
+        let secret = parts.next().map(str::trim);
+        let scopes = parts.next();
+        let Some(secret) = secret.filter(|s| !s.is_empty() && !id.is_empty()) else {
+            return Err(format!(
+                "line {line_no}: expected id:secret[:scope,scope,...] with a non-empty id and secret"
+            ));
+        };
+        let mut client = ClientCredentials::new(id, secret);
+        if let Some(scopes) = scopes {
+            let listed: Vec<String> = scopes
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if listed.is_empty() {
+                return Err(format!(
+                    "line {line_no}: the scope list after the secret is empty; list scopes or drop the last ':'"
+                ));
+            }
+            if let Some(unknown) = listed.iter().find(|s| !TRAINING_SCOPES.contains(&s.as_str())) {
+                return Err(format!(
+                    "line {line_no}: unknown scope {unknown:?}; known scopes are {}",
+                    TRAINING_SCOPES.join(", ")
+                ));
+            }
+            client.scopes = listed;
+        }
+        clients.push(client);
+    }
+    Ok(clients)
+}
+
+fn check_public_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("public URL {url:?} must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || url.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "public URL {url:?} must be a base URL like https://host[:port][/path], without query or fragment"
+        ));
+    }
+    Ok(())
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > MAX_DURATION {
+        return Err(format!("{s} is longer than the maximum of 30 days"));
+    }
+    Ok(d)
+}
+
+fn fraction_arg(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction between 0 and 1 (e.g. 0.05)")),
+    }
+}
+
+/// `20/s`, `20`, `600/m`, `3600/h` → requests per second.
+pub(crate) fn rate_arg(s: &str) -> Result<f64, String> {
+    let (count, per) = match s.trim().split_once('/') {
+        Some((count, unit)) => {
+            let per = match unit.trim() {
+                "s" | "sec" | "second" => 1.0,
+                "m" | "min" | "minute" => 60.0,
+                "h" | "hour" => 3600.0,
+                other => {
+                    return Err(format!(
+                        "unknown rate unit {other:?} in {s:?}; use N/s, N/m or N/h"
+                    ));
+                }
+            };
+            (count, per)
+        }
+        None => (s, 1.0),
+    };
+    match count.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n / per),
+        _ => Err(format!(
+            "{s:?} is not a rate; use a positive number of requests such as 20/s"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SimulateArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("simulate").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn flags_become_a_config() {
+        let config = parse(&[
+            "--client-id", "a", "--client-secret", "sa", "--client-id", "b", "--client-secret", "sb",
+            "--job-duration", "3s", "--rate-limit", "20/s", "--fault-rate", "0.1",
+            "--retry-after-format", "http-date", "--seed", "9", "--public-url", "http://sim:8089/",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert_eq!(config.clients.len(), 2);
+        assert_eq!(config.clients[1].client_id, "b");
+        assert_eq!(config.clients[1].client_secret, "sb");
+        assert_eq!(config.clients[1].scopes.len(), 4);
+        assert_eq!(config.job_duration, Duration::from_secs(3));
+        assert_eq!(config.faults.rate_limit_per_second, Some(20.0));
+        assert_eq!(config.faults.fault_rate, 0.1);
+        assert_eq!(config.faults.slow_delay_ms, 2000);
+        assert_eq!(config.faults.retry_after_format, RetryAfterFormat::HttpDate);
+        assert_eq!(config.seed, 9);
+        assert_eq!(config.public_url.as_deref(), Some("http://sim:8089"));
+        assert!(!format!("{config:?}").contains("sb"), "secrets are redacted");
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_a_reason() {
+        let err = parse(&[]).unwrap().into_config().unwrap_err().to_string();
+        assert!(err.contains("--client-id") && err.contains("--clients-file"), "{err}");
+        let err = parse(&["--client-id", "a"]).unwrap().into_config().unwrap_err();
+        assert!(err.to_string().contains("pairs"), "{err}");
+        let err = parse(&["--fault-rate", "1.5"]).err().unwrap().to_string();
+        assert!(err.contains("between 0 and 1"), "{err}");
+        let err = parse(&["--rate-limit", "fast"]).err().unwrap().to_string();
+        assert!(err.contains("not a rate"), "{err}");
+        let err = parse(&["--job-duration", "forever"]).err().unwrap().to_string();
+        assert!(err.contains("duration"), "{err}");
+        let err = parse(&["--client-id", "a", "--client-secret", "s", "--public-url", "sim:80"])
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+        let err = parse(&["--client-id", "a", "--client-secret", "s", "--client-id", "a", "--client-secret", "t"])
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn rates_accept_units() {
+        assert_eq!(rate_arg("20/s"), Ok(20.0));
+        assert_eq!(rate_arg("20"), Ok(20.0));
+        assert_eq!(rate_arg("600/m"), Ok(10.0));
+        assert!(rate_arg("0/s").is_err());
+        assert!(rate_arg("5/d").unwrap_err().contains("unit"));
+    }
+
+    #[test]
+    fn clients_file_lines() {
+        let clients = parse_clients(
+            "# operator\nop:s3cret\n\nreader:r:ai:training:read\nboth: x : ai:skills:write, ai:training:write\n",
+        )
+        .unwrap();
+        assert_eq!(clients.len(), 3);
+        assert_eq!(clients[0].scopes.len(), 4);
+        assert_eq!(clients[1].scopes, vec!["ai:training:read"]);
+        assert_eq!(clients[2].client_secret, "x");
+        assert_eq!(clients[2].scopes, vec!["ai:skills:write", "ai:training:write"]);
+
+        let err = parse_clients("ok:s\nnosecret\n").unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+        let err = parse_clients("a:b:ai:training:reed").unwrap_err();
+        assert!(err.contains("line 1") && err.contains("unknown scope"), "{err}");
+        let err = parse_clients("a:b:").unwrap_err();
+        assert!(err.contains("empty"), "{err}");
+    }
+}

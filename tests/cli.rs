@@ -1,0 +1,143 @@
+//! The offline commands, run as the built binary.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cxone-skill-operator"))
+}
+
+fn data(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn validate_accepts_valid_manifests_and_data_with_one_line_each() {
+    let out = bin()
+        .args(["validate", &data("guide-job.yaml"), &data("configmap-job.yaml"), &data("utterances.jsonl")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].contains("SkillTrainingJob demo/guide-example: 6 utterances, 3 labels, language en, digest sha256:"), "{stdout}");
+    assert!(lines[1].contains("SkillTrainingJob demo/billing: 6 utterances, 2 labels"), "{stdout}");
+    assert!(lines[2].ends_with("valid: 4 utterances, 2 labels, language en"), "{stdout}");
+}
+
+#[test]
+fn validate_reports_every_violation_and_exits_1() {
+    let out = bin().args(["validate", &data("invalid-job.yaml"), &data("guide-job.yaml")]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "invalid-job.yaml: invalid",
+        "spec.connection: set either region or baseUrl, not both",
+        "labels[1]: label id \"greet\" is already defined at labels[0]",
+        "spec.utterances[1]: text is empty or only whitespace",
+        "mixed languages",
+        "spec.utterances[3]: text \"Hello There\" is also labelled \"greet\" at spec.utterances[0]",
+        "spec.utterances[4]: label \"ghost\" is not defined",
+        "guide-job.yaml: valid",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn validate_explains_unreadable_and_malformed_files() {
+    let dir = std::env::temp_dir().join(format!("cxone-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad_yaml = dir.join("bad.yaml");
+    std::fs::write(&bad_yaml, "kind: SkillTrainingJob\nspec: [unclosed\n").unwrap();
+    let bad_utf8 = dir.join("bad.csv");
+    std::fs::write(&bad_utf8, b"text,label\nhi\xff,greet\n").unwrap();
+    let wrong_type = dir.join("wrong.yaml");
+    std::fs::write(&wrong_type, "apiVersion: ai.cxone.io/v1alpha1\nkind: SkillTrainingJob\nmetadata: {name: x}\nspec: {skillId: 5}\n").unwrap();
+    let out = bin()
+        .arg("validate")
+        .args([&bad_yaml, &bad_utf8, &wrong_type, &dir.join("missing.yaml")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("bad.yaml: invalid (1 problems)\n  - not valid YAML"), "{stdout}");
+    assert!(stdout.contains("not valid UTF-8 at byte 13"), "{stdout}");
+    assert!(stdout.contains("SkillTrainingJob x: not a valid SkillTrainingJob"), "{stdout}");
+    assert!(stdout.contains("missing.yaml: invalid (1 problems)\n  - cannot read"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn write_evaluation(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("cxone-eval-{}-{name}.json", std::process::id()));
+    let body = serde_json::json!({
+        "labels": [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}],
+        "actuals":     ["a", "a", "b", "b"],
+        "predictions": ["a", "b", "b", "b"],
+        "scores":      [0.95, 0.4, 0.8, 0.6],
+        "precision": 0.8333333333333333,
+        "recall": 0.75,
+        "confusionMatrix": [[1, 1], [0, 2]],
+        "trainingDurationSeconds": 12.5
+    });
+    std::fs::write(&path, body.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn evaluate_prints_the_documented_json() {
+    let input = write_evaluation("json");
+    let out = bin()
+        .args(["evaluate", "--input"])
+        .arg(&input)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["accuracy"], 0.75);
+    assert!((v["macro"]["precision"].as_f64().unwrap() - 5.0 / 6.0).abs() < 1e-12);
+    assert_eq!(v["macro"]["recall"], 0.75);
+    assert!(v["weighted"]["f1"].is_number());
+    assert_eq!(v["perLabel"][1]["label"], "b");
+    assert_eq!(v["perLabel"][1]["support"], 2);
+    assert_eq!(v["confusionMatrix"]["labels"], serde_json::json!(["a", "b"]));
+    assert_eq!(v["confusionMatrix"]["matrix"], serde_json::json!([[1, 1], [0, 2]]));
+    assert_eq!(v["thresholds"].as_array().unwrap().len(), 13);
+    // Below 0.4 everything is answered (3 of 4 right); from 0.45 on the wrong answer abstains.
+    assert_eq!(v["recommendation"]["threshold"], 0.45);
+    assert_eq!(v["recommendation"]["precision"], 1.0);
+    assert_eq!(v["recommendation"]["objective"], "maxF1");
+    let _ = std::fs::remove_file(input);
+}
+
+#[test]
+fn evaluate_table_and_min_precision() {
+    let input = write_evaluation("table");
+    let out = bin()
+        .args(["evaluate", "--input"])
+        .arg(&input)
+        .args(["--min-precision", "0.99"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("accuracy  0.7500"), "{stdout}");
+    assert!(stdout.contains("recommended threshold 0.45 (minPrecision)"), "{stdout}");
+    let _ = std::fs::remove_file(input);
+}
+
+#[test]
+fn evaluate_rejects_bad_input_clearly() {
+    let path = std::env::temp_dir().join(format!("cxone-eval-bad-{}.json", std::process::id()));
+    std::fs::write(&path, r#"{"labels": [{"id": "a"}], "actuals": ["a"], "predictions": ["zzz"], "precision": 1, "recall": 1, "confusionMatrix": []}"#).unwrap();
+    let out = bin().args(["evaluate", "--input"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown label id \"zzz\" at predictions[0]"), "{stderr}");
+    std::fs::write(&path, "{not json").unwrap();
+    let out = bin().args(["evaluate", "--input"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a CXone evaluation response"));
+    let _ = std::fs::remove_file(path);
+}

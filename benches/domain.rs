@@ -33,7 +33,8 @@ impl Rng {
 
 const WORDS: &[&str] = &[
     "account", "bill", "cancel", "change", "card", "charge", "plan", "refund", "password", "login",
-    "upgrade", "order", "delivery", "address", "payment", "late", "help", "agent", "status", "number",
+    "upgrade", "order", "delivery", "address", "payment", "late", "help", "agent", "status",
+    "number",
 ];
 
 fn dataset() -> Dataset {
@@ -73,7 +74,11 @@ fn evaluation() -> EvaluationResponse {
     let mut scores = Vec::with_capacity(UTTERANCES);
     for _ in 0..UTTERANCES {
         let a = rng.below(LABELS);
-        let p = if rng.below(10) < 8 { a } else { rng.below(LABELS) };
+        let p = if rng.below(10) < 8 {
+            a
+        } else {
+            rng.below(LABELS)
+        };
         actuals.push(labels[a].id.clone());
         predictions.push(labels[p].id.clone());
         scores.push((rng.below(1000) as f64) / 1000.0);
@@ -117,27 +122,48 @@ fn main() {
     let data = dataset();
     let rules = ValidationRules::default();
 
-    bench("validate 100k utterances (incl. dataset clone)", runs, || {
-        black_box(validate(black_box(data.clone()), &rules).is_ok());
-    });
+    bench(
+        "validate 100k utterances (incl. dataset clone)",
+        runs,
+        || {
+            black_box(validate(black_box(data.clone()), &rules).is_ok());
+        },
+    );
     let valid = validate(data.clone(), &rules).expect("benchmark data is valid");
     bench("build payload + digest, 100k utterances", runs, || {
-        black_box(build_payload("skill-bench", &valid, 0.2, &Hyperparameters::default()));
+        black_box(build_payload(
+            "skill-bench",
+            &valid,
+            0.2,
+            &Hyperparameters::default(),
+        ));
     });
     bench("dataset digest only, 100k utterances", runs, || {
         black_box(DatasetDigest::of(valid.dataset(), "en"));
     });
-    bench("validate + build payload, 100k (the submit path)", runs, || {
-        let v = validate(data.clone(), &rules).expect("valid");
-        black_box(build_payload("skill-bench", &v, 0.2, &Hyperparameters::default()));
-    });
+    bench(
+        "validate + build payload, 100k (the submit path)",
+        runs,
+        || {
+            let v = validate(data.clone(), &rules).expect("valid");
+            black_box(build_payload(
+                "skill-bench",
+                &v,
+                0.2,
+                &Hyperparameters::default(),
+            ));
+        },
+    );
 
     let jsonl: String = data
         .utterances
         .iter()
         .map(|u| serde_json::to_string(u).expect("encodes") + "\n")
         .collect();
-    let label = format!("parse JSONL, 100k lines ({:.1} MB)", jsonl.len() as f64 / 1e6);
+    let label = format!(
+        "parse JSONL, 100k lines ({:.1} MB)",
+        jsonl.len() as f64 / 1e6
+    );
     bench(&label, runs, || {
         black_box(parse_utterances(DataFormat::Jsonl, "bench", jsonl.as_bytes()).expect("parses"));
     });
@@ -152,7 +178,11 @@ fn main() {
 
     let eval = evaluation();
     let opts = EvaluationOptions::default();
-    bench("evaluate 100k predictions, 100 labels, 13 thresholds", runs, || {
-        black_box(analyze(&eval, &opts).expect("analyses"));
-    });
+    bench(
+        "evaluate 100k predictions, 100 labels, 13 thresholds",
+        runs,
+        || {
+            black_box(analyze(&eval, &opts).expect("analyses"));
+        },
+    );
 }

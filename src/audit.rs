@@ -225,8 +225,8 @@ impl AuditRecord {
             metrics: input.evaluation.map(|e| MetricsRecord {
                 examples: e.total,
                 accuracy: e.accuracy,
-                macro_average: e.macro_average.clone(),
-                weighted_average: e.weighted_average.clone(),
+                macro_average: e.macro_average,
+                weighted_average: e.weighted_average,
                 per_label: e.per_label.clone(),
                 threshold_recommendation: e.recommendation,
             }),
@@ -368,7 +368,11 @@ mod tests {
                 signed_urls_redacted: true,
             }
         );
-        assert!(r.checks.iter().any(|c| c.name == "data.classBalance" && c.passed));
+        assert!(
+            r.checks
+                .iter()
+                .any(|c| c.name == "data.classBalance" && c.passed)
+        );
         let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(json["schema"], AUDIT_SCHEMA);
         assert_eq!(json["dataset"]["labelCounts"]["a"], 2);
@@ -384,7 +388,11 @@ mod tests {
         assert!(!r.compliance.class_balance_checked);
         assert!(r.compliance.language_constraint_enforced);
         assert!(!r.compliance.metrics_verified);
-        let agreement = r.checks.iter().find(|c| c.name == "metrics.serverAgreement").unwrap();
+        let agreement = r
+            .checks
+            .iter()
+            .find(|c| c.name == "metrics.serverAgreement")
+            .unwrap();
         assert!(agreement.detail.as_deref().unwrap().contains("precision"));
     }
 

@@ -29,7 +29,11 @@ impl FileVerdict {
 
     pub fn render(&self) -> String {
         if self.is_valid() {
-            format!("{}: {}", self.path, self.summary.as_deref().unwrap_or("valid"))
+            format!(
+                "{}: {}",
+                self.path,
+                self.summary.as_deref().unwrap_or("valid")
+            )
         } else {
             let mut s = format!("{}: invalid ({} problems)", self.path, self.problems.len());
             for p in &self.problems {
@@ -67,8 +71,14 @@ impl DataSources for NamespacedSources<'_> {
     }
 }
 
+/// A file's path, what it holds (or why it cannot be read), and its bytes.
+type LoadedFile = (String, Result<Vec<Document>, String>, Vec<u8>);
+
 enum Document {
-    Job { index: usize, value: serde_json::Value },
+    Job {
+        index: usize,
+        value: serde_json::Value,
+    },
     Data(DataFormat),
 }
 
@@ -76,7 +86,7 @@ enum Document {
 /// files (JSONL/CSV/JSON). Every file is checked; each gets a verdict.
 pub fn validate_paths(paths: &[impl AsRef<Path>]) -> Vec<FileVerdict> {
     let mut maps = ConfigMaps::default();
-    let mut pending: Vec<(String, Result<Vec<Document>, String>, Vec<u8>)> = Vec::new();
+    let mut pending: Vec<LoadedFile> = Vec::new();
     for path in paths {
         let path = path.as_ref();
         let name = path.display().to_string();
@@ -105,8 +115,12 @@ fn classify(name: &str, bytes: &[u8], maps: &mut ConfigMaps) -> Result<Vec<Docum
     let lower = name.to_ascii_lowercase();
     let is_yaml = lower.ends_with(".yaml") || lower.ends_with(".yml");
     let format = DataFormat::from_file_name(&lower);
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| format!("not valid UTF-8 at byte {}; save the file as UTF-8", e.valid_up_to()))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not valid UTF-8 at byte {}; save the file as UTF-8",
+            e.valid_up_to()
+        )
+    })?;
     let values: Vec<serde_json::Value> = if is_yaml {
         serde_saphyr::from_multiple::<serde_json::Value>(text)
             .map_err(|e| format!("not valid YAML: {}", clip_error(&e.to_string())))?
@@ -155,7 +169,12 @@ fn classify(name: &str, bytes: &[u8], maps: &mut ConfigMaps) -> Result<Vec<Docum
     Ok(docs)
 }
 
-fn check_documents(path: String, docs: Vec<Document>, bytes: &[u8], maps: &ConfigMaps) -> FileVerdict {
+fn check_documents(
+    path: String,
+    docs: Vec<Document>,
+    bytes: &[u8],
+    maps: &ConfigMaps,
+) -> FileVerdict {
     let mut problems = Vec::new();
     let mut summaries = Vec::new();
     for doc in docs {
@@ -186,7 +205,9 @@ fn check_documents(path: String, docs: Vec<Document>, bytes: &[u8], maps: &Confi
 fn job_label(index: usize, value: &serde_json::Value) -> String {
     let meta = value.get("metadata");
     let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str());
-    let ns = meta.and_then(|m| m.get("namespace")).and_then(|n| n.as_str());
+    let ns = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(|n| n.as_str());
     match (ns, name) {
         (Some(ns), Some(name)) => format!("SkillTrainingJob {ns}/{name}"),
         (None, Some(name)) => format!("SkillTrainingJob {name}"),
@@ -211,7 +232,9 @@ fn check_job(value: serde_json::Value, maps: &ConfigMaps) -> Result<String, Vec<
     match spec.dataset(&sources) {
         Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
         Ok(dataset) => match validate(dataset, &spec.validation_rules()) {
-            Err(rejected) => problems.extend(rejected.report.violations.iter().map(ToString::to_string)),
+            Err(rejected) => {
+                problems.extend(rejected.report.violations.iter().map(ToString::to_string))
+            }
             Ok(valid) if problems.is_empty() => {
                 let digest = DatasetDigest::of(valid.dataset(), valid.language());
                 return Ok(format!(
@@ -274,12 +297,8 @@ pub enum OutputFormat {
 /// Analyses an evaluation response file as the operator does.
 pub fn evaluate_file(path: &Path, options: &EvaluationOptions) -> Result<EvaluationReport, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let response: EvaluationResponse = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "{}: not a CXone evaluation response: {e}",
-            path.display()
-        )
-    })?;
+    let response: EvaluationResponse = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: not a CXone evaluation response: {e}", path.display()))?;
     analyze(&response, options).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -289,7 +308,11 @@ pub fn render_table(report: &EvaluationReport) -> String {
     let num = |p: &str| v.pointer(p).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
     let mut s = String::new();
     let _ = writeln!(s, "accuracy  {:.4}", num("/accuracy"));
-    let _ = writeln!(s, "{:<10}{:>10}{:>10}{:>10}", "average", "precision", "recall", "f1");
+    let _ = writeln!(
+        s,
+        "{:<10}{:>10}{:>10}{:>10}",
+        "average", "precision", "recall", "f1"
+    );
     for avg in ["macro", "weighted"] {
         let _ = writeln!(
             s,
@@ -299,8 +322,17 @@ pub fn render_table(report: &EvaluationReport) -> String {
             num(&format!("/{avg}/f1"))
         );
     }
-    let _ = writeln!(s, "\n{:<24}{:>10}{:>10}{:>10}{:>9}", "label", "precision", "recall", "f1", "support");
-    for l in v.get("perLabel").and_then(|x| x.as_array()).into_iter().flatten() {
+    let _ = writeln!(
+        s,
+        "\n{:<24}{:>10}{:>10}{:>10}{:>9}",
+        "label", "precision", "recall", "f1", "support"
+    );
+    for l in v
+        .get("perLabel")
+        .and_then(|x| x.as_array())
+        .into_iter()
+        .flatten()
+    {
         let f = |k: &str| l.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
         let _ = writeln!(
             s,
@@ -313,8 +345,10 @@ pub fn render_table(report: &EvaluationReport) -> String {
         );
     }
     if let (Some(labels), Some(matrix)) = (
-        v.pointer("/confusionMatrix/labels").and_then(|x| x.as_array()),
-        v.pointer("/confusionMatrix/matrix").and_then(|x| x.as_array()),
+        v.pointer("/confusionMatrix/labels")
+            .and_then(|x| x.as_array()),
+        v.pointer("/confusionMatrix/matrix")
+            .and_then(|x| x.as_array()),
     ) && labels.len() <= 20
     {
         let _ = writeln!(s, "\nconfusion matrix (rows = actual, columns = predicted)");
@@ -328,8 +362,17 @@ pub fn render_table(report: &EvaluationReport) -> String {
             let _ = writeln!(s, "{:<24}{}", label.as_str().unwrap_or(""), cells.join(""));
         }
     }
-    let _ = writeln!(s, "\n{:>9}{:>10}{:>10}{:>10}{:>10}", "threshold", "precision", "recall", "f1", "coverage");
-    for t in v.get("thresholds").and_then(|x| x.as_array()).into_iter().flatten() {
+    let _ = writeln!(
+        s,
+        "\n{:>9}{:>10}{:>10}{:>10}{:>10}",
+        "threshold", "precision", "recall", "f1", "coverage"
+    );
+    for t in v
+        .get("thresholds")
+        .and_then(|x| x.as_array())
+        .into_iter()
+        .flatten()
+    {
         let f = |k: &str| t.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
         let _ = writeln!(
             s,
@@ -358,10 +401,15 @@ pub fn render_table(report: &EvaluationReport) -> String {
             let _ = writeln!(s, "\nno threshold reaches the requested minimum precision");
         }
     }
-    if let Some(m) = v.pointer("/serverComparison/mismatches").and_then(|x| x.as_array())
+    if let Some(m) = v
+        .pointer("/serverComparison/mismatches")
+        .and_then(|x| x.as_array())
         && !m.is_empty()
     {
-        let _ = writeln!(s, "\nserver-reported metrics disagree with the recomputed ones:");
+        let _ = writeln!(
+            s,
+            "\nserver-reported metrics disagree with the recomputed ones:"
+        );
         for x in m {
             let _ = writeln!(s, "  - {}", x.as_str().unwrap_or(""));
         }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cxone::model::{Hyperparameters, LabelDef, Utterance};
 use crate::evaluation::{EvaluationOptions, ThresholdSweep};
-use crate::training::{DataFormat, Dataset, LoadError, Origin, ValidationRules, parse_utterances};
+use crate::training::{DataFormat, Dataset, LoadError, ValidationRules, parse_utterances};
 
 /// Most utterances allowed inline in the spec; larger sets belong in ConfigMaps.
 pub const MAX_INLINE_UTTERANCES: usize = 1000;
@@ -425,10 +425,12 @@ impl SkillTrainingJobSpec {
         let mut problems = Vec::new();
         let c = &self.connection;
         match (&c.region, &c.base_url) {
-            (Some(_), Some(_)) => problems
-                .push("spec.connection: set either region or baseUrl, not both".to_string()),
-            (None, None) => problems
-                .push("spec.connection: set region (e.g. us2-01) or baseUrl".to_string()),
+            (Some(_), Some(_)) => {
+                problems.push("spec.connection: set either region or baseUrl, not both".to_string())
+            }
+            (None, None) => {
+                problems.push("spec.connection: set region (e.g. us2-01) or baseUrl".to_string())
+            }
             _ => {}
         }
         if self.utterances.len() > MAX_INLINE_UTTERANCES {
@@ -451,7 +453,7 @@ impl SkillTrainingJobSpec {
             ));
         }
         let rules = self.validation_rules();
-        if !(rules.max_class_imbalance_ratio >= 1.0) {
+        if rules.max_class_imbalance_ratio.is_nan() || rules.max_class_imbalance_ratio < 1.0 {
             problems.push(format!(
                 "spec.validation.maxClassImbalanceRatio {} must be at least 1",
                 rules.max_class_imbalance_ratio
@@ -466,13 +468,5 @@ impl SkillTrainingJobSpec {
             ));
         }
         problems
-    }
-}
-
-/// Origin of an inline utterance, for messages.
-pub fn inline_origin(index: usize) -> Origin {
-    Origin::Inline {
-        field: "spec.utterances",
-        index,
     }
 }

@@ -9,7 +9,11 @@ use cxone_skill_operator::evaluation::EvaluationOptions;
 use cxone_skill_operator::simulator;
 
 #[derive(Parser)]
-#[command(name = "cxone-skill-operator", version, about = "Trains NICE CXone AI skills from Kubernetes")]
+#[command(
+    name = "cxone-skill-operator",
+    version,
+    about = "Trains NICE CXone AI skills from Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,7 +49,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Simulate(args) => {
             init_tracing();
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -67,7 +74,11 @@ fn main() -> ExitCode {
                 println!("{}", v.render());
                 ok &= v.is_valid();
             }
-            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Command::Evaluate {
             input,
@@ -104,5 +115,8 @@ fn main() -> ExitCode {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -13,21 +13,43 @@ fn data(name: &str) -> String {
 #[test]
 fn validate_accepts_valid_manifests_and_data_with_one_line_each() {
     let out = bin()
-        .args(["validate", &data("guide-job.yaml"), &data("configmap-job.yaml"), &data("utterances.jsonl")])
+        .args([
+            "validate",
+            &data("guide-job.yaml"),
+            &data("configmap-job.yaml"),
+            &data("utterances.jsonl"),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(lines[0].contains("SkillTrainingJob demo/guide-example: 6 utterances, 3 labels, language en, digest sha256:"), "{stdout}");
-    assert!(lines[1].contains("SkillTrainingJob demo/billing: 6 utterances, 2 labels"), "{stdout}");
-    assert!(lines[2].ends_with("valid: 4 utterances, 2 labels, language en"), "{stdout}");
+    assert!(
+        lines[1].contains("SkillTrainingJob demo/billing: 6 utterances, 2 labels"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].ends_with("valid: 4 utterances, 2 labels, language en"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn validate_reports_every_violation_and_exits_1() {
-    let out = bin().args(["validate", &data("invalid-job.yaml"), &data("guide-job.yaml")]).output().unwrap();
+    let out = bin()
+        .args([
+            "validate",
+            &data("invalid-job.yaml"),
+            &data("guide-job.yaml"),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for expected in [
@@ -40,7 +62,10 @@ fn validate_reports_every_violation_and_exits_1() {
         "spec.utterances[4]: label \"ghost\" is not defined",
         "guide-job.yaml: valid",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
 }
 
@@ -61,10 +86,19 @@ fn validate_explains_unreadable_and_malformed_files() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("bad.yaml: invalid (1 problems)\n  - not valid YAML"), "{stdout}");
+    assert!(
+        stdout.contains("bad.yaml: invalid (1 problems)\n  - not valid YAML"),
+        "{stdout}"
+    );
     assert!(stdout.contains("not valid UTF-8 at byte 13"), "{stdout}");
-    assert!(stdout.contains("SkillTrainingJob x: not a valid SkillTrainingJob"), "{stdout}");
-    assert!(stdout.contains("missing.yaml: invalid (1 problems)\n  - cannot read"), "{stdout}");
+    assert!(
+        stdout.contains("SkillTrainingJob x: not a valid SkillTrainingJob"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("missing.yaml: invalid (1 problems)\n  - cannot read"),
+        "{stdout}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -93,7 +127,11 @@ fn evaluate_prints_the_documented_json() {
         .args(["--output", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["accuracy"], 0.75);
     assert!((v["macro"]["precision"].as_f64().unwrap() - 5.0 / 6.0).abs() < 1e-12);
@@ -101,8 +139,14 @@ fn evaluate_prints_the_documented_json() {
     assert!(v["weighted"]["f1"].is_number());
     assert_eq!(v["perLabel"][1]["label"], "b");
     assert_eq!(v["perLabel"][1]["support"], 2);
-    assert_eq!(v["confusionMatrix"]["labels"], serde_json::json!(["a", "b"]));
-    assert_eq!(v["confusionMatrix"]["matrix"], serde_json::json!([[1, 1], [0, 2]]));
+    assert_eq!(
+        v["confusionMatrix"]["labels"],
+        serde_json::json!(["a", "b"])
+    );
+    assert_eq!(
+        v["confusionMatrix"]["matrix"],
+        serde_json::json!([[1, 1], [0, 2]])
+    );
     assert_eq!(v["thresholds"].as_array().unwrap().len(), 13);
     // Below 0.4 everything is answered (3 of 4 right); from 0.45 on the wrong answer abstains.
     assert_eq!(v["recommendation"]["threshold"], 0.45);
@@ -123,7 +167,10 @@ fn evaluate_table_and_min_precision() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("accuracy  0.7500"), "{stdout}");
-    assert!(stdout.contains("recommended threshold 0.45 (minPrecision)"), "{stdout}");
+    assert!(
+        stdout.contains("recommended threshold 0.45 (minPrecision)"),
+        "{stdout}"
+    );
     let _ = std::fs::remove_file(input);
 }
 
@@ -131,12 +178,23 @@ fn evaluate_table_and_min_precision() {
 fn evaluate_rejects_bad_input_clearly() {
     let path = std::env::temp_dir().join(format!("cxone-eval-bad-{}.json", std::process::id()));
     std::fs::write(&path, r#"{"labels": [{"id": "a"}], "actuals": ["a"], "predictions": ["zzz"], "precision": 1, "recall": 1, "confusionMatrix": []}"#).unwrap();
-    let out = bin().args(["evaluate", "--input"]).arg(&path).output().unwrap();
+    let out = bin()
+        .args(["evaluate", "--input"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unknown label id \"zzz\" at predictions[0]"), "{stderr}");
+    assert!(
+        stderr.contains("unknown label id \"zzz\" at predictions[0]"),
+        "{stderr}"
+    );
     std::fs::write(&path, "{not json").unwrap();
-    let out = bin().args(["evaluate", "--input"]).arg(&path).output().unwrap();
+    let out = bin()
+        .args(["evaluate", "--input"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a CXone evaluation response"));
     let _ = std::fs::remove_file(path);

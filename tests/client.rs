@@ -69,7 +69,11 @@ impl Fixture {
             if s.status.is_terminal() {
                 return s.status;
             }
-            assert!(tokio::time::Instant::now() < deadline, "job {job_id} stuck in {}", s.status);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {job_id} stuck in {}",
+                s.status
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -118,10 +122,16 @@ async fn full_flow_submit_poll_evaluate_export() {
     let eval = f.client.evaluation(f.target(), &job).await.unwrap();
     assert_eq!(eval.actuals.len(), 3, "one validation example per label");
     let report = analyze(&eval, &EvaluationOptions::default()).unwrap();
-    assert!(report.server_comparison.consistent, "{:?}", report.server_comparison);
+    assert!(
+        report.server_comparison.consistent,
+        "{:?}",
+        report.server_comparison
+    );
     let export = f.client.export(f.target(), &job).await.unwrap();
     assert!(export.expires_at > jiff::Timestamp::now());
-    let body = reqwest::get(&export.artifacts.model_weights_url).await.unwrap();
+    let body = reqwest::get(&export.artifacts.model_weights_url)
+        .await
+        .unwrap();
     assert_eq!(body.status(), 200);
     let stats = f.sim.stats();
     assert_eq!(stats.tokens_issued, 1, "one token for the whole flow");
@@ -155,12 +165,18 @@ async fn single_flight_refresh_on_a_cold_cache() {
     let mut tasks = Vec::new();
     for i in 0..10 {
         let f = f.clone();
-        tasks.push(tokio::spawn(async move { f.submit(&format!("sf-{i}")).await }));
+        tasks.push(tokio::spawn(
+            async move { f.submit(&format!("sf-{i}")).await },
+        ));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(f.sim.stats().tokens_issued, 1, "concurrent callers share one token request");
+    assert_eq!(
+        f.sim.stats().tokens_issued,
+        1,
+        "concurrent callers share one token request"
+    );
 }
 
 #[tokio::test]
@@ -183,7 +199,10 @@ async fn tokens_are_refreshed_ahead_of_expiry() {
     let job = f.submit("exp-1").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while f.sim.stats().tokens_issued < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "token never refreshed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "token never refreshed"
+        );
         f.client.status(f.target(), &job).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -208,7 +227,16 @@ async fn wrong_secret_is_an_auth_error_naming_the_credentials() {
     let mut f = Fixture::start(SimulatorConfig::default()).await;
     f.creds.client_secret = SecretString::new("not-the-secret");
     let err = f.client.status(f.target(), "job-1").await.unwrap_err();
-    assert!(matches!(err, CxoneError::Auth { problem: AuthProblem::InvalidClient, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            CxoneError::Auth {
+                problem: AuthProblem::InvalidClient,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("client id or secret"), "{err}");
     assert!(!err.to_string().contains("not-the-secret"));
     assert!(!err.is_transient());
@@ -232,7 +260,10 @@ async fn missing_scope_is_reported_as_such() {
         CxoneError::Auth {
             problem: AuthProblem::MissingScope { scopes },
             ..
-        } => assert!(scopes.contains(&"ai:training:write".to_string()), "{scopes:?}"),
+        } => assert!(
+            scopes.contains(&"ai:training:write".to_string()),
+            "{scopes:?}"
+        ),
         other => panic!("expected a missing scope, got {other:?}"),
     }
     assert_eq!(f.sim.stats().count("submit", 403), 1);
@@ -265,7 +296,10 @@ async fn rate_limited(format: RetryAfterFormat) -> Duration {
 #[tokio::test]
 async fn rate_limit_retry_after_in_seconds() {
     let wait = rate_limited(RetryAfterFormat::Seconds).await;
-    assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(3), "{wait:?}");
+    assert!(
+        wait >= Duration::from_secs(1) && wait <= Duration::from_secs(3),
+        "{wait:?}"
+    );
 }
 
 #[tokio::test]
@@ -285,7 +319,13 @@ async fn server_errors_are_retryable() {
     });
     let err = f.client.status(f.target(), &job).await.unwrap_err();
     assert!(
-        matches!(err, CxoneError::Retryable { kind: Transient::Server(500 | 503), .. }),
+        matches!(
+            err,
+            CxoneError::Retryable {
+                kind: Transient::Server(500 | 503),
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.is_transient());
@@ -308,8 +348,20 @@ async fn slow_responses_time_out() {
     });
     let started = std::time::Instant::now();
     let err = f.client.status(f.target(), &job).await.unwrap_err();
-    assert!(matches!(err, CxoneError::Retryable { kind: Transient::Timeout, .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "the timeout cut the call short");
+    assert!(
+        matches!(
+            err,
+            CxoneError::Retryable {
+                kind: Transient::Timeout,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout cut the call short"
+    );
 }
 
 #[tokio::test]
@@ -322,7 +374,10 @@ async fn malformed_responses_are_classified() {
     });
     for result in [
         f.client.status(f.target(), &job).await.map(|_| ()),
-        f.client.submit(f.target(), &guide_request(), "mal-2").await.map(|_| ()),
+        f.client
+            .submit(f.target(), &guide_request(), "mal-2")
+            .await
+            .map(|_| ()),
     ] {
         let err = result.unwrap_err();
         assert!(matches!(err, CxoneError::Malformed { .. }), "{err:?}");
@@ -347,7 +402,16 @@ async fn connection_refused_is_retryable() {
         credentials: &creds,
     };
     let err = client.status(target, "job-1").await.unwrap_err();
-    assert!(matches!(err, CxoneError::Retryable { kind: Transient::Connection, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            CxoneError::Retryable {
+                kind: Transient::Connection,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -370,12 +434,24 @@ async fn lost_submit_response_is_recovered_by_the_idempotency_key() {
         post_commit_fault_rate: 1.0,
         ..Faults::default()
     });
-    let err = f.client.submit(f.target(), &guide_request(), "lost").await.unwrap_err();
+    let err = f
+        .client
+        .submit(f.target(), &guide_request(), "lost")
+        .await
+        .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
-    assert_eq!(f.sim.stats().jobs_created, 1, "the job exists although the response was lost");
+    assert_eq!(
+        f.sim.stats().jobs_created,
+        1,
+        "the job exists although the response was lost"
+    );
     f.sim.set_faults(Faults::default());
     f.submit("lost").await;
-    assert_eq!(f.sim.stats().jobs_created, 1, "retrying with the same key made no second job");
+    assert_eq!(
+        f.sim.stats().jobs_created,
+        1,
+        "retrying with the same key made no second job"
+    );
 }
 
 #[tokio::test]
@@ -392,9 +468,19 @@ async fn validation_rejection_carries_cxone_details() {
     }
     let err = f.client.submit(f.target(), &req, "bad").await.unwrap_err();
     match &err {
-        CxoneError::Rejected { status: 400, details, .. } => {
-            assert!(details.iter().any(|d| d.contains("mixed languages")), "{details:?}");
-            assert!(details.iter().any(|d| d.contains("class imbalance")), "{details:?}");
+        CxoneError::Rejected {
+            status: 400,
+            details,
+            ..
+        } => {
+            assert!(
+                details.iter().any(|d| d.contains("mixed languages")),
+                "{details:?}"
+            );
+            assert!(
+                details.iter().any(|d| d.contains("class imbalance")),
+                "{details:?}"
+            );
         }
         other => panic!("expected a 400 rejection, got {other:?}"),
     }
@@ -413,20 +499,36 @@ async fn cancel_running_finished_and_unknown_jobs() {
         CancelOutcome::Cancelled(s) => assert_eq!(s.status, JobState::Cancelled),
         other => panic!("{other:?}"),
     }
-    assert_eq!(f.client.cancel(f.target(), &job).await.unwrap(), CancelOutcome::AlreadyTerminal);
     assert_eq!(
-        f.client.cancel(f.target(), "job-000000000000000000000000").await.unwrap(),
+        f.client.cancel(f.target(), &job).await.unwrap(),
+        CancelOutcome::AlreadyTerminal
+    );
+    assert_eq!(
+        f.client
+            .cancel(f.target(), "job-000000000000000000000000")
+            .await
+            .unwrap(),
         CancelOutcome::NotFound
     );
-    assert_eq!(f.client.status(f.target(), &job).await.unwrap().status, JobState::Cancelled);
+    assert_eq!(
+        f.client.status(f.target(), &job).await.unwrap().status,
+        JobState::Cancelled
+    );
     let err = f.client.evaluation(f.target(), &job).await.unwrap_err();
-    assert!(matches!(err, CxoneError::Rejected { status: 409, .. }), "{err:?}");
+    assert!(
+        matches!(err, CxoneError::Rejected { status: 409, .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn unsafe_job_ids_never_reach_the_network() {
     let f = Fixture::start(SimulatorConfig::default()).await;
-    let err = f.client.status(f.target(), "../../oauth/token").await.unwrap_err();
+    let err = f
+        .client
+        .status(f.target(), "../../oauth/token")
+        .await
+        .unwrap_err();
     assert!(matches!(err, CxoneError::InvalidRequest { .. }), "{err:?}");
     assert_eq!(f.sim.stats().total("status"), 0);
 }

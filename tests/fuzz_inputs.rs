@@ -22,7 +22,11 @@ fn kept_seeds_never_panic_and_errors_name_the_document() {
         for format in FORMATS {
             seen += 1;
             if let Err(e) = parse_utterances(format, "seed-doc", &bytes) {
-                assert!(e.to_string().starts_with("seed-doc: "), "{}: {e}", path.display());
+                assert!(
+                    e.to_string().starts_with("seed-doc: "),
+                    "{}: {e}",
+                    path.display()
+                );
             }
         }
     }
@@ -41,9 +45,17 @@ fn utterance_strategy() -> impl Strategy<Value = Utterance> {
     (
         prop_oneof![Just(String::new()), "[ a-zA-Z]{0,12}", any::<String>()],
         prop_oneof!["[a-d]", "[a-z_]{0,3}", any::<String>()],
-        proptest::option::of(prop_oneof![Just("en".to_string()), Just("de".to_string()), "[a-zA-Z-]{0,5}"]),
+        proptest::option::of(prop_oneof![
+            Just("en".to_string()),
+            Just("de".to_string()),
+            "[a-zA-Z-]{0,5}"
+        ]),
     )
-        .prop_map(|(text, label, language)| Utterance { text, label, language })
+        .prop_map(|(text, label, language)| Utterance {
+            text,
+            label,
+            language,
+        })
 }
 
 fn dataset_strategy() -> impl Strategy<Value = Dataset> {

@@ -96,7 +96,9 @@ impl Endpoint {
 fn parse_http_url(field: &str, s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("{field} {s:?} is not a valid URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{field} {s:?} must use https (or http for a local simulator)"));
+        return Err(format!(
+            "{field} {s:?} must use https (or http for a local simulator)"
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{field} {s:?} has no host"));
@@ -184,10 +186,11 @@ impl CxoneClient {
             call,
             message: format!("cannot encode the payload: {e}"),
         })?;
-        let key = HeaderValue::from_str(idempotency_key).map_err(|_| CxoneError::InvalidRequest {
-            call,
-            message: "the idempotency key is not a valid header value".into(),
-        })?;
+        let key =
+            HeaderValue::from_str(idempotency_key).map_err(|_| CxoneError::InvalidRequest {
+                call,
+                message: "the idempotency key is not a valid header value".into(),
+            })?;
         let mut headers = HeaderMap::new();
         headers.insert("Idempotency-Key", key);
         let resp: SubmitResponse = self
@@ -210,7 +213,15 @@ impl CxoneClient {
         let call = Call::Status;
         let path = paths::job(valid_job_id(call, job_id)?);
         let status: JobStatus = self
-            .call(target, call, Method::GET, &path, None, HeaderMap::new(), self.config.status_timeout)
+            .call(
+                target,
+                call,
+                Method::GET,
+                &path,
+                None,
+                HeaderMap::new(),
+                self.config.status_timeout,
+            )
             .await?;
         check_status(call, job_id, &status)?;
         Ok(status)
@@ -224,16 +235,36 @@ impl CxoneClient {
     ) -> Result<EvaluationResponse, CxoneError> {
         let call = Call::Evaluation;
         let path = paths::evaluation(valid_job_id(call, job_id)?);
-        self.call(target, call, Method::GET, &path, None, HeaderMap::new(), self.config.results_timeout)
-            .await
+        self.call(
+            target,
+            call,
+            Method::GET,
+            &path,
+            None,
+            HeaderMap::new(),
+            self.config.results_timeout,
+        )
+        .await
     }
 
     /// Signed, expiring artifact URLs of a completed job.
-    pub async fn export(&self, target: Target<'_>, job_id: &str) -> Result<ExportResponse, CxoneError> {
+    pub async fn export(
+        &self,
+        target: Target<'_>,
+        job_id: &str,
+    ) -> Result<ExportResponse, CxoneError> {
         let call = Call::Export;
         let path = paths::export(valid_job_id(call, job_id)?);
         let resp: ExportResponse = self
-            .call(target, call, Method::GET, &path, None, HeaderMap::new(), self.config.results_timeout)
+            .call(
+                target,
+                call,
+                Method::GET,
+                &path,
+                None,
+                HeaderMap::new(),
+                self.config.results_timeout,
+            )
             .await?;
         for (name, url) in [
             ("modelWeightsUrl", &resp.artifacts.model_weights_url),
@@ -254,11 +285,23 @@ impl CxoneClient {
     }
 
     /// Cancels a job; "already finished" and "not found" are outcomes, not errors.
-    pub async fn cancel(&self, target: Target<'_>, job_id: &str) -> Result<CancelOutcome, CxoneError> {
+    pub async fn cancel(
+        &self,
+        target: Target<'_>,
+        job_id: &str,
+    ) -> Result<CancelOutcome, CxoneError> {
         let call = Call::Cancel;
         let path = paths::cancel(valid_job_id(call, job_id)?);
         let result: Result<JobStatus, CxoneError> = self
-            .call(target, call, Method::POST, &path, None, HeaderMap::new(), self.config.cancel_timeout)
+            .call(
+                target,
+                call,
+                Method::POST,
+                &path,
+                None,
+                HeaderMap::new(),
+                self.config.cancel_timeout,
+            )
             .await;
         match result {
             Ok(status) => {
@@ -373,7 +416,11 @@ impl CxoneClient {
         })
     }
 
-    async fn read_body(&self, call: Call, mut resp: reqwest::Response) -> Result<Vec<u8>, CxoneError> {
+    async fn read_body(
+        &self,
+        call: Call,
+        mut resp: reqwest::Response,
+    ) -> Result<Vec<u8>, CxoneError> {
         let limit = self.config.max_response_bytes;
         if resp.content_length().is_some_and(|n| n as usize > limit) {
             return Err(CxoneError::Malformed {
@@ -399,7 +446,12 @@ impl CxoneClient {
         let status = resp.status();
         let bytes = match resp.bytes().await {
             Ok(b) if b.len() <= 1024 * 1024 => b,
-            _ => return ApiErrorBody { message: status.to_string(), ..Default::default() },
+            _ => {
+                return ApiErrorBody {
+                    message: status.to_string(),
+                    ..Default::default()
+                };
+            }
         };
         match serde_json::from_slice::<ApiErrorBody>(&bytes) {
             Ok(mut body) if !body.message.is_empty() || !body.error.is_empty() => {
@@ -474,9 +526,7 @@ impl CxoneClient {
         if matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED) {
             let body = self.read_error(resp).await;
             let problem = match body.error.as_str() {
-                "invalid_scope" => Some(AuthProblem::MissingScope {
-                    scopes: Vec::new(),
-                }),
+                "invalid_scope" => Some(AuthProblem::MissingScope { scopes: Vec::new() }),
                 "invalid_client" | "unauthorized_client" => Some(AuthProblem::InvalidClient),
                 _ if status == StatusCode::UNAUTHORIZED => Some(AuthProblem::InvalidClient),
                 _ => None,
@@ -510,10 +560,11 @@ impl CxoneClient {
             });
         }
         let lifetime = Duration::from_secs(token.expires_in.min(365 * 24 * 3600));
-        let granted = token
-            .scope
-            .as_deref()
-            .map(|s| s.split_whitespace().map(str::to_string).collect::<BTreeSet<_>>());
+        let granted = token.scope.as_deref().map(|s| {
+            s.split_whitespace()
+                .map(str::to_string)
+                .collect::<BTreeSet<_>>()
+        });
         Ok(CachedToken {
             access_token: SecretString::new(token.access_token),
             refresh_at: requested_at + lifetime - refresh_margin(lifetime),
@@ -558,7 +609,11 @@ pub fn required_scopes(call: Call) -> &'static [&'static str] {
 
 /// Which scopes a 403 was about: from `WWW-Authenticate: Bearer scope="..."`, else the call's
 /// required scopes missing from what the token was granted.
-fn missing_scopes(call: Call, www_authenticate: Option<&str>, granted: &Option<BTreeSet<String>>) -> Vec<String> {
+fn missing_scopes(
+    call: Call,
+    www_authenticate: Option<&str>,
+    granted: &Option<BTreeSet<String>>,
+) -> Vec<String> {
     if let Some(www) = www_authenticate
         && let Some(start) = www.find("scope=\"")
     {
@@ -673,12 +728,20 @@ mod tests {
     fn endpoints() {
         let e = Endpoint::for_region("us2-01").unwrap();
         assert_eq!(e.base_url().as_str(), "https://api.us2-01.cxone.com/");
-        assert_eq!(e.token_url().as_str(), "https://api.us2-01.cxone.com/oauth/token");
+        assert_eq!(
+            e.token_url().as_str(),
+            "https://api.us2-01.cxone.com/oauth/token"
+        );
         assert!(Endpoint::for_region("evil.com/x").is_err());
         let e = Endpoint::new("http://127.0.0.1:8089/prefix/", None).unwrap();
-        assert_eq!(e.token_url().as_str(), "http://127.0.0.1:8089/prefix/oauth/token");
         assert_eq!(
-            join(e.base_url(), "/api/v2/ai/skills/training/jobs").unwrap().as_str(),
+            e.token_url().as_str(),
+            "http://127.0.0.1:8089/prefix/oauth/token"
+        );
+        assert_eq!(
+            join(e.base_url(), "/api/v2/ai/skills/training/jobs")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:8089/prefix/api/v2/ai/skills/training/jobs"
         );
         assert!(Endpoint::new("ftp://x", None).is_err());
@@ -699,7 +762,13 @@ mod tests {
     fn missing_scope_from_header_or_grant() {
         let granted = Some(BTreeSet::from(["ai:training:read".to_string()]));
         assert_eq!(
-            missing_scopes(Call::Submit, Some("Bearer error=\"insufficient_scope\", scope=\"ai:skills:write ai:training:write\""), &None),
+            missing_scopes(
+                Call::Submit,
+                Some(
+                    "Bearer error=\"insufficient_scope\", scope=\"ai:skills:write ai:training:write\""
+                ),
+                &None
+            ),
             vec!["ai:skills:write", "ai:training:write"]
         );
         assert_eq!(

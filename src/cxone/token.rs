@@ -114,9 +114,18 @@ mod tests {
 
     #[test]
     fn margin_is_sixty_seconds_or_half_of_short_lifetimes() {
-        assert_eq!(refresh_margin(Duration::from_secs(3600)), Duration::from_secs(60));
-        assert_eq!(refresh_margin(Duration::from_secs(120)), Duration::from_secs(60));
-        assert_eq!(refresh_margin(Duration::from_secs(30)), Duration::from_secs(15));
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3600)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(120)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(30)),
+            Duration::from_secs(15)
+        );
         assert_eq!(refresh_margin(Duration::ZERO), Duration::ZERO);
     }
 

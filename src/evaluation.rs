@@ -1288,7 +1288,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let a = (x % n_labels as u64) as usize;
-            let p = if x.is_multiple_of(5) { (a + 1) % n_labels } else { a };
+            let p = if x.is_multiple_of(5) {
+                (a + 1) % n_labels
+            } else {
+                a
+            };
             actuals.push(ids[a].clone());
             predictions.push(ids[p].clone());
             scores.push((x >> 11) as f64 / (1u64 << 53) as f64);

@@ -46,7 +46,8 @@ impl Sim {
 
     /// A token for `test-client` with every scope (RFC 6749 form body).
     async fn token(&self) -> String {
-        self.token_for("test-client", "test-secret", ALL_SCOPES).await
+        self.token_for("test-client", "test-secret", ALL_SCOPES)
+            .await
     }
 
     async fn token_for(&self, id: &str, secret: &str, scope: &str) -> String {
@@ -102,7 +103,10 @@ impl Sim {
         let mut last_progress = 0;
         loop {
             let status = self.status(token, job).await;
-            assert!(status.progress >= last_progress, "progress went back: {status:?}");
+            assert!(
+                status.progress >= last_progress,
+                "progress went back: {status:?}"
+            );
             last_progress = status.progress;
             if seen.last() != Some(&status.status) {
                 seen.push(status.status);
@@ -110,7 +114,11 @@ impl Sim {
             if status.status.is_terminal() {
                 return (status, seen);
             }
-            assert!(Instant::now() < deadline, "job {job} still {:?}", status.status);
+            assert!(
+                Instant::now() < deadline,
+                "job {job} still {:?}",
+                status.status
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -167,9 +175,21 @@ fn guide_payload() -> Value {
 fn separable_payload() -> Value {
     let mut utterances = Vec::new();
     for i in 0..20 {
-        utterances.push(utterance(&format!("my invoice number {i} has a wrong charge"), "billing", "en"));
-        utterances.push(utterance(&format!("will it rain or snow tomorrow morning {i}"), "weather", "en"));
-        utterances.push(utterance(&format!("book a table for {i} people tonight please"), "booking", "en"));
+        utterances.push(utterance(
+            &format!("my invoice number {i} has a wrong charge"),
+            "billing",
+            "en",
+        ));
+        utterances.push(utterance(
+            &format!("will it rain or snow tomorrow morning {i}"),
+            "weather",
+            "en",
+        ));
+        utterances.push(utterance(
+            &format!("book a table for {i} people tonight please"),
+            "booking",
+            "en",
+        ));
     }
     request(utterances, &["billing", "weather", "booking"])
 }
@@ -197,7 +217,11 @@ async fn token_via_form_basic_and_json() {
     let form: TokenResponse = resp.json().await.unwrap();
     assert_eq!(form.token_type, "Bearer");
     assert_eq!(form.expires_in, 3600);
-    assert_eq!(form.scope.as_deref(), Some(ALL_SCOPES), "empty request: every allowed scope");
+    assert_eq!(
+        form.scope.as_deref(),
+        Some(ALL_SCOPES),
+        "empty request: every allowed scope"
+    );
     assert_eq!(form.access_token.len(), 64);
 
     // HTTP Basic.
@@ -205,7 +229,10 @@ async fn token_via_form_basic_and_json() {
         .http
         .post(sim.url("/oauth/token"))
         .basic_auth("test-client", Some("test-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "ai:training:read")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "ai:training:read"),
+        ])
         .send()
         .await
         .unwrap();
@@ -213,6 +240,19 @@ async fn token_via_form_basic_and_json() {
     let basic: TokenResponse = resp.json().await.unwrap();
     assert_eq!(basic.scope.as_deref(), Some("ai:training:read"));
     assert_ne!(basic.access_token, form.access_token);
+    // The same client id repeated in the body is accepted.
+    let resp = sim
+        .http
+        .post(sim.url("/oauth/token"))
+        .basic_auth("test-client", Some("test-secret"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "test-client"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
 
     // JSON body, exactly as the guide sends it.
     let resp = sim
@@ -232,12 +272,18 @@ async fn token_via_form_basic_and_json() {
     assert_eq!(json_token.scope.as_deref(), Some(ALL_SCOPES));
 
     // Every token works.
-    for token in [&form.access_token, &basic.access_token, &json_token.access_token] {
-        let resp = sim.get(token, &format!("{JOBS}/job-000000000000000000000000")).await;
+    for token in [
+        &form.access_token,
+        &basic.access_token,
+        &json_token.access_token,
+    ] {
+        let resp = sim
+            .get(token, &format!("{JOBS}/job-000000000000000000000000"))
+            .await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         assert_eq!(error_body(resp).await.error, "job_not_found");
     }
-    assert_eq!(sim.handle.stats().tokens_issued, 3);
+    assert_eq!(sim.handle.stats().tokens_issued, 4);
 }
 
 #[tokio::test]
@@ -276,7 +322,12 @@ async fn token_request_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
 
     let resp = post_form(vec![
         ("grant_type", "password"),
@@ -288,17 +339,23 @@ async fn token_request_errors() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_body(resp).await.error, "unsupported_grant_type");
 
-    let resp = post_form(vec![("grant_type", "client_credentials"), ("client_id", "test-client")])
-        .await
-        .unwrap();
+    let resp = post_form(vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", "test-client"),
+    ])
+    .await
+    .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let body = error_body(resp).await;
     assert_eq!(body.error, "invalid_request");
     assert!(body.message.contains("client_secret"), "{}", body.message);
 
-    let resp = post_form(vec![("client_id", "test-client"), ("client_secret", "test-secret")])
-        .await
-        .unwrap();
+    let resp = post_form(vec![
+        ("client_id", "test-client"),
+        ("client_secret", "test-secret"),
+    ])
+    .await
+    .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(error_body(resp).await.message.contains("grant_type"));
 
@@ -323,9 +380,24 @@ async fn token_request_errors() {
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_body(resp).await.error, "payload_too_large");
 
+    // Basic credentials plus a different client id in the body: which client is it?
+    let resp = sim
+        .http
+        .post(sim.url("/oauth/token"))
+        .basic_auth("test-client", Some("test-secret"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "someone-else"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(error_body(resp).await.message.contains("both"));
+
     let stats = sim.handle.stats();
     assert_eq!(stats.count("token", 401), 3);
-    assert_eq!(stats.count("token", 400), 4);
+    assert_eq!(stats.count("token", 400), 5);
     assert_eq!(stats.tokens_issued, 0);
 }
 
@@ -373,10 +445,18 @@ async fn scopes_are_intersected_and_enforced() {
     assert_eq!(error_body(resp).await.error, "invalid_scope");
 
     // A read-only token cannot submit: 403 naming the missing scopes.
-    let resp = sim.submit(&granted.access_token, &guide_payload(), None).await;
+    let resp = sim
+        .submit(&granted.access_token, &guide_payload(), None)
+        .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
-    assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
     let body = error_body(resp).await;
     assert_eq!(body.error, "insufficient_scope");
     assert!(body.message.contains("ai:skills:write") && body.message.contains("ai:training:write"));
@@ -387,15 +467,22 @@ async fn scopes_are_intersected_and_enforced() {
     let resp = sim
         .http
         .post(sim.url(&format!("{JOBS}/{job}/cancel")))
-        .bearer_auth(sim.token_for("test-client", "test-secret", "ai:training:read").await)
+        .bearer_auth(
+            sim.token_for("test-client", "test-secret", "ai:training:read")
+                .await,
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let body = error_body(resp).await;
-    assert!(body.message.contains("ai:training:write") && !body.message.contains("ai:skills:write"));
+    assert!(
+        body.message.contains("ai:training:write") && !body.message.contains("ai:skills:write")
+    );
     // The other client cannot see the job at all.
-    let resp = sim.get(&granted.access_token, &format!("{JOBS}/{job}")).await;
+    let resp = sim
+        .get(&granted.access_token, &format!("{JOBS}/{job}"))
+        .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(sim.handle.stats().count("submit", 403), 1);
 }
@@ -407,7 +494,10 @@ async fn bearer_tokens_missing_unknown_and_revoked() {
 
     let resp = sim.http.get(sim.url(&path)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(challenge.starts_with("Bearer") && challenge.contains(r#"error="invalid_token""#));
     assert_eq!(error_body(resp).await.error, "invalid_token");
 
@@ -415,7 +505,13 @@ async fn bearer_tokens_missing_unknown_and_revoked() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(error_body(resp).await.message.contains("not recognised"));
 
-    let resp = sim.http.get(sim.url(&path)).header("authorization", "Basic abc").send().await.unwrap();
+    let resp = sim
+        .http
+        .get(sim.url(&path))
+        .header("authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     let token = sim.token().await;
@@ -427,10 +523,18 @@ async fn bearer_tokens_missing_unknown_and_revoked() {
 
     // Through the admin endpoint too.
     let token = sim.token().await;
-    let resp = sim.http.post(sim.url("/_sim/tokens/revoke")).send().await.unwrap();
+    let resp = sim
+        .http
+        .post(sim.url("/_sim/tokens/revoke"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.json::<Value>().await.unwrap()["revoked"], 1);
-    assert_eq!(sim.get(&token, &path).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        sim.get(&token, &path).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(sim.handle.stats().count("status", 401), 5);
 }
 
@@ -465,25 +569,39 @@ async fn invalid_submissions_get_one_detail_per_violation() {
     let sim = start(config()).await;
     let token = sim.token().await;
 
-    let mut utterances: Vec<Value> = (0..8).map(|i| utterance(&format!("cancel now {i}"), "cancel", "en")).collect();
+    let mut utterances: Vec<Value> = (0..8)
+        .map(|i| utterance(&format!("cancel now {i}"), "cancel", "en"))
+        .collect();
     utterances.push(utterance("quiero cancelar", "cancel", "es"));
     utterances.push(utterance("upgrade me", "upgrade", "en"));
     utterances.push(utterance("what is this", "mystery", "en"));
-    let resp = sim.submit(&token, &request(utterances, &["cancel", "upgrade"]), None).await;
+    let resp = sim
+        .submit(&token, &request(utterances, &["cancel", "upgrade"]), None)
+        .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let body = error_body(resp).await;
     assert_eq!(body.error, "validation_failed");
-    assert!(!body.message.contains('\n'), "one-line summary: {}", body.message);
+    assert!(
+        !body.message.contains('\n'),
+        "one-line summary: {}",
+        body.message
+    );
     assert_eq!(body.details.len(), 3, "{:#?}", body.details);
     let has = |needle: &str| body.details.iter().any(|d| d.contains(needle));
     assert!(has("mixed languages"), "{:#?}", body.details);
     assert!(has("class imbalance"), "{:#?}", body.details);
     assert!(has("\"mystery\" is not defined"), "{:#?}", body.details);
 
-    let resp = sim.submit(&token, &request(vec![], &["cancel"]), None).await;
+    let resp = sim
+        .submit(&token, &request(vec![], &["cancel"]), None)
+        .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let body = error_body(resp).await;
-    assert!(body.details.iter().any(|d| d.contains("no utterances")), "{:#?}", body.details);
+    assert!(
+        body.details.iter().any(|d| d.contains("no utterances")),
+        "{:#?}",
+        body.details
+    );
 
     assert_eq!(sim.handle.stats().jobs_created, 0);
     assert_eq!(sim.handle.stats().count("submit", 400), 2);
@@ -506,13 +624,21 @@ async fn malformed_bodies_are_400_not_422() {
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
         let err = error_body(resp).await;
         assert_eq!(err.error, "invalid_request");
-        assert!(err.message.contains("not a valid training job"), "{}", err.message);
+        assert!(
+            err.message.contains("not a valid training job"),
+            "{}",
+            err.message
+        );
     }
     let mut wrong_type = guide_payload();
     wrong_type["trainingData"]["validationSplit"] = json!("a lot");
     let resp = sim.submit(&token, &wrong_type, None).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert!(error_body(resp).await.message.contains("validationSplit") || true);
+    let message = error_body(resp).await.message;
+    assert!(
+        message.contains("invalid type") && message.contains("a lot"),
+        "{message}"
+    );
 
     // Odd paths and methods still answer with an ApiErrorBody.
     let resp = sim.get(&token, "/api/v2/nothing/here").await;
@@ -539,13 +665,19 @@ async fn a_job_runs_through_the_stages_and_evaluates() {
     assert_eq!(submitted.status, JobState::Queued);
     let id = submitted.job_id;
     assert!(id.starts_with("job-") && id.len() == 28, "{id}");
-    assert!(id[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(
+        id[4..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
 
     // Not done yet: 409 on the results.
     let resp = sim.get(&token, &format!("{JOBS}/{id}/evaluation")).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(error_body(resp).await.error, "job_not_completed");
-    let resp = sim.get(&token, &format!("{JOBS}/{id}/artifacts/export")).await;
+    let resp = sim
+        .get(&token, &format!("{JOBS}/{id}/artifacts/export"))
+        .await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
 
     let (done, seen) = sim.wait_terminal(&token, &id).await;
@@ -558,7 +690,12 @@ async fn a_job_runs_through_the_stages_and_evaluates() {
     ];
     let positions: Vec<usize> = seen
         .iter()
-        .map(|s| order.iter().position(|o| o == s).expect("no failure or cancel"))
+        .map(|s| {
+            order
+                .iter()
+                .position(|o| o == s)
+                .expect("no failure or cancel")
+        })
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     assert!(seen.contains(&JobState::Training), "{seen:?}");
@@ -566,15 +703,24 @@ async fn a_job_runs_through_the_stages_and_evaluates() {
     assert_eq!(done.progress, 100);
     assert!(done.started_at.is_some() && done.completed_at.is_some());
     assert!(done.compute_units_allocated > 0.0);
-    assert!(done.compute_units_used > 0.0 && done.compute_units_used <= done.compute_units_allocated);
+    assert!(
+        done.compute_units_used > 0.0 && done.compute_units_used <= done.compute_units_allocated
+    );
     assert!(done.failure_reason.is_none());
 
     let resp = sim.get(&token, &format!("{JOBS}/{id}/evaluation")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let eval: EvaluationResponse = resp.json().await.unwrap();
     let ids: BTreeSet<&str> = eval.labels.iter().map(|l| l.id.as_str()).collect();
-    assert_eq!(ids, BTreeSet::from(["cancel_sub", "upgrade_plan", "reset_pwd"]));
-    assert_eq!(eval.actuals.len(), 3, "20 % of 2 per label, at least 1 each");
+    assert_eq!(
+        ids,
+        BTreeSet::from(["cancel_sub", "upgrade_plan", "reset_pwd"])
+    );
+    assert_eq!(
+        eval.actuals.len(),
+        3,
+        "20 % of 2 per label, at least 1 each"
+    );
     assert_eq!(eval.predictions.len(), 3);
     assert_eq!(eval.scores.len(), 3);
     assert!(eval.predictions.iter().all(|p| ids.contains(p.as_str())));
@@ -625,12 +771,17 @@ async fn artifacts_are_signed_and_expire() {
     let token = sim.token().await;
     let id = sim.submit_ok(&token, &separable_payload()).await;
     sim.wait_terminal(&token, &id).await;
-    let resp = sim.get(&token, &format!("{JOBS}/{id}/artifacts/export")).await;
+    let resp = sim
+        .get(&token, &format!("{JOBS}/{id}/artifacts/export"))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let export: ExportResponse = resp.json().await.unwrap();
     let weights_url = export.artifacts.model_weights_url.clone();
     let config_url = export.artifacts.config_url.clone();
-    assert!(weights_url.starts_with(&format!("{}/_sim/artifacts/{id}/", sim.base)), "{weights_url}");
+    assert!(
+        weights_url.starts_with(&format!("{}/_sim/artifacts/{id}/", sim.base)),
+        "{weights_url}"
+    );
     assert!(export.expires_at > jiff::Timestamp::now());
 
     // Fetch both without any token: the signature is the authorisation.
@@ -638,7 +789,12 @@ async fn artifacts_are_signed_and_expire() {
     assert_eq!(resp.status(), StatusCode::OK);
     let weights: Value = resp.json().await.unwrap();
     assert_eq!(weights["labels"], json!(["billing", "weather", "booking"]));
-    assert!(weights["featureCounts"]["invoice"]["billing"].as_u64().unwrap() > 0);
+    assert!(
+        weights["featureCounts"]["invoice"]["billing"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let resp = sim.http.get(&config_url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let cfg: Value = resp.json().await.unwrap();
@@ -680,7 +836,10 @@ async fn artifact_urls_expire_and_follow_the_public_url() {
         .await
         .unwrap();
     let url = export.artifacts.config_url;
-    assert!(url.starts_with("https://cxone-sim.example:8443/_sim/artifacts/"), "{url}");
+    assert!(
+        url.starts_with("https://cxone-sim.example:8443/_sim/artifacts/"),
+        "{url}"
+    );
     let local = url.replace("https://cxone-sim.example:8443", &sim.base);
     let deadline = Instant::now() + DEADLINE;
     let body = loop {
@@ -698,7 +857,8 @@ async fn artifact_urls_expire_and_follow_the_public_url() {
 #[tokio::test]
 async fn idempotency_keys_replay_and_conflict() {
     let mut cfg = config();
-    cfg.clients.push(ClientCredentials::new("other", "other-secret"));
+    cfg.clients
+        .push(ClientCredentials::new("other", "other-secret"));
     let sim = start(cfg).await;
     let token = sim.token().await;
 
@@ -717,12 +877,17 @@ async fn idempotency_keys_replay_and_conflict() {
         .await
         .unwrap();
     assert_eq!(again.status(), StatusCode::OK);
-    assert_eq!(again.json::<SubmitResponse>().await.unwrap().job_id, first.job_id);
+    assert_eq!(
+        again.json::<SubmitResponse>().await.unwrap().job_id,
+        first.job_id
+    );
     let stats = sim.handle.stats();
     assert_eq!((stats.jobs_created, stats.idempotent_replays), (1, 1));
 
     // Same key, different payload: 409.
-    let resp = sim.submit(&token, &separable_payload(), Some("key-1")).await;
+    let resp = sim
+        .submit(&token, &separable_payload(), Some("key-1"))
+        .await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     let body = error_body(resp).await;
     assert_eq!(body.error, "idempotency_key_reused");
@@ -732,17 +897,39 @@ async fn idempotency_keys_replay_and_conflict() {
     let other = sim.token_for("other", "other-secret", "").await;
     let resp = sim.submit(&other, &guide_payload(), Some("key-1")).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
-    assert_ne!(resp.json::<SubmitResponse>().await.unwrap().job_id, first.job_id);
+    assert_ne!(
+        resp.json::<SubmitResponse>().await.unwrap().job_id,
+        first.job_id
+    );
     // No key: always a new job.
     sim.submit_ok(&token, &guide_payload()).await;
     assert_eq!(sim.handle.stats().jobs_created, 3);
+
+    // Concurrent submissions with one key create one job.
+    let payload = separable_payload();
+    let responses = futures::future::join_all(
+        (0..8).map(|_| sim.submit(&token, &payload, Some("key-concurrent"))),
+    )
+    .await;
+    let mut ids = BTreeSet::new();
+    for resp in responses {
+        assert!(matches!(
+            resp.status(),
+            StatusCode::CREATED | StatusCode::OK
+        ));
+        ids.insert(resp.json::<SubmitResponse>().await.unwrap().job_id);
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let stats = sim.handle.stats();
+    assert_eq!((stats.jobs_created, stats.idempotent_replays), (4, 8));
 }
 
 #[tokio::test]
 async fn cancel_running_jobs_only() {
     let mut cfg = config();
     cfg.job_duration = Duration::from_secs(60);
-    cfg.clients.push(ClientCredentials::new("other", "other-secret"));
+    cfg.clients
+        .push(ClientCredentials::new("other", "other-secret"));
     let sim = start(cfg).await;
     let token = sim.token().await;
     let id = sim.submit_ok(&token, &guide_payload()).await;
@@ -772,7 +959,9 @@ async fn cancel_running_jobs_only() {
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert!(error_body(resp).await.message.contains("CANCELLED"));
 
-    let resp = cancel(token.clone(), "job-ffffffffffffffffffffffff".into()).await.unwrap();
+    let resp = cancel(token.clone(), "job-ffffffffffffffffffffffff".into())
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_body(resp).await.error, "job_not_found");
     assert_eq!(sim.handle.stats().jobs_in("CANCELLED"), 1);
@@ -801,7 +990,11 @@ async fn rate_limit_answers_429_with_retry_after() {
         panic!("never rate limited");
     };
     let resp = limited(&sim).await;
-    let seconds: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let seconds: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(seconds >= 1);
     assert_eq!(error_body(resp).await.error, "rate_limited");
 
@@ -813,7 +1006,10 @@ async fn rate_limit_answers_429_with_retry_after() {
     let resp = limited(&sim).await;
     let date = resp.headers()["retry-after"].to_str().unwrap().to_string();
     let when = httpdate::parse_http_date(&date).unwrap();
-    assert!(when > std::time::SystemTime::now() - Duration::from_secs(1), "{date}");
+    assert!(
+        when > std::time::SystemTime::now() - Duration::from_secs(1),
+        "{date}"
+    );
 
     // The token endpoint is limited too.
     let resp = sim
@@ -828,7 +1024,10 @@ async fn rate_limit_answers_429_with_retry_after() {
 
     let stats = sim.handle.stats();
     assert!(stats.rate_limited >= 3);
-    assert_eq!(stats.rate_limited, stats.count("status", 429) + stats.count("token", 429));
+    assert_eq!(
+        stats.rate_limited,
+        stats.count("status", 429) + stats.count("token", 429)
+    );
 }
 
 /// The status codes of `n` status calls under `faults`, on a fresh simulator seeded with `seed`.
@@ -847,7 +1046,12 @@ async fn fault_sequence(seed: u64, n: usize) -> (Vec<u16>, Stats) {
     });
     let mut codes = Vec::with_capacity(n);
     for _ in 0..n {
-        codes.push(sim.get(&token, &format!("{JOBS}/{id}")).await.status().as_u16());
+        codes.push(
+            sim.get(&token, &format!("{JOBS}/{id}"))
+                .await
+                .status()
+                .as_u16(),
+        );
     }
     (codes, sim.handle.stats())
 }
@@ -864,7 +1068,10 @@ async fn fault_injection_is_reproducible_with_a_seed() {
     assert!((5..=30).contains(&faults), "{a:?}");
     assert!(a.contains(&500) && a.contains(&503) && a.contains(&200));
     assert_eq!(stats.faults_injected, faults);
-    assert_eq!(stats.count("status", 500) + stats.count("status", 503), faults);
+    assert_eq!(
+        stats.count("status", 500) + stats.count("status", 503),
+        faults
+    );
 }
 
 #[tokio::test]
@@ -875,13 +1082,17 @@ async fn post_commit_faults_create_the_job() {
         post_commit_fault_rate: 1.0,
         ..Faults::default()
     });
-    let resp = sim.submit(&token, &guide_payload(), Some("lost-response")).await;
+    let resp = sim
+        .submit(&token, &guide_payload(), Some("lost-response"))
+        .await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(sim.handle.stats().jobs_created, 1);
 
     // The retry with the same key finds the job instead of creating another.
     sim.handle.set_faults(Faults::default());
-    let resp = sim.submit(&token, &guide_payload(), Some("lost-response")).await;
+    let resp = sim
+        .submit(&token, &guide_payload(), Some("lost-response"))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let job = resp.json::<SubmitResponse>().await.unwrap().job_id;
     sim.status(&token, &job).await;
@@ -930,7 +1141,9 @@ async fn jobs_fail_slow_down_and_return_malformed_bodies_on_demand() {
     let text = resp.text().await.unwrap();
     assert!(serde_json::from_str::<JobStatus>(&text).is_err(), "{text}");
     // Errors are never mangled.
-    let resp = sim.get(&token, &format!("{JOBS}/job-000000000000000000000000")).await;
+    let resp = sim
+        .get(&token, &format!("{JOBS}/job-000000000000000000000000"))
+        .await;
     assert_eq!(error_body(resp).await.error, "job_not_found");
 
     let stats = sim.handle.stats();
@@ -951,7 +1164,11 @@ async fn admin_endpoints_and_counters() {
     let token = sim.token().await;
     let id = sim.submit_ok(&token, &guide_payload()).await;
     sim.status(&token, &id).await;
-    sim.http.get(sim.url(&format!("{JOBS}/{id}"))).send().await.unwrap(); // 401
+    sim.http
+        .get(sim.url(&format!("{JOBS}/{id}")))
+        .send()
+        .await
+        .unwrap(); // 401
     sim.get(&token, "/nowhere").await; // 404
 
     let over_http = sim.stats_over_http().await;
@@ -964,12 +1181,28 @@ async fn admin_endpoints_and_counters() {
     assert_eq!(direct.count("other", 404), 1);
     assert_eq!(direct.total("status"), 2);
     assert_eq!(direct.jobs_created, 1);
-    assert_eq!(direct.jobs.len(), 7, "every state is listed: {:?}", direct.jobs);
+    assert_eq!(
+        direct.jobs.len(),
+        7,
+        "every state is listed: {:?}",
+        direct.jobs
+    );
     assert_eq!(direct.jobs.values().sum::<u64>(), 1);
-    assert!(!direct.calls.contains_key("stats"), "admin calls are not counted");
+    assert!(
+        !direct.calls.contains_key("stats"),
+        "admin calls are not counted"
+    );
 
     // Faults over HTTP: read, replace, reject out-of-range values and unknown fields.
-    let faults: Faults = sim.http.get(sim.url("/_sim/faults")).send().await.unwrap().json().await.unwrap();
+    let faults: Faults = sim
+        .http
+        .get(sim.url("/_sim/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(faults, Faults::default());
     let resp = sim
         .http
@@ -981,17 +1214,35 @@ async fn admin_endpoints_and_counters() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(sim.handle.faults().slow_rate, 0.25);
     assert_eq!(sim.handle.faults().rate_limit_per_second, Some(100.0));
-    for bad in [json!({"faultRate": 2}), json!({"fautRate": 0.1}), json!({"slowRate": "high"})] {
-        let resp = sim.http.put(sim.url("/_sim/faults")).json(&bad).send().await.unwrap();
+    for bad in [
+        json!({"faultRate": 2}),
+        json!({"fautRate": 0.1}),
+        json!({"slowRate": "high"}),
+    ] {
+        let resp = sim
+            .http
+            .put(sim.url("/_sim/faults"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(error_body(resp).await.error, "invalid_request");
     }
-    assert_eq!(sim.handle.faults().slow_rate, 0.25, "rejected settings change nothing");
+    assert_eq!(
+        sim.handle.faults().slow_rate,
+        0.25,
+        "rejected settings change nothing"
+    );
 
     let addr = sim.handle.addr();
     assert_eq!(sim.base, format!("http://{addr}"));
     sim.handle.shutdown().await;
-    assert!(reqwest::get(format!("http://{addr}/healthz")).await.is_err());
+    assert!(
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

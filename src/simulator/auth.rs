@@ -59,11 +59,16 @@ pub(crate) struct TokenStore {
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 impl TokenStore {
-    pub(crate) fn issue(&mut self, keys: &Keys, grant: Grant, ttl: Duration, now: Instant) -> String {
+    pub(crate) fn issue(
+        &mut self,
+        keys: &Keys,
+        grant: Grant,
+        ttl: Duration,
+        now: Instant,
+    ) -> String {
         if self.issued.is_multiple_of(256) {
-            self.tokens.retain(|_, t| {
-                now.saturating_duration_since(t.expires) < FORGET_AFTER
-            });
+            self.tokens
+                .retain(|_, t| now.saturating_duration_since(t.expires) < FORGET_AFTER);
         }
         let token = keys.access_token(self.issued);
         self.issued += 1;
@@ -118,13 +123,15 @@ impl TokenParams {
     /// Parses `application/x-www-form-urlencoded`. A repeated parameter is an error (RFC 6749
     /// §3.2); unknown parameters are ignored.
     pub(crate) fn from_form(body: &[u8]) -> Result<Self, String> {
-        let text = std::str::from_utf8(body).map_err(|_| "the form body is not UTF-8".to_string())?;
+        let text =
+            std::str::from_utf8(body).map_err(|_| "the form body is not UTF-8".to_string())?;
         let mut params = Self::default();
         for pair in text.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = form_decode(name).ok_or_else(|| format!("malformed form parameter {name:?}"))?;
-            let value =
-                form_decode(value).ok_or_else(|| format!("malformed value of form parameter {name:?}"))?;
+            let name =
+                form_decode(name).ok_or_else(|| format!("malformed form parameter {name:?}"))?;
+            let value = form_decode(value)
+                .ok_or_else(|| format!("malformed value of form parameter {name:?}"))?;
             let slot = match name.as_str() {
                 "grant_type" => &mut params.grant_type,
                 "client_id" => &mut params.client_id,
@@ -214,7 +221,11 @@ pub(crate) fn basic_credentials(header: Option<&str>) -> Result<Option<(String, 
 /// Scopes of a `scope` parameter (space-delimited per RFC 6749 §3.3; commas accepted too).
 pub(crate) fn parse_scopes(scope: Option<&str>) -> Vec<String> {
     let mut scopes: Vec<String> = Vec::new();
-    for s in scope.unwrap_or("").split([' ', ',']).filter(|s| !s.is_empty()) {
+    for s in scope
+        .unwrap_or("")
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+    {
         if !scopes.iter().any(|have| have == s) {
             scopes.push(s.to_string());
         }
@@ -248,9 +259,16 @@ mod tests {
             ("foob", "Zm9vYg=="),
             ("fooba", "Zm9vYmE="),
             ("foobar", "Zm9vYmFy"),
-            ("test-client:test-secret", "dGVzdC1jbGllbnQ6dGVzdC1zZWNyZXQ="),
+            (
+                "test-client:test-secret",
+                "dGVzdC1jbGllbnQ6dGVzdC1zZWNyZXQ=",
+            ),
         ] {
-            assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()), "{encoded}");
+            assert_eq!(
+                base64_decode(encoded).as_deref(),
+                Some(plain.as_bytes()),
+                "{encoded}"
+            );
         }
         assert_eq!(base64_decode("Zm9v").unwrap(), b"foo");
         assert_eq!(base64_decode("Zg").unwrap(), b"f");
@@ -268,7 +286,11 @@ mod tests {
             Ok(Some(("test-client".into(), "test-secret".into())))
         );
         assert!(basic_credentials(Some("basic !!!")).is_err());
-        assert!(basic_credentials(Some("Basic Zm9v")).unwrap_err().contains("client_id:"));
+        assert!(
+            basic_credentials(Some("Basic Zm9v"))
+                .unwrap_err()
+                .contains("client_id:")
+        );
     }
 
     #[test]
@@ -281,7 +303,11 @@ mod tests {
         assert_eq!(p.client_id.as_deref(), Some("a+b"));
         assert_eq!(p.scope.as_deref(), Some("ai:training:read ai:skills:read"));
         assert!(p.client_secret.is_none());
-        assert!(TokenParams::from_form(b"scope=a&scope=b").unwrap_err().contains("more than once"));
+        assert!(
+            TokenParams::from_form(b"scope=a&scope=b")
+                .unwrap_err()
+                .contains("more than once")
+        );
         assert!(TokenParams::from_form(b"client_id=%zz").is_err());
         assert!(TokenParams::from_form(b"client_id=%e9").is_err());
     }

@@ -110,7 +110,9 @@ impl SimulatorConfig {
             ("artifact TTL", self.artifact_ttl),
         ] {
             if value > MAX_DURATION {
-                return Err(format!("{name} {value:?} is longer than the maximum of 30 days"));
+                return Err(format!(
+                    "{name} {value:?} is longer than the maximum of 30 days"
+                ));
             }
         }
         if self.token_ttl.is_zero() {
@@ -140,7 +142,12 @@ const NO_CLIENT: &str = "no API client is configured: pass --client-id ID --clie
 pub struct SimulateArgs {
     /// Address to listen on. The /_sim/* admin endpoints have no authentication, so listen on a
     /// loopback address unless the network is trusted.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8089", env = "CXONE_SIM_LISTEN")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8089",
+        env = "CXONE_SIM_LISTEN"
+    )]
     pub listen: SocketAddr,
 
     /// Client id allowed to obtain tokens (with every scope); repeatable, paired in order with
@@ -259,9 +266,7 @@ impl SimulateArgs {
                 retry_after_format: self.retry_after_format,
             },
             seed: self.seed,
-            public_url: self
-                .public_url
-                .map(|u| u.trim_end_matches('/').to_string()),
+            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
             max_class_imbalance_ratio: self.max_class_imbalance_ratio,
         };
         config.validate().map_err(anyhow::Error::msg)?;
@@ -306,7 +311,10 @@ pub(crate) fn parse_clients(text: &str) -> Result<Vec<ClientCredentials>, String
                     "line {line_no}: the scope list after the secret is empty; list scopes or drop the last ':'"
                 ));
             }
-            if let Some(unknown) = listed.iter().find(|s| !TRAINING_SCOPES.contains(&s.as_str())) {
+            if let Some(unknown) = listed
+                .iter()
+                .find(|s| !TRAINING_SCOPES.contains(&s.as_str()))
+            {
                 return Err(format!(
                     "line {line_no}: unknown scope {unknown:?}; known scopes are {}",
                     TRAINING_SCOPES.join(", ")
@@ -344,7 +352,9 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
 fn fraction_arg(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
-        _ => Err(format!("{s:?} is not a fraction between 0 and 1 (e.g. 0.05)")),
+        _ => Err(format!(
+            "{s:?} is not a fraction between 0 and 1 (e.g. 0.05)"
+        )),
     }
 }
 
@@ -392,9 +402,26 @@ mod tests {
     #[test]
     fn flags_become_a_config() {
         let config = parse(&[
-            "--client-id", "a", "--client-secret", "sa", "--client-id", "b", "--client-secret", "sb",
-            "--job-duration", "3s", "--rate-limit", "20/s", "--fault-rate", "0.1",
-            "--retry-after-format", "http-date", "--seed", "9", "--public-url", "http://sim:8089/",
+            "--client-id",
+            "a",
+            "--client-secret",
+            "sa",
+            "--client-id",
+            "b",
+            "--client-secret",
+            "sb",
+            "--job-duration",
+            "3s",
+            "--rate-limit",
+            "20/s",
+            "--fault-rate",
+            "0.1",
+            "--retry-after-format",
+            "http-date",
+            "--seed",
+            "9",
+            "--public-url",
+            "http://sim:8089/",
         ])
         .unwrap()
         .into_config()
@@ -410,30 +437,58 @@ mod tests {
         assert_eq!(config.faults.retry_after_format, RetryAfterFormat::HttpDate);
         assert_eq!(config.seed, 9);
         assert_eq!(config.public_url.as_deref(), Some("http://sim:8089"));
-        assert!(!format!("{config:?}").contains("sb"), "secrets are redacted");
+        assert!(
+            !format!("{config:?}").contains("sb"),
+            "secrets are redacted"
+        );
     }
 
     #[test]
     fn bad_flags_are_refused_with_a_reason() {
         let err = parse(&[]).unwrap().into_config().unwrap_err().to_string();
-        assert!(err.contains("--client-id") && err.contains("--clients-file"), "{err}");
-        let err = parse(&["--client-id", "a"]).unwrap().into_config().unwrap_err();
+        assert!(
+            err.contains("--client-id") && err.contains("--clients-file"),
+            "{err}"
+        );
+        let err = parse(&["--client-id", "a"])
+            .unwrap()
+            .into_config()
+            .unwrap_err();
         assert!(err.to_string().contains("pairs"), "{err}");
         let err = parse(&["--fault-rate", "1.5"]).err().unwrap().to_string();
         assert!(err.contains("between 0 and 1"), "{err}");
         let err = parse(&["--rate-limit", "fast"]).err().unwrap().to_string();
         assert!(err.contains("not a rate"), "{err}");
-        let err = parse(&["--job-duration", "forever"]).err().unwrap().to_string();
+        let err = parse(&["--job-duration", "forever"])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("duration"), "{err}");
-        let err = parse(&["--client-id", "a", "--client-secret", "s", "--public-url", "sim:80"])
-            .unwrap()
-            .into_config()
-            .unwrap_err();
+        let err = parse(&[
+            "--client-id",
+            "a",
+            "--client-secret",
+            "s",
+            "--public-url",
+            "sim:80",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap_err();
         assert!(err.to_string().contains("http://"), "{err}");
-        let err = parse(&["--client-id", "a", "--client-secret", "s", "--client-id", "a", "--client-secret", "t"])
-            .unwrap()
-            .into_config()
-            .unwrap_err();
+        let err = parse(&[
+            "--client-id",
+            "a",
+            "--client-secret",
+            "s",
+            "--client-id",
+            "a",
+            "--client-secret",
+            "t",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
     }
 
@@ -456,12 +511,18 @@ mod tests {
         assert_eq!(clients[0].scopes.len(), 4);
         assert_eq!(clients[1].scopes, vec!["ai:training:read"]);
         assert_eq!(clients[2].client_secret, "x");
-        assert_eq!(clients[2].scopes, vec!["ai:skills:write", "ai:training:write"]);
+        assert_eq!(
+            clients[2].scopes,
+            vec!["ai:skills:write", "ai:training:write"]
+        );
 
         let err = parse_clients("ok:s\nnosecret\n").unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");
         let err = parse_clients("a:b:ai:training:reed").unwrap_err();
-        assert!(err.contains("line 1") && err.contains("unknown scope"), "{err}");
+        assert!(
+            err.contains("line 1") && err.contains("unknown scope"),
+            "{err}"
+        );
         let err = parse_clients("a:b:").unwrap_err();
         assert!(err.contains("empty"), "{err}");
     }

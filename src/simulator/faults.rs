@@ -43,6 +43,7 @@ pub struct Faults {
     pub post_commit_fault_rate: f64,
     /// Fraction of API requests delayed by `slow_delay_ms` before they are answered.
     pub slow_rate: f64,
+    /// Delay of slow responses, in milliseconds.
     pub slow_delay_ms: u64,
     /// Fraction of successful API responses whose JSON body is replaced by one with missing
     /// fields and wrong types.
@@ -52,6 +53,7 @@ pub struct Faults {
     /// Requests per second allowed per client (burst: one second's worth); `None`: no limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_second: Option<f64>,
+    /// How `Retry-After` is written on 429 responses.
     pub retry_after_format: RetryAfterFormat,
 }
 

@@ -319,9 +319,14 @@ impl JobStore {
     }
 
     /// Adds a job (remembering its idempotency key, if any).
-    pub(crate) fn insert(&mut self, job: Job, idempotency: Option<(String, [u8; 32])>, now: Instant) {
+    pub(crate) fn insert(
+        &mut self,
+        job: Job,
+        idempotency: Option<(String, [u8; 32])>,
+        now: Instant,
+    ) {
         if let Some((key, fingerprint)) = idempotency {
-            if self.idempotency.len() >= 1024 && self.created % 1024 == 0 {
+            if self.idempotency.len() >= 1024 && self.created.is_multiple_of(1024) {
                 self.idempotency
                     .retain(|_, r| now.saturating_duration_since(r.at) < IDEMPOTENCY_TTL);
             }
@@ -359,7 +364,9 @@ impl JobStore {
             .map(|s| (s.as_str().to_string(), 0))
             .collect();
         for job in self.jobs.values() {
-            *counts.entry(job.state(now).as_str().to_string()).or_default() += 1;
+            *counts
+                .entry(job.state(now).as_str().to_string())
+                .or_default() += 1;
         }
         counts
     }
@@ -368,8 +375,8 @@ impl JobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::train::train;
     use crate::cxone::model::Utterance;
+    use crate::simulator::train::train;
 
     fn job(duration: Duration, failure: Option<PlannedFailure>, now: Instant) -> Job {
         let labels = vec![
@@ -402,7 +409,15 @@ mod tests {
             validation_split: 0.5,
             utterances: 4,
         };
-        Job::new("job-1".into(), "c".into(), spec, training, duration, failure, now)
+        Job::new(
+            "job-1".into(),
+            "c".into(),
+            spec,
+            training,
+            duration,
+            failure,
+            now,
+        )
     }
 
     #[test]
@@ -412,7 +427,10 @@ mod tests {
         let j = job(d, None, t0);
         let at = |secs: u64| j.status(t0 + Duration::from_secs(secs));
         let s = at(0);
-        assert_eq!((s.status, s.progress, s.compute_units_allocated), (JobState::Queued, 0, 0.0));
+        assert_eq!(
+            (s.status, s.progress, s.compute_units_allocated),
+            (JobState::Queued, 0, 0.0)
+        );
         assert!(s.started_at.is_none() && s.completed_at.is_none());
         let s = at(15);
         assert_eq!(s.status, JobState::Provisioning);
@@ -441,16 +459,25 @@ mod tests {
         let t0 = Instant::now();
         let d = Duration::from_secs(100);
         let failing = job(d, Some(PlannedFailure { at: 0.5, cause: 0 }), t0);
-        assert_eq!(failing.state(t0 + Duration::from_secs(49)), JobState::Training);
+        assert_eq!(
+            failing.state(t0 + Duration::from_secs(49)),
+            JobState::Training
+        );
         let s = failing.status(t0 + Duration::from_secs(90));
         assert_eq!((s.status, s.progress), (JobState::Failed, 50));
         assert!(s.failure_reason.unwrap().contains("diverged"));
 
         let mut cancelled = job(d, None, t0);
-        assert_eq!(cancelled.cancel(t0 + Duration::from_secs(30)), JobState::Training);
+        assert_eq!(
+            cancelled.cancel(t0 + Duration::from_secs(30)),
+            JobState::Training
+        );
         let s = cancelled.status(t0 + Duration::from_secs(200));
         assert_eq!((s.status, s.progress), (JobState::Cancelled, 30));
-        assert_eq!(cancelled.cancel(t0 + Duration::from_secs(201)), JobState::Cancelled);
+        assert_eq!(
+            cancelled.cancel(t0 + Duration::from_secs(201)),
+            JobState::Cancelled
+        );
     }
 
     #[test]

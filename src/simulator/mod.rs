@@ -123,7 +123,10 @@ impl SimulatorHandle {
 /// Starts a simulator on `listener`.
 ///
 /// Fails with `InvalidInput` when `config` is invalid (see [`SimulatorConfig::validate`]).
-pub async fn spawn(config: SimulatorConfig, listener: TcpListener) -> std::io::Result<SimulatorHandle> {
+pub async fn spawn(
+    config: SimulatorConfig,
+    listener: TcpListener,
+) -> std::io::Result<SimulatorHandle> {
     config
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -161,7 +164,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             "the /_sim/* admin endpoints have no authentication and are reachable beyond this host"
         );
     }
-    let clients: Vec<&str> = config.clients.iter().map(|c| c.client_id.as_str()).collect();
+    let clients: Vec<&str> = config
+        .clients
+        .iter()
+        .map(|c| c.client_id.as_str())
+        .collect();
     let summary = format!(
         "clients {}, job duration {:?}, token TTL {:?}, seed {}",
         clients.join(","),

@@ -40,7 +40,10 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::try_from_secs_f64((1.0 - bucket.tokens) / per_second).unwrap_or(Duration::MAX))
+            Err(
+                Duration::try_from_secs_f64((1.0 - bucket.tokens) / per_second)
+                    .unwrap_or(Duration::MAX),
+            )
         }
     }
 }

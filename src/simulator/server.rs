@@ -35,15 +35,14 @@ use super::rng::{SplitMix64, hits};
 use super::signing::Keys;
 use super::stats::Stats;
 use super::train::train;
+use crate::cxone::Call;
+use crate::cxone::client::required_scopes;
 use crate::cxone::model::{
     ApiErrorBody, ArtifactUrls, ExportResponse, JobState, SubmitResponse, TokenResponse,
     TrainingJobRequest, paths,
 };
+use crate::training::validation::truncate;
 use crate::training::{ValidationRules, validate_request};
-
-const SKILLS_WRITE: &str = "ai:skills:write";
-const TRAINING_READ: &str = "ai:training:read";
-const TRAINING_WRITE: &str = "ai:training:write";
 
 /// Largest job submission body.
 const SUBMIT_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -135,8 +134,9 @@ impl Simulator {
         lock(&self.stats).record_fault(kind);
     }
 
-    /// Checks the bearer token, the client's rate limit and the scopes `required`.
-    fn authorize(&self, headers: &HeaderMap, required: &[&str]) -> Result<Grant, ApiError> {
+    /// Checks the bearer token, the client's rate limit and the scopes `call` requires.
+    fn authorize(&self, headers: &HeaderMap, call: Call) -> Result<Grant, ApiError> {
+        let required = required_scopes(call);
         let token = bearer_token(headers)?;
         let grant = lock(&self.tokens)
             .check(token, Instant::now())
@@ -173,7 +173,9 @@ impl Simulator {
             RetryAfterFormat::Seconds => seconds.to_string(),
             RetryAfterFormat::HttpDate => {
                 let now = SystemTime::now();
-                httpdate::fmt_http_date(now.checked_add(Duration::from_secs(seconds)).unwrap_or(now))
+                httpdate::fmt_http_date(
+                    now.checked_add(Duration::from_secs(seconds)).unwrap_or(now),
+                )
             }
         };
         Err(ApiError::new(
@@ -191,14 +193,11 @@ impl Simulator {
         if let Some(url) = &self.config.public_url {
             return url.clone();
         }
-        let host = headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| {
-                !h.is_empty()
-                    && h.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-            });
+        let host = headers.get(HOST).and_then(|h| h.to_str().ok()).filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        });
         match host {
             Some(host) => format!("http://{host}"),
             None => format!("http://{}", self.local_addr),
@@ -210,23 +209,19 @@ impl Simulator {
         let mut rng = lock(&self.job_rng);
         // Always three draws per job, so one job's outcome does not shift the next one's.
         let (fails, at, cause) = (rng.next_f64(), rng.next_f64(), rng.below(3));
-        hits(fails, rate).then(|| PlannedFailure {
-            // Somewhere in the middle of TRAINING (20 %–80 % of the duration).
+        hits(fails, rate).then_some(PlannedFailure {
+            // Well inside TRAINING (which runs from 20 % to 80 % of the duration).
             at: 0.25 + 0.5 * at,
             cause,
         })
     }
 }
 
-/// The endpoints counted in the stats.
+/// What a request is, for the stats: one of the API calls, an artifact download, or a path that
+/// is none of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Endpoint {
-    Token,
-    Submit,
-    Status,
-    Evaluation,
-    Export,
-    Cancel,
+    Api(Call),
     Artifact,
     Other,
 }
@@ -235,7 +230,7 @@ impl Endpoint {
     /// The endpoint a path belongs to; `None` for the admin endpoints, which are not counted.
     fn classify(path: &str) -> Option<Self> {
         if path == paths::TOKEN {
-            return Some(Self::Token);
+            return Some(Self::Api(Call::Token));
         }
         if path.starts_with("/_sim/artifacts/") {
             return Some(Self::Artifact);
@@ -248,31 +243,22 @@ impl Endpoint {
         };
         let segments: Vec<&str> = rest.split('/').collect();
         Some(match segments.as_slice() {
-            [""] => Self::Submit,
-            ["", id] if !id.is_empty() => Self::Status,
-            ["", id, "evaluation"] if !id.is_empty() => Self::Evaluation,
-            ["", id, "artifacts", "export"] if !id.is_empty() => Self::Export,
-            ["", id, "cancel"] if !id.is_empty() => Self::Cancel,
+            [""] => Self::Api(Call::Submit),
+            ["", id] if !id.is_empty() => Self::Api(Call::Status),
+            ["", id, "evaluation"] if !id.is_empty() => Self::Api(Call::Evaluation),
+            ["", id, "artifacts", "export"] if !id.is_empty() => Self::Api(Call::Export),
+            ["", id, "cancel"] if !id.is_empty() => Self::Api(Call::Cancel),
             _ => Self::Other,
         })
     }
 
+    /// The name in the stats: the call's name, `artifact` or `other`.
     fn name(self) -> &'static str {
         match self {
-            Self::Token => "token",
-            Self::Submit => "submit",
-            Self::Status => "status",
-            Self::Evaluation => "evaluation",
-            Self::Export => "export",
-            Self::Cancel => "cancel",
+            Self::Api(call) => call.as_str(),
             Self::Artifact => "artifact",
             Self::Other => "other",
         }
-    }
-
-    /// API calls are subject to fault injection; artifact downloads and unknown paths are not.
-    fn injects_faults(self) -> bool {
-        !matches!(self, Self::Artifact | Self::Other)
     }
 }
 
@@ -304,13 +290,10 @@ pub(crate) fn router(sim: Arc<Simulator>) -> Router {
     Router::new()
         .route(paths::TOKEN, post(token))
         .route(paths::JOBS, post(submit))
-        .route(&format!("{}/{{job_id}}", paths::JOBS), get(job_status))
-        .route(&format!("{}/{{job_id}}/evaluation", paths::JOBS), get(evaluation))
-        .route(
-            &format!("{}/{{job_id}}/artifacts/export", paths::JOBS),
-            get(export),
-        )
-        .route(&format!("{}/{{job_id}}/cancel", paths::JOBS), post(cancel))
+        .route(&paths::job("{job_id}"), get(job_status))
+        .route(&paths::evaluation("{job_id}"), get(evaluation))
+        .route(&paths::export("{job_id}"), get(export))
+        .route(&paths::cancel("{job_id}"), post(cancel))
         .route("/_sim/artifacts/{job_id}/{file}", get(artifact))
         .route("/_sim/stats", get(stats))
         .route("/_sim/faults", get(get_faults).put(put_faults))
@@ -331,7 +314,8 @@ async fn gate(State(sim): State<Arc<Simulator>>, mut req: Request, next: Next) -
     let Some(endpoint) = Endpoint::classify(&path) else {
         return next.run(req).await;
     };
-    let response = if endpoint.injects_faults() {
+    // API calls are subject to fault injection; artifact downloads and unknown paths are not.
+    let response = if matches!(endpoint, Endpoint::Api(_)) {
         let dice = Dice::roll(&mut lock(&sim.dice));
         let faults = sim.faults();
         if hits(dice.fault, faults.fault_rate) {
@@ -454,8 +438,10 @@ impl ApiError {
     }
 
     fn invalid_token(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", message)
-            .with_header(WWW_AUTHENTICATE, r#"Bearer realm="cxone", error="invalid_token""#)
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", message).with_header(
+            WWW_AUTHENTICATE,
+            r#"Bearer realm="cxone", error="invalid_token""#,
+        )
     }
 
     fn invalid_client(message: impl Into<String>, tried_basic: bool) -> Self {
@@ -538,14 +524,6 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Characters of `s` up to `max`, with `…` when cut.
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s.to_string(),
-        Some((pos, _)) => format!("{}…", &s[..pos]),
-    }
-}
-
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers.get(AUTHORIZATION).ok_or_else(|| {
         ApiError::invalid_token(
@@ -556,7 +534,9 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         .to_str()
         .map_err(|_| ApiError::invalid_token("the Authorization header is not valid ASCII"))?;
     match value.trim().split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(token.trim())
         }
         _ => Err(ApiError::invalid_token(
@@ -575,7 +555,8 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
         return Err(ApiError::payload_too_large(limit));
     }
     let mut stream = body.into_data_stream();
-    let mut bytes = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    // Trust the declared length for preallocation only up to 1 MiB.
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |n| n.min(1 << 20) as usize));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::invalid_request(format!("the request body could not be read: {e}"))
@@ -607,7 +588,11 @@ async fn token(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
         .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
     let params = if is_json {
         serde_json::from_slice::<TokenParams>(&bytes)
             .map_err(|e| ApiError::invalid_request(format!("invalid JSON token request: {e}")))?
@@ -630,23 +615,33 @@ async fn token(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
         ));
     }
 
-    let authorization = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let basic = basic_credentials(authorization)
-        .map_err(|e| ApiError::invalid_client(format!("client authentication failed: {e}"), true))?;
+    let authorization = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let basic = basic_credentials(authorization).map_err(|e| {
+        ApiError::invalid_client(format!("client authentication failed: {e}"), true)
+    })?;
     let tried_basic = basic.is_some();
     let (id, secret) = match (basic, params.client_id, params.client_secret) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+        // Some clients repeat the client id in the body next to Basic credentials; that is
+        // harmless as long as it is the same id.
+        (Some(credentials), None, None) => credentials,
+        (Some(credentials), Some(body_id), None) if body_id == credentials.0 => credentials,
+        (Some(_), _, _) => {
             return Err(ApiError::invalid_request(
                 "client credentials are given both in the Authorization header and in the body; use one method",
             ));
         }
-        (Some(credentials), None, None) => credentials,
         (None, Some(id), Some(secret)) => (id, secret),
         (None, id, secret) => {
-            let missing: Vec<&str> = [("client_id", id.is_none()), ("client_secret", secret.is_none())]
-                .into_iter()
-                .filter_map(|(name, missing)| missing.then_some(name))
-                .collect();
+            let missing: Vec<&str> = [
+                ("client_id", id.is_none()),
+                ("client_secret", secret.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, missing)| missing.then_some(name))
+            .collect();
             return Err(ApiError::invalid_request(format!(
                 "missing {}; send client_id and client_secret in the body or use HTTP Basic authentication",
                 missing.join(" and ")
@@ -736,13 +731,14 @@ async fn token(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
 
 async fn submit(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
-    let grant = sim.authorize(&parts.headers, &[SKILLS_WRITE, TRAINING_WRITE])?;
+    let grant = sim.authorize(&parts.headers, Call::Submit)?;
     let key = match parts.headers.get(IDEMPOTENCY_KEY) {
         None => None,
         Some(value) => {
-            let key = value.to_str().ok().filter(|k| {
-                !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN
-            });
+            let key = value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN);
             Some(key.ok_or_else(|| {
                 ApiError::invalid_request(format!(
                     "the Idempotency-Key header must be 1-{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
@@ -755,10 +751,12 @@ async fn submit(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
         ApiError::invalid_request(format!("the request body is not a valid training job: {e}"))
     })?;
     // The payload's identity: its canonical serialisation, so formatting does not matter.
-    let fingerprint: [u8; 32] = Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).into();
+    let fingerprint: [u8; 32] =
+        Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).into();
 
     if let Some(key) = &key {
-        let found = lock(&sim.jobs).idempotency(&grant.client_id, key, &fingerprint, Instant::now());
+        let found =
+            lock(&sim.jobs).idempotency(&grant.client_id, key, &fingerprint, Instant::now());
         if let Some(response) = idempotent_answer(&sim, found)? {
             return Ok(response);
         }
@@ -840,9 +838,10 @@ async fn submit(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
     lock(&sim.stats).jobs_created += 1;
     tracing::info!(job_id = %job_id, client_id = %grant.client_id, "training job created");
 
-    let post_commit = parts.extensions.get::<Dice>().is_some_and(|dice| {
-        hits(dice.post_commit, lock(&sim.faults).post_commit_fault_rate)
-    });
+    let post_commit = parts
+        .extensions
+        .get::<Dice>()
+        .is_some_and(|dice| hits(dice.post_commit, lock(&sim.faults).post_commit_fault_rate));
     if post_commit {
         sim.record_fault("postCommit503");
         return Err(ApiError::injected(StatusCode::SERVICE_UNAVAILABLE));
@@ -888,7 +887,7 @@ async fn job_status(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    let grant = sim.authorize(&headers, &[TRAINING_READ])?;
+    let grant = sim.authorize(&headers, Call::Status)?;
     let id = job_id(path)?;
     let jobs = lock(&sim.jobs);
     let job = jobs
@@ -905,15 +904,25 @@ fn require_completed(job: &Job, now: Instant, what: &str) -> Result<(), ApiError
         JobState::Failed => format!(
             "job {} FAILED ({}); a failed job has no {what}",
             job.id,
-            status.failure_reason.as_deref().unwrap_or("no reason given")
+            status
+                .failure_reason
+                .as_deref()
+                .unwrap_or("no reason given")
         ),
-        JobState::Cancelled => format!("job {} was CANCELLED; a cancelled job has no {what}", job.id),
+        JobState::Cancelled => format!(
+            "job {} was CANCELLED; a cancelled job has no {what}",
+            job.id
+        ),
         state => format!(
             "job {} is {state} ({}% done); its {what} is available once it is COMPLETED",
             job.id, status.progress
         ),
     };
-    Err(ApiError::new(StatusCode::CONFLICT, "job_not_completed", message))
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "job_not_completed",
+        message,
+    ))
 }
 
 async fn evaluation(
@@ -921,7 +930,7 @@ async fn evaluation(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    let grant = sim.authorize(&headers, &[TRAINING_READ])?;
+    let grant = sim.authorize(&headers, Call::Evaluation)?;
     let id = job_id(path)?;
     let training = {
         let jobs = lock(&sim.jobs);
@@ -939,7 +948,7 @@ async fn export(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    let grant = sim.authorize(&headers, &[TRAINING_READ])?;
+    let grant = sim.authorize(&headers, Call::Export)?;
     let id = job_id(path)?;
     {
         let jobs = lock(&sim.jobs);
@@ -979,7 +988,7 @@ async fn cancel(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    let grant = sim.authorize(&headers, &[TRAINING_WRITE])?;
+    let grant = sim.authorize(&headers, Call::Cancel)?;
     let id = job_id(path)?;
     let now = Instant::now();
     let mut jobs = lock(&sim.jobs);
@@ -1053,8 +1062,13 @@ async fn artifact(
     // The signature covers the path, so the job and file are the ones the export named.
     let (training, config) = {
         let jobs = lock(&sim.jobs);
-        let job = jobs.by_id(&id).ok_or_else(|| ApiError::job_not_found(&id))?;
-        (job.training.clone(), (file == CONFIG_FILE).then(|| job.config_json()))
+        let job = jobs
+            .by_id(&id)
+            .ok_or_else(|| ApiError::job_not_found(&id))?;
+        (
+            job.training.clone(),
+            (file == CONFIG_FILE).then(|| job.config_json()),
+        )
     };
     let body = match (file.as_str(), config) {
         (CONFIG_FILE, Some(config)) => config,
@@ -1125,18 +1139,22 @@ mod tests {
     #[test]
     fn paths_map_to_endpoints() {
         let id = "/api/v2/ai/skills/training/jobs/job-1";
-        assert_eq!(Endpoint::classify("/oauth/token"), Some(Endpoint::Token));
-        assert_eq!(Endpoint::classify(paths::JOBS), Some(Endpoint::Submit));
-        assert_eq!(Endpoint::classify(id), Some(Endpoint::Status));
+        let api = |call| Some(Endpoint::Api(call));
+        assert_eq!(Endpoint::classify("/oauth/token"), api(Call::Token));
+        assert_eq!(Endpoint::classify(paths::JOBS), api(Call::Submit));
+        assert_eq!(Endpoint::classify(id), api(Call::Status));
         assert_eq!(
             Endpoint::classify(&format!("{id}/evaluation")),
-            Some(Endpoint::Evaluation)
+            api(Call::Evaluation)
         );
         assert_eq!(
             Endpoint::classify(&format!("{id}/artifacts/export")),
-            Some(Endpoint::Export)
+            api(Call::Export)
         );
-        assert_eq!(Endpoint::classify(&format!("{id}/cancel")), Some(Endpoint::Cancel));
+        assert_eq!(
+            Endpoint::classify(&format!("{id}/cancel")),
+            api(Call::Cancel)
+        );
         assert_eq!(
             Endpoint::classify("/_sim/artifacts/job-1/config.json"),
             Some(Endpoint::Artifact)
@@ -1144,7 +1162,10 @@ mod tests {
         assert_eq!(Endpoint::classify("/_sim/stats"), None);
         assert_eq!(Endpoint::classify("/healthz"), None);
         assert_eq!(Endpoint::classify("/nope"), Some(Endpoint::Other));
-        assert_eq!(Endpoint::classify(&format!("{id}/x")), Some(Endpoint::Other));
+        assert_eq!(
+            Endpoint::classify(&format!("{id}/x")),
+            Some(Endpoint::Other)
+        );
         assert_eq!(
             Endpoint::classify("/api/v2/ai/skills/training/jobsX"),
             Some(Endpoint::Other)

@@ -73,7 +73,13 @@ impl Keys {
     }
 
     /// Whether `signature` (hex) signs `method path expires`; compared in constant time.
-    pub(crate) fn verify_url(&self, method: &str, path: &str, expires: u64, signature: &str) -> bool {
+    pub(crate) fn verify_url(
+        &self,
+        method: &str,
+        path: &str,
+        expires: u64,
+        signature: &str,
+    ) -> bool {
         let Ok(bytes) = hex::decode(signature) else {
             return false;
         };

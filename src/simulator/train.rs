@@ -63,7 +63,10 @@ fn tokenize(text: &str) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect();
-    let bigrams: Vec<String> = words.windows(2).map(|w| format!("{} {}", w[0], w[1])).collect();
+    let bigrams: Vec<String> = words
+        .windows(2)
+        .map(|w| format!("{} {}", w[0], w[1]))
+        .collect();
     let mut all = words;
     all.extend(bigrams);
     all
@@ -327,7 +330,11 @@ mod tests {
 
     #[test]
     fn the_guide_example_evaluates_three_examples() {
-        let labels = [label("cancel_sub"), label("upgrade_plan"), label("reset_pwd")];
+        let labels = [
+            label("cancel_sub"),
+            label("upgrade_plan"),
+            label("reset_pwd"),
+        ];
         let data = [
             u("I want to cancel my subscription", "cancel_sub"),
             u("Please terminate my account", "cancel_sub"),
@@ -353,8 +360,14 @@ mod tests {
         let labels = [label("billing"), label("weather")];
         let mut data = Vec::new();
         for i in 0..20 {
-            data.push(u(&format!("my invoice {i} shows a wrong charge"), "billing"));
-            data.push(u(&format!("will it rain {i} tomorrow in the city"), "weather"));
+            data.push(u(
+                &format!("my invoice {i} shows a wrong charge"),
+                "billing",
+            ));
+            data.push(u(
+                &format!("will it rain {i} tomorrow in the city"),
+                "weather",
+            ));
         }
         let t = train(&labels, &data, 0.25, 0.0);
         assert_eq!(t.evaluation.actuals, t.evaluation.predictions);

@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 BIN := target/debug/cxone-skill-operator
 
-.PHONY: test fmt-check clippy unit guide-example bench build sklearn-vectors fmt help
+.PHONY: crds test fmt-check clippy unit guide-example bench build sklearn-vectors fmt help
 
 help: ## Show targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,3 +35,6 @@ bench: ## Domain benchmarks (release build): validation, payload, evaluation
 
 sklearn-vectors: ## Regenerate the scikit-learn reference vectors
 	"$$(./hack/python-venv.sh)/bin/python" hack/sklearn_vectors.py
+
+crds: build ## Regenerate crds/ from the Rust types
+	$(BIN) crd > crds/skilltrainingjobs.ai.cxone.io.yaml

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,7 @@ pub const MAX_INLINE_UTTERANCES: usize = 1000;
 
 /// Trains a NICE CXone AI skill from labelled utterances and records the evaluation, artifacts and
 /// a governance audit record in its status.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "ai.cxone.io",
     version = "v1alpha1",
@@ -24,8 +25,19 @@ pub const MAX_INLINE_UTTERANCES: usize = 1000;
     plural = "skilltrainingjobs",
     shortname = "stj",
     category = "cxone",
-    namespaced
+    namespaced,
+    status = "SkillTrainingJobStatus",
+    doc = "Trains a NICE CXone AI skill and records its evaluation, artifacts and audit record.",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Progress","type":"integer","jsonPath":".status.progress"}"#,
+    printcolumn = r#"{"name":"Precision","type":"string","jsonPath":".status.evaluation.macroPrecision"}"#,
+    printcolumn = r#"{"name":"Recall","type":"string","jsonPath":".status.evaluation.macroRecall"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Job","type":"string","priority":1,"jsonPath":".status.jobId"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new("!has(self.utterances) || self.utterances.all(u, self.labels.exists(l, l.id == u.label))").message("every inline utterance must use a label id defined in spec.labels"))]
+#[x_kube(validation = Rule::new("has(self.utterances) || has(self.utterancesFrom)").message("give training data: spec.utterances and/or spec.utterancesFrom"))]
 #[serde(rename_all = "camelCase")]
 pub struct SkillTrainingJobSpec {
     /// The CXone AI skill to train, e.g. `skill-abc-123`.
@@ -37,8 +49,9 @@ pub struct SkillTrainingJobSpec {
     /// language inherit it; utterances with another language make the job Invalid.
     #[schemars(length(min = 2, max = 2))]
     pub language: String,
-    /// The labels (intents) the skill predicts.
+    /// The labels (intents) the skill predicts; ids are unique.
     #[schemars(length(min = 1, max = 500))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
     pub labels: Vec<LabelSpec>,
     /// Inline training utterances (at most 1000; use `utterancesFrom` for more).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -73,7 +86,8 @@ pub struct SkillTrainingJobSpec {
 }
 
 /// CXone endpoint and credentials.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.region) != has(self.baseUrl)").message("set exactly one of connection.region and connection.baseUrl"))]
 #[serde(rename_all = "camelCase")]
 pub struct Connection {
     /// CXone region, e.g. `us2-01`: the API is `https://api.<region>.cxone.com`. Exactly one of
@@ -209,7 +223,8 @@ pub struct ValidationSpec {
 }
 
 /// Hyperparameters sent to CXone.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("(has(self.patience) ? self.patience : 5) <= (has(self.maxEpochs) ? self.maxEpochs : 50)").message("hyperparameters.patience must not exceed maxEpochs (defaults: patience 5, maxEpochs 50)"))]
 #[serde(rename_all = "camelCase")]
 pub struct HyperparametersSpec {
     /// Fraction of utterances held out for evaluation (default 0.2).
@@ -244,7 +259,8 @@ pub struct EvaluationSpec {
 }
 
 /// A range of confidence thresholds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("self.start <= self.end").message("thresholdSweep.start must not exceed end"))]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdSweepSpec {
     #[schemars(range(min = 0.0, max = 1.0))]
@@ -271,7 +287,8 @@ pub struct ArtifactsSpec {
 }
 
 /// Poll schedule of the CXone job.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("(has(self.initialIntervalSeconds) ? self.initialIntervalSeconds : 2) <= (has(self.maxIntervalSeconds) ? self.maxIntervalSeconds : 30)").message("polling.initialIntervalSeconds must not exceed maxIntervalSeconds (defaults: 2 and 30)"))]
 #[serde(rename_all = "camelCase")]
 pub struct PollingSpec {
     /// First poll interval in seconds (default 2, the least CXone allows).
@@ -300,6 +317,250 @@ pub enum DeletionPolicy {
     Cancel,
     /// Leave the CXone job running.
     Orphan,
+}
+
+
+/// Lifecycle phase of a SkillTrainingJob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Accepted, nothing submitted yet (also while suspended or waiting for credentials).
+    Pending,
+    /// The spec or its data failed validation; fix it to continue.
+    Invalid,
+    /// A submission is being sent to CXone.
+    Submitting,
+    /// CXone accepted the job and is queueing or provisioning it.
+    Queued,
+    /// CXone is training.
+    Training,
+    /// CXone is evaluating on the validation split.
+    Evaluating,
+    /// The evaluation is being analysed and artifacts exported.
+    Exporting,
+    /// Trained, evaluated and exported.
+    Succeeded,
+    /// Training failed or CXone rejected the job.
+    Failed,
+    /// The CXone job was cancelled.
+    Cancelled,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 10] = [
+        Phase::Pending,
+        Phase::Invalid,
+        Phase::Submitting,
+        Phase::Queued,
+        Phase::Training,
+        Phase::Evaluating,
+        Phase::Exporting,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Invalid => "Invalid",
+            Phase::Submitting => "Submitting",
+            Phase::Queued => "Queued",
+            Phase::Training => "Training",
+            Phase::Evaluating => "Evaluating",
+            Phase::Exporting => "Exporting",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Whether a run in this phase is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Invalid)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Observed state of a SkillTrainingJob.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkillTrainingJobStatus {
+    /// Where the job is in its lifecycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Validated, Submitted, Succeeded and Ready, each with a reason and an actionable message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Human-readable summary of the current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The submission of the current run, recorded before it is sent so a retry reuses its
+    /// idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<Submission>,
+    /// CXone training job id of the current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// SHA-256 of the dataset of the current run (`sha256:<hex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_digest: Option<String>,
+    /// Training progress reported by CXone, 0-100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<i32>,
+    /// CXone's description of the current stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Compute units CXone allocated to the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_units_allocated: Option<String>,
+    /// Compute units the job used so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_units_used: Option<String>,
+    /// When CXone accepted the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<Time>,
+    /// When CXone started training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the CXone job finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// Training time CXone reported, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_duration_seconds: Option<String>,
+    /// Evaluation summary (the full report is in the ConfigMap named in `evaluation.reportConfigMap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationStatus>,
+    /// Exported model artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<ArtifactsStatus>,
+    /// Where the governance audit record of the last finished run is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditStatus>,
+    /// The last runs, newest last (at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub history: Vec<RunHistory>,
+}
+
+/// A submission of the current run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Submission {
+    /// Sent as `Idempotency-Key`; derived from the object's uid, generation and dataset digest.
+    pub idempotency_key: String,
+    /// The generation being trained.
+    pub generation: i64,
+    /// The dataset being trained.
+    pub dataset_digest: String,
+    /// When the submission was first attempted.
+    pub requested_at: Time,
+}
+
+/// Evaluation summary; metrics are decimal strings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationStatus {
+    /// Number of validation examples.
+    pub examples: i64,
+    pub accuracy: String,
+    pub macro_precision: String,
+    pub macro_recall: String,
+    pub macro_f1: String,
+    pub weighted_f1: String,
+    /// Per-label metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_label: Vec<LabelEvaluation>,
+    /// Label ids in confusion matrix order (present when there are at most 10 labels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confusion_matrix_labels: Vec<String>,
+    /// Rows = actual, columns = predicted (present when there are at most 10 labels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confusion_matrix: Vec<Vec<i64>>,
+    /// The recommended confidence threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_threshold: Option<ThresholdRecommendation>,
+    /// Whether CXone's reported metrics agree with the recomputed ones.
+    pub server_metrics_consistent: bool,
+    /// ConfigMap holding the full evaluation report and the audit record.
+    pub report_config_map: String,
+}
+
+/// Metrics of one label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelEvaluation {
+    pub label: String,
+    pub precision: String,
+    pub recall: String,
+    pub f1: String,
+    pub support: i64,
+}
+
+/// A recommended confidence threshold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdRecommendation {
+    pub threshold: String,
+    pub precision: String,
+    pub f1: String,
+    pub coverage: String,
+    /// `maxF1` or `minPrecision`.
+    pub objective: String,
+}
+
+/// Exported artifacts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactsStatus {
+    /// Signed URL of the model weights (omitted when `spec.artifacts.secretName` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_weights_url: Option<String>,
+    /// Signed URL of the model configuration (omitted when `spec.artifacts.secretName` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_url: Option<String>,
+    /// When the URLs expire; they are refreshed before that.
+    pub expires_at: Time,
+    /// Secret holding the URLs, when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+/// Location of an audit record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditStatus {
+    /// Immutable ConfigMap (owned by the job) holding `audit.json`.
+    pub config_map: String,
+    pub recorded_at: Time,
+}
+
+/// A finished or superseded run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunHistory {
+    pub generation: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_digest: Option<String>,
+    /// How the run ended.
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Where `utterancesFrom` data comes from: ConfigMap data by (name, key).
@@ -469,4 +730,14 @@ impl SkillTrainingJobSpec {
         }
         problems
     }
+}
+
+/// The CustomResourceDefinition as YAML, as committed in `crds/`.
+pub fn crd_yaml() -> Result<String, String> {
+    use kube::CustomResourceExt;
+    let crd = SkillTrainingJob::crd();
+    let yaml = serde_saphyr::to_string(&crd).map_err(|e| format!("cannot render the CRD: {e}"))?;
+    Ok(format!(
+        "# Generated by `cxone-skill-operator crd`; do not edit.\n---\n{yaml}"
+    ))
 }

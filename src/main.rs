@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the SkillTrainingJob CustomResourceDefinition (YAML).
+    Crd,
     /// Run a simulator of the CXone AI training API (for demos, tests and staging).
     Simulate(Box<simulator::SimulateArgs>),
     /// Check SkillTrainingJob manifests (with the ConfigMaps they use) and utterance data files
@@ -47,6 +49,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Crd => match cxone_skill_operator::crd::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Simulate(args) => {
             init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -30,12 +30,23 @@ log() { printf 'envtest: %s\n' "$*" >&2; }
 die() { printf 'envtest: error: %s\n' "$*" >&2; exit 1; }
 
 # ---- version checks ---------------------------------------------------------------------------
-apiserver_ok() { [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -qx "Kubernetes v${KUBE_VERSION}"; }
-apiserver_any() { [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -q '^Kubernetes v'; }
-etcd_ok() { [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION}"; }
-etcd_any() { [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -q '^etcd Version: '; }
-kubectl_ok() { [[ -x "$1" ]] && "$1" version --client 2>/dev/null | grep -qx "Client Version: v${KUBECTL_VERSION}"; }
-kubectl_any() { [[ -x "$1" ]] && "$1" version --client 2>/dev/null | grep -q '^Client Version: v'; }
+# version_line BIN PATTERN ARGS...: true if BIN runs and a line of its output matches PATTERN
+# (an extended regex matched against the whole line). The output is captured first: `grep -q`
+# on a pipe would close it early and, under pipefail, fail on the writer's SIGPIPE.
+version_line() {
+  local bin="$1" pattern="$2" out
+  shift 2
+  [[ -x "$bin" ]] || return 1
+  out="$(timeout 20 "$bin" "$@" 2>/dev/null)" || return 1
+  grep -Eqx -- "$pattern" <<<"$out"
+}
+v_re() { printf '%s' "$1" | sed 's/[.]/[.]/g'; }
+apiserver_ok() { version_line "$1" "Kubernetes v$(v_re "$KUBE_VERSION")" --version; }
+apiserver_any() { version_line "$1" 'Kubernetes v[0-9].*' --version; }
+etcd_ok() { version_line "$1" "etcd Version: $(v_re "$ETCD_VERSION")" --version; }
+etcd_any() { version_line "$1" 'etcd Version: [0-9].*' --version; }
+kubectl_ok() { version_line "$1" "Client Version: v$(v_re "$KUBECTL_VERSION")" version --client; }
+kubectl_any() { version_line "$1" 'Client Version: v[0-9].*' version --client; }
 
 # ---- 1. KUBEBUILDER_ASSETS --------------------------------------------------------------------
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
@@ -97,15 +108,16 @@ peak_kib=0
 run_step() {
   local name="$1" logfile="$2"
   shift 2
-  local rc=0 timefile="$work/time-$name.txt"
+  local kib=""
+  local rc=0 timefile="$work/time-${name//\//_}.txt" t0=$SECONDS
   if ((${#timer_cmd[@]})); then
     "${timer_cmd[@]}" "$timefile" "$@" >>"$logfile" 2>&1 || rc=$?
-    local kib
     kib=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$timefile" 2>/dev/null || true)
     if [[ -n "$kib" ]] && ((kib > peak_kib)); then peak_kib=$kib; fi
   else
     "$@" >>"$logfile" 2>&1 || rc=$?
   fi
+  log "  $name: $((SECONDS - t0))s${kib:+, max RSS $((kib / 1024)) MiB}"
   if ((rc != 0)); then
     printf 'envtest: error: %s failed (exit %d); last lines of %s:\n' "$name" "$rc" "$logfile" >&2
     tail -n 40 "$logfile" | sed 's/^/    /' >&2
@@ -141,7 +153,7 @@ build_apiserver() {
   mkdir -p "$mod"
   log "building kube-apiserver v${KUBE_VERSION} (log: $logfile)"
   # The list of staging modules comes from k8s.io/kubernetes' own go.mod.
-  (cd "$mod" && run_step "download-k8s.io/kubernetes" "$logfile" \
+  (cd "$mod" && run_step "download-kubernetes-module" "$logfile" \
     go mod download -json "k8s.io/kubernetes@v${KUBE_VERSION}")
   local gomod
   gomod="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/v${KUBE_VERSION}.mod"

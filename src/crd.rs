@@ -456,12 +456,17 @@ pub struct SkillTrainingJobStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Submission {
-    /// Sent as `Idempotency-Key`; derived from the object's uid, generation and dataset digest.
+    /// Sent as `Idempotency-Key`; derived from the object's uid, the run's fingerprint and the
+    /// time the run started, so each run has its own key and a retry of the same run reuses it.
     pub idempotency_key: String,
-    /// The generation being trained.
+    /// The generation that started the run.
     pub generation: i64,
     /// The dataset being trained.
     pub dataset_digest: String,
+    /// SHA-256 of what the run trains (dataset digest, skill, endpoint, hyperparameters,
+    /// validation split). Spec changes that leave it alone (polling, suspend, deletionPolicy,
+    /// artifacts) do not start a new run.
+    pub fingerprint: String,
     /// When the submission was first attempted.
     pub requested_at: Time,
 }

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod cxone;
 pub mod duration;

@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator.
+    Run(Box<cxone_skill_operator::controller::RunArgs>),
     /// Print the SkillTrainingJob CustomResourceDefinition (YAML).
     Crd,
     /// Run a simulator of the CXone AI training API (for demos, tests and staging).
@@ -49,6 +51,23 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            init_logging(args.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(cxone_skill_operator::controller::run(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crd => match cxone_skill_operator::crd::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -121,6 +140,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn init_logging(format: cxone_skill_operator::controller::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        cxone_skill_operator::controller::LogFormat::Json => builder.json().init(),
+        cxone_skill_operator::controller::LogFormat::Text => builder.init(),
     }
 }
 

@@ -138,12 +138,19 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// Told about every HTTP exchange with CXone (for metrics). `status` is `None` when no response
+/// arrived (timeout, connection failure).
+pub trait CallObserver: Send + Sync {
+    fn observe(&self, call: Call, status: Option<u16>, elapsed: Duration);
+}
+
 /// The CXone client. Cheap to clone; clones share the connection pool and the token cache.
 #[derive(Clone)]
 pub struct CxoneClient {
     http: reqwest::Client,
     tokens: TokenCache,
     config: std::sync::Arc<ClientConfig>,
+    observer: Option<std::sync::Arc<dyn CallObserver>>,
 }
 
 impl CxoneClient {
@@ -167,6 +174,20 @@ impl CxoneClient {
             http,
             tokens,
             config: std::sync::Arc::new(config),
+            observer: None,
+        }
+    }
+
+    /// Reports every exchange to `observer`.
+    pub fn with_observer(mut self, observer: std::sync::Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, call: Call, result: &Result<reqwest::Response, reqwest::Error>, started: Instant) {
+        if let Some(o) = &self.observer {
+            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            o.observe(call, status, started.elapsed());
         }
     }
 
@@ -343,7 +364,10 @@ impl CxoneClient {
                     .header(header::CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let resp = req.send().await.map_err(|e| transport_error(call, e))?;
+            let started = Instant::now();
+            let sent = req.send().await;
+            self.observe(call, &sent, started);
+            let resp = sent.map_err(|e| transport_error(call, e))?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED {
                 self.invalidate(target, &token.access_token).await;
@@ -513,15 +537,16 @@ impl CxoneClient {
             ("scope", scope.as_str()),
         ];
         let requested_at = Instant::now();
-        let resp = self
+        let sent = self
             .http
             .post(target.endpoint.token_url().clone())
             .timeout(self.config.token_timeout)
             .header(header::ACCEPT, "application/json")
             .form(&form)
             .send()
-            .await
-            .map_err(|e| transport_error(call, e))?;
+            .await;
+        self.observe(call, &sent, requested_at);
+        let resp = sent.map_err(|e| transport_error(call, e))?;
         let status = resp.status();
         if matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED) {
             let body = self.read_error(resp).await;

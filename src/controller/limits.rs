@@ -1,0 +1,199 @@
+//! Guards on outbound CXone traffic: the endpoint allowlist and the shared rate limiter.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Base URLs a job may point at. Patterns are URLs whose host may contain `*` for one DNS label
+/// (`https://api.*.cxone.com`); scheme, host and port must match, and a job's base URL may add
+/// a path under the pattern's path.
+#[derive(Clone, Debug)]
+pub struct EndpointAllowlist {
+    patterns: Vec<Pattern>,
+}
+
+#[derive(Clone, Debug)]
+struct Pattern {
+    scheme: String,
+    host_labels: Vec<String>,
+    port: Option<u16>,
+    path: String,
+    text: String,
+}
+
+impl EndpointAllowlist {
+    pub const DEFAULT: &'static str = "https://api.*.cxone.com";
+
+    pub fn parse(patterns: &[String]) -> Result<Self, String> {
+        let patterns = patterns
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let url = reqwest::Url::parse(&p.replace('*', "wildcard-label"))
+                    .map_err(|e| format!("allowed endpoint {p:?} is not a URL: {e}"))?;
+                let host = url
+                    .host_str()
+                    .ok_or_else(|| format!("allowed endpoint {p:?} has no host"))?;
+                Ok(Pattern {
+                    scheme: url.scheme().to_string(),
+                    host_labels: host
+                        .split('.')
+                        .map(|l| l.replace("wildcard-label", "*"))
+                        .collect(),
+                    port: url.port_or_known_default(),
+                    path: url.path().trim_end_matches('/').to_string(),
+                    text: p.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if patterns.is_empty() {
+            return Err("the endpoint allowlist is empty".into());
+        }
+        Ok(Self { patterns })
+    }
+
+    /// Whether `url` (an API base or token URL) is allowed.
+    pub fn allows(&self, url: &reqwest::Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let labels: Vec<&str> = host.split('.').collect();
+        self.patterns.iter().any(|p| {
+            p.scheme == url.scheme()
+                && p.port == url.port_or_known_default()
+                && p.host_labels.len() == labels.len()
+                && p.host_labels
+                    .iter()
+                    .zip(&labels)
+                    .all(|(pat, l)| pat == "*" && !l.is_empty() || pat.eq_ignore_ascii_case(l))
+                && (url.path().trim_end_matches('/') == p.path
+                    || url.path().starts_with(&format!("{}/", p.path)))
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.patterns
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Token buckets per (endpoint, client id), shared by every job: never more than `rate` calls a
+/// second to one CXone tenant, with a burst of one second's worth. Acquiring never sleeps: it says
+/// how long to wait, and the caller requeues.
+pub struct CxoneRateLimiter {
+    rate: f64,
+    buckets: Mutex<HashMap<(String, String), Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl CxoneRateLimiter {
+    /// `rate` calls per second; `None` or a non-positive value disables limiting.
+    pub fn new(rate: Option<f64>) -> Self {
+        Self {
+            rate: rate.filter(|r| r.is_finite() && *r > 0.0).unwrap_or(0.0),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one call's permit, or returns how long until one is available.
+    pub fn try_acquire(&self, endpoint: &str, client_id: &str) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let burst = self.rate.max(1.0);
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets
+            .entry((endpoint.to_string(), client_id.to_string()))
+            .or_insert(Bucket {
+                tokens: burst,
+                updated: now,
+            });
+        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - bucket.tokens) / self.rate;
+            Err(Duration::from_secs_f64(wait).max(Duration::from_millis(10)))
+        }
+    }
+}
+
+impl CxoneRateLimiter {
+    /// Takes a permit even when none is available (the bucket goes into debt), for calls that
+    /// must follow one already made (evaluation and export after a status call), so later callers
+    /// wait longer and the average rate still holds.
+    pub fn take(&self, endpoint: &str, client_id: &str) {
+        if self.rate <= 0.0 {
+            return;
+        }
+        if self.try_acquire(endpoint, client_id).is_err() {
+            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(b) = buckets.get_mut(&(endpoint.to_string(), client_id.to_string())) {
+                b.tokens -= 1.0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> reqwest::Url {
+        reqwest::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn default_allowlist_allows_only_cxone_regions_over_https() {
+        let a = EndpointAllowlist::parse(&[EndpointAllowlist::DEFAULT.to_string()]).unwrap();
+        assert!(a.allows(&url("https://api.us2-01.cxone.com")));
+        assert!(a.allows(&url("https://api.eu1.cxone.com/oauth/token")));
+        assert!(!a.allows(&url("http://api.us2-01.cxone.com")));
+        assert!(!a.allows(&url("https://api.evil.com")));
+        assert!(!a.allows(&url("https://api.x.cxone.com.evil.com")));
+        assert!(!a.allows(&url("https://api.a.b.cxone.com")));
+        assert!(!a.allows(&url("https://api.us2-01.cxone.com:8443")));
+        assert!(!a.allows(&url("https://evilcxone.com")));
+    }
+
+    #[test]
+    fn explicit_patterns_with_port_and_path() {
+        let a = EndpointAllowlist::parse(&["http://127.0.0.1:8089".into(), "https://gw.example/cxone".into()]).unwrap();
+        assert!(a.allows(&url("http://127.0.0.1:8089/")));
+        assert!(!a.allows(&url("http://127.0.0.1:8090/")));
+        assert!(a.allows(&url("https://gw.example/cxone/oauth/token")));
+        assert!(!a.allows(&url("https://gw.example/cxone-evil")));
+        assert!(EndpointAllowlist::parse(&[]).is_err());
+        assert!(EndpointAllowlist::parse(&["not a url".into()]).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_refills_per_client() {
+        let l = CxoneRateLimiter::new(Some(2.0));
+        assert!(l.try_acquire("e", "c").is_ok());
+        assert!(l.try_acquire("e", "c").is_ok());
+        let wait = l.try_acquire("e", "c").unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        assert!(l.try_acquire("e", "other").is_ok(), "buckets are per client");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(l.try_acquire("e", "c").is_ok());
+        assert!(CxoneRateLimiter::new(None).try_acquire("e", "c").is_ok());
+        l.take("e", "c");
+        l.take("e", "c");
+        assert_eq!(l.try_acquire("e", "c").unwrap_err(), Duration::from_millis(1500), "debt is repaid first");
+    }
+}

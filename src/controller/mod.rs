@@ -1,0 +1,211 @@
+//! The SkillTrainingJob controller: watches, reconciliation, and the operator's runtime
+//! (metrics and health server, leader election, graceful shutdown).
+
+pub mod core;
+pub mod limits;
+pub mod metrics;
+mod reconcile;
+mod run;
+pub mod server;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::cxone::{Credentials, CxoneClient};
+use crate::training::{DatasetDigest, Validated};
+use limits::{CxoneRateLimiter, EndpointAllowlist};
+use metrics::Metrics;
+
+pub use reconcile::{Error, error_policy, reconcile};
+pub use run::{LogFormat, RunArgs, run};
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "cxone-skill-operator";
+/// Finalizer that lets the operator cancel a running CXone job before the object goes.
+pub const FINALIZER: &str = "ai.cxone.io/cancel-training";
+
+/// Operator settings that shape reconciliation.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    pub allowlist: EndpointAllowlist,
+    /// Progress is written to status only in steps of at least this many points (or on a phase
+    /// change), so a long job costs a bounded number of API server writes.
+    pub progress_step: i32,
+    pub error_backoff_base: Duration,
+    pub error_backoff_max: Duration,
+    /// Give up cancelling a CXone job on deletion after this many failed attempts.
+    pub cleanup_attempts: u32,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            allowlist: EndpointAllowlist::parse(&[EndpointAllowlist::DEFAULT.to_string()])
+                .expect("the default allowlist parses"),
+            progress_step: 25,
+            error_backoff_base: Duration::from_secs(2),
+            error_backoff_max: Duration::from_secs(300),
+            cleanup_attempts: 10,
+        }
+    }
+}
+
+/// Metadata-only caches of Secrets and ConfigMaps, one per watched namespace (`None`: all).
+#[derive(Clone, Default)]
+pub struct MetaStores {
+    pub secrets: HashMap<Option<String>, Store<PartialObjectMeta<Secret>>>,
+    pub config_maps: HashMap<Option<String>, Store<PartialObjectMeta<ConfigMap>>>,
+}
+
+impl MetaStores {
+    fn lookup<K>(
+        stores: &HashMap<Option<String>, Store<PartialObjectMeta<K>>>,
+        ns: &str,
+        name: &str,
+    ) -> Option<Arc<PartialObjectMeta<K>>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone,
+        PartialObjectMeta<K>: kube::Resource<DynamicType = ()> + Clone,
+    {
+        let store = stores
+            .get(&Some(ns.to_string()))
+            .or_else(|| stores.get(&None))?;
+        store.get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// resourceVersion of a Secret as the watch last saw it.
+    pub fn secret_version(&self, ns: &str, name: &str) -> Option<String> {
+        Self::lookup(&self.secrets, ns, name).and_then(|m| m.metadata.resource_version.clone())
+    }
+
+    /// resourceVersion of a ConfigMap as the watch last saw it.
+    pub fn config_map_version(&self, ns: &str, name: &str) -> Option<String> {
+        Self::lookup(&self.config_maps, ns, name)
+            .and_then(|m| m.metadata.resource_version.clone())
+    }
+}
+
+/// A job's resolved and validated data, cached by what it was computed from.
+#[derive(Clone)]
+pub(crate) struct ResolvedData {
+    /// generation + (ConfigMap, resourceVersion) of every source.
+    pub key: String,
+    pub outcome: Arc<DataOutcome>,
+}
+
+pub(crate) enum DataOutcome {
+    Valid {
+        validated: Box<Validated>,
+        digest: DatasetDigest,
+    },
+    Invalid {
+        problems: Vec<String>,
+    },
+}
+
+/// What the operator remembers about a job between reconciliations (never persisted: a restart
+/// just starts the poll schedule over).
+#[derive(Clone, Default)]
+pub(crate) struct JobMemory {
+    pub poll_attempt: u32,
+    pub error_attempt: u32,
+    pub cleanup_attempt: u32,
+    pub data: Option<ResolvedData>,
+    /// Reason of the last Warning event, so a persisting problem is reported once.
+    pub last_warning: Option<String>,
+}
+
+/// Everything reconciliation needs, shared by all workers.
+pub struct Context {
+    pub kube: kube::Client,
+    pub cxone: CxoneClient,
+    pub config: OperatorConfig,
+    pub limiter: CxoneRateLimiter,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub stores: MetaStores,
+    memory: Mutex<HashMap<String, JobMemory>>,
+    credentials: Mutex<HashMap<(String, String), Credentials>>,
+    jitter: Mutex<u64>,
+}
+
+impl Context {
+    pub fn new(
+        kube: kube::Client,
+        cxone: CxoneClient,
+        config: OperatorConfig,
+        limiter: CxoneRateLimiter,
+        metrics: Arc<Metrics>,
+        recorder: Recorder,
+        stores: MetaStores,
+    ) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9_7f4a_7c15);
+        Self {
+            kube,
+            cxone,
+            config,
+            limiter,
+            metrics,
+            recorder,
+            stores,
+            memory: Mutex::new(HashMap::new()),
+            credentials: Mutex::new(HashMap::new()),
+            jitter: Mutex::new(seed | 1),
+        }
+    }
+
+    pub(crate) fn memory(&self, uid: &str) -> JobMemory {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn update_memory(&self, uid: &str, f: impl FnOnce(&mut JobMemory)) {
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        f(memory.entry(uid.to_string()).or_default());
+    }
+
+    pub(crate) fn forget(&self, uid: &str) {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
+        self.metrics.set_phase(uid, None);
+    }
+
+    pub(crate) fn cached_credentials(&self, ns: &str, name: &str) -> Option<Credentials> {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    pub(crate) fn cache_credentials(&self, ns: &str, name: &str, creds: Credentials) {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((ns.to_string(), name.to_string()), creds);
+    }
+
+    /// A number in [0, 1) for jitter (xorshift; quality is irrelevant here).
+    pub(crate) fn jitter(&self) -> f64 {
+        let mut s = self.jitter.lock().unwrap_or_else(|p| p.into_inner());
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        (*s >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

@@ -1,0 +1,421 @@
+//! `cxone-skill-operator run`: wires the Kubernetes client, watches, controllers, the metrics and
+//! probe servers, leader election and shutdown together.
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::{PredicateConfig, predicates};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tracing::{error, info, warn};
+
+use super::limits::{CxoneRateLimiter, EndpointAllowlist};
+use super::metrics::Metrics;
+use super::server::{self, Readiness};
+use super::{Context, MetaStores, OperatorConfig, error_policy, reconcile};
+use crate::crd::SkillTrainingJob;
+use crate::cxone::{ClientConfig, CxoneClient};
+
+/// Flags of `cxone-skill-operator run` (kubebuilder-style names).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Path to a kubeconfig; default: in-cluster config, then $KUBECONFIG / ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG_PATH")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Namespaces to watch, comma-separated; empty: all namespaces.
+    #[arg(long, value_delimiter = ',', env = "WATCH_NAMESPACES")]
+    pub watch_namespaces: Vec<String>,
+    /// Address of the Prometheus metrics endpoint (`/metrics`).
+    #[arg(long, default_value = ":8080", value_parser = parse_bind_address)]
+    pub metrics_bind_address: SocketAddr,
+    /// Address of the health probes (`/healthz`, `/readyz`).
+    #[arg(long, default_value = ":8081", value_parser = parse_bind_address)]
+    pub health_probe_bind_address: SocketAddr,
+    /// Elect a leader through a Lease so only one replica reconciles.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader election Lease (default: the pod's namespace, else "default").
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "cxone-skill-operator")]
+    pub leader_election_id: String,
+    /// Seconds a leader's lease lasts without renewal.
+    #[arg(long, default_value_t = 15)]
+    pub leader_election_lease_seconds: u64,
+    /// Jobs reconciled in parallel.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+    /// Most CXone calls per second per endpoint and client id, shared by all jobs (0: no limit).
+    #[arg(long, default_value_t = 10.0)]
+    pub cxone_rate_limit: f64,
+    /// CXone base URLs jobs may use, comma-separated; `*` matches one DNS label.
+    #[arg(long, value_delimiter = ',', default_value = EndpointAllowlist::DEFAULT)]
+    pub allowed_endpoints: Vec<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+    /// Write progress to status in steps of at least this many percentage points.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub progress_step: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Accepts `:8080` (all interfaces), `127.0.0.1:8080` and `[::1]:8080`.
+fn parse_bind_address(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    full.parse()
+        .map_err(|_| format!("{s:?} is not an address like :8080 or 127.0.0.1:8080"))
+}
+
+/// What wakes a job: a new generation (spec change, or deletion), or finalizer changes. Status
+/// writes change neither, so the operator's own patches never cause a reconcile (or CXone call).
+fn trigger_hash(job: &SkillTrainingJob) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    job.metadata.generation.hash(&mut h);
+    job.metadata.finalizers.hash(&mut h);
+    job.metadata.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
+async fn kube_client(args: &RunArgs) -> anyhow::Result<Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration found (in-cluster, $KUBECONFIG or ~/.kube/config)")?,
+    };
+    Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// Waits until SkillTrainingJobs can be listed (the CRD is installed and established).
+async fn wait_for_crd(client: &Client, scopes: &[Option<String>]) {
+    let mut logged = false;
+    loop {
+        let mut all_ok = true;
+        for scope in scopes {
+            let api: Api<SkillTrainingJob> = match scope {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            if let Err(e) = api.list(&ListParams::default().limit(1)).await {
+                all_ok = false;
+                if !logged {
+                    warn!(error = %e, "cannot list SkillTrainingJobs yet (is the CRD installed?); waiting");
+                    logged = true;
+                }
+            }
+        }
+        if all_ok {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let allowlist = EndpointAllowlist::parse(&args.allowed_endpoints)
+        .map_err(|e| anyhow::anyhow!("--allowed-endpoints: {e}"))?;
+    let client = kube_client(&args).await?;
+    let scopes: Vec<Option<String>> = if args.watch_namespaces.iter().all(|n| n.trim().is_empty()) {
+        vec![None]
+    } else {
+        args.watch_namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .map(Some)
+            .collect()
+    };
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let metrics_server = tokio::spawn(server::serve(
+        args.metrics_bind_address,
+        server::metrics_router(metrics.clone()),
+        stopped(),
+    ));
+    let probe_server = tokio::spawn(server::serve(
+        args.health_probe_bind_address,
+        server::probe_router(readiness.clone()),
+        stopped(),
+    ));
+    tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            signal().await;
+            info!("shutdown signal received; finishing in-flight reconciliations");
+            let _ = stop_tx.send(true);
+        }
+    });
+
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "cxone-skill-operator".into());
+    let _lease = if args.leader_elect {
+        let ns = args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let identity = format!("{identity}-{}", std::process::id());
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_election_id)
+            .with_namespace(&ns)
+            .with_identity(&identity)
+            .with_duration(args.leader_election_lease_seconds)
+            .with_grace(args.leader_election_lease_seconds.div_ceil(3).max(1))
+            .build()
+            .await
+            .context("cannot set up leader election")?;
+        let (mut leader, task) = manager.watch().await;
+        // A standby replica is ready: it can take over.
+        readiness.set(true);
+        info!(lease = %args.leader_election_id, namespace = %ns, %identity, "waiting for leadership");
+        let mut stop = Box::pin(stopped());
+        loop {
+            if *leader.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = leader.changed() => {
+                    if changed.is_err() {
+                        anyhow::bail!("leader election stopped");
+                    }
+                }
+                _ = &mut stop => return Ok(()),
+            }
+        }
+        info!(%identity, "became leader");
+        readiness.set(false);
+        tokio::spawn(async move {
+            while leader.changed().await.is_ok() {
+                if !*leader.borrow() {
+                    error!("lost leadership; exiting so another replica takes over");
+                    std::process::exit(1);
+                }
+            }
+        });
+        Some(task)
+    } else {
+        None
+    };
+
+    wait_for_crd(&client, &scopes).await;
+
+    let cxone = CxoneClient::new(ClientConfig::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_observer(metrics.clone());
+    let rate = (args.cxone_rate_limit > 0.0).then_some(args.cxone_rate_limit);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "cxone-skill-operator".into(),
+            instance: Some(identity.clone()),
+        },
+    );
+
+    // Metadata-only watches of Secrets and ConfigMaps: to map their changes to jobs, and to
+    // know their resourceVersions without reading them.
+    let mut stores = MetaStores::default();
+    let mut secret_writers = Vec::new();
+    let mut cm_writers = Vec::new();
+    for scope in &scopes {
+        let (r, w) = reflector::store::<PartialObjectMeta<Secret>>();
+        stores.secrets.insert(scope.clone(), r);
+        secret_writers.push(w);
+        let (r, w) = reflector::store::<PartialObjectMeta<ConfigMap>>();
+        stores.config_maps.insert(scope.clone(), r);
+        cm_writers.push(w);
+    }
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        cxone,
+        OperatorConfig {
+            allowlist,
+            progress_step: args.progress_step,
+            ..OperatorConfig::default()
+        },
+        CxoneRateLimiter::new(rate),
+        metrics.clone(),
+        recorder,
+        stores,
+    ));
+
+    let mut controllers = Vec::new();
+    let mut job_stores = Vec::new();
+    for ((scope, secret_writer), cm_writer) in scopes.iter().zip(secret_writers).zip(cm_writers) {
+        type Meta<K> = PartialObjectMeta<K>;
+        let (jobs_api, secrets_api, cms_api): (
+            Api<SkillTrainingJob>,
+            Api<Meta<Secret>>,
+            Api<Meta<ConfigMap>>,
+        ) = match scope {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let (reader, writer) = reflector::store::<SkillTrainingJob>();
+        job_stores.push(reader.clone());
+        let jobs = watcher(jobs_api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(trigger_hash, PredicateConfig::default().ttl(Duration::from_secs(7 * 24 * 3600)));
+        let secrets = watcher(secrets_api, watcher::Config::default())
+            .default_backoff()
+            .reflect(secret_writer)
+            .touched_objects()
+            .predicate_filter(predicates::resource_version, PredicateConfig::default());
+        let cms = watcher(cms_api, watcher::Config::default())
+            .default_backoff()
+            .reflect(cm_writer)
+            .touched_objects()
+            .predicate_filter(predicates::resource_version, PredicateConfig::default());
+        let by_secret = reader.clone();
+        let by_cm = reader.clone();
+        let controller = Controller::for_stream(jobs, reader)
+            .with_config(controller::Config::default().concurrency(args.concurrency))
+            .watches_stream(secrets, move |s: PartialObjectMeta<Secret>| {
+                referencing(&by_secret, &s.namespace().unwrap_or_default(), |job| {
+                    job.spec.connection.credentials_secret_ref.name == s.name_any()
+                })
+            })
+            .watches_stream(cms, move |cm: PartialObjectMeta<ConfigMap>| {
+                referencing(&by_cm, &cm.namespace().unwrap_or_default(), |job| {
+                    job.spec
+                        .utterances_from
+                        .iter()
+                        .any(|src| src.config_map_key_ref.name == cm.name_any())
+                })
+            })
+            .graceful_shutdown_on(stopped())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "reconcile loop");
+                }
+            });
+        controllers.push(controller);
+    }
+    tokio::spawn({
+        let readiness = readiness.clone();
+        async move {
+            for store in job_stores {
+                let _ = store.wait_until_ready().await;
+            }
+            readiness.set(true);
+            info!("caches synced; ready");
+        }
+    });
+    info!(namespaces = ?scopes, concurrency = args.concurrency, cxone_rate_limit = args.cxone_rate_limit, "operator running");
+    futures::future::join_all(controllers).await;
+    let _ = stop_tx.send(true);
+    for server in [metrics_server, probe_server] {
+        match server.await {
+            Ok(Err(e)) => error!(error = %e, "server failed"),
+            Err(e) => error!(error = %e, "server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Jobs in `ns` that `matches` selects, as reconcile requests.
+fn referencing(
+    store: &Store<SkillTrainingJob>,
+    ns: &str,
+    matches: impl Fn(&SkillTrainingJob) -> bool,
+) -> Vec<ObjectRef<SkillTrainingJob>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|job| job.namespace().as_deref() == Some(ns) && matches(job))
+        .map(|job| ObjectRef::from(&*job))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses() {
+        assert_eq!(parse_bind_address(":8080").unwrap(), "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(parse_bind_address("127.0.0.1:9").unwrap(), "127.0.0.1:9".parse().unwrap());
+        assert!(parse_bind_address("8080").is_err());
+    }
+
+    #[test]
+    fn status_changes_do_not_trigger() {
+        let mut job: SkillTrainingJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ai.cxone.io/v1alpha1", "kind": "SkillTrainingJob",
+            "metadata": {"name": "a", "namespace": "n", "generation": 1},
+            "spec": {"skillId": "s", "connection": {"region": "r", "credentialsSecretRef": {"name": "c"}},
+                     "language": "en", "labels": [{"id": "a", "name": "A"}]}
+        }))
+        .unwrap();
+        let before = trigger_hash(&job);
+        job.status = Some(Default::default());
+        job.metadata.resource_version = Some("99".into());
+        assert_eq!(trigger_hash(&job), before);
+        job.metadata.generation = Some(2);
+        assert_ne!(trigger_hash(&job), before);
+        let g2 = trigger_hash(&job);
+        job.metadata.finalizers = Some(vec!["x".into()]);
+        assert_ne!(trigger_hash(&job), g2);
+    }
+}

@@ -88,11 +88,13 @@ fi
 mkdir -p "$dest"
 work="$(mktemp -d "$cache_root/.build-XXXXXX")"
 cleanup() {
-  if [[ "${ENVTEST_KEEP_BUILD_DIR:-}" == 1 ]]; then
+  local rc=$?
+  if ((rc != 0)); then
+    rm -rf "$work/out"
+    log "build failed; its logs are kept in $work"
+  elif [[ "${ENVTEST_KEEP_BUILD_DIR:-}" == 1 ]]; then
     log "build directory kept: $work"
   else
-    # Go's module cache is read-only; nothing of it lives in $work, but be safe.
-    chmod -R u+w "$work" 2>/dev/null || true
     rm -rf "$work"
   fi
 }

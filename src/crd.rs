@@ -13,7 +13,7 @@ use crate::evaluation::{EvaluationOptions, ThresholdSweep};
 use crate::training::{DataFormat, Dataset, LoadError, ValidationRules, parse_utterances};
 
 /// Most utterances allowed inline in the spec; larger sets belong in ConfigMaps.
-pub const MAX_INLINE_UTTERANCES: usize = 1000;
+pub const MAX_INLINE_UTTERANCES: usize = 500;
 
 /// Trains a NICE CXone AI skill from labelled utterances and records the evaluation, artifacts and
 /// a governance audit record in its status.
@@ -49,13 +49,13 @@ pub struct SkillTrainingJobSpec {
     /// language inherit it; utterances with another language make the job Invalid.
     #[schemars(length(min = 2, max = 2))]
     pub language: String,
-    /// The labels (intents) the skill predicts; ids are unique.
-    #[schemars(length(min = 1, max = 500))]
+    /// The labels (intents) the skill predicts (at most 200); ids are unique.
+    #[schemars(length(min = 1, max = 200))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
     pub labels: Vec<LabelSpec>,
-    /// Inline training utterances (at most 1000; use `utterancesFrom` for more).
+    /// Inline training utterances (at most 500; use `utterancesFrom` for more).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 1000))]
+    #[schemars(length(max = 500))]
     pub utterances: Vec<UtteranceSpec>,
     /// ConfigMap keys holding more utterances (JSONL, CSV or JSON), in the job's namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

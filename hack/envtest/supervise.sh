@@ -54,9 +54,19 @@ finish() {
 }
 trap finish TERM INT HUP
 
+# A process that has exited but not been reaped yet (a zombie, e.g. a killed test binary whose
+# parent has not waited for it) still answers `kill -0`: treat state Z as gone too.
+parent_alive() {
+  local stat
+  kill -0 "$parent" 2>/dev/null || return 1
+  read -r stat <"/proc/$parent/stat" 2>/dev/null || return 0
+  stat="${stat##*) }"
+  [[ "${stat%% *}" != Z ]]
+}
+
 child_done=0
 while :; do
-  if ! kill -0 "$parent" 2>/dev/null; then
+  if ! parent_alive; then
     finish
   fi
   if ((!child_done)) && ! kill -0 "$child" 2>/dev/null; then

@@ -11,6 +11,10 @@
 //!
 //! There is no kube-controller-manager: no garbage collection, no namespace finalization (a
 //! deleted namespace stays `Terminating`), no Deployment/ReplicaSet/Pod controllers.
+//!
+//! Environment: `KUBEBUILDER_ASSETS` (ready binaries, else `hack/envtest.sh` builds them into
+//! a cache once), `CXONE_ENVTEST_BUILD_TIMEOUT_SECS` (deadline of that build, default 5400),
+//! `CXONE_ENVTEST_KEEP_DIR=1` (keep the temporary directory with the logs after the run).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -48,15 +52,27 @@ static NAME_COUNTER: AtomicU32 = AtomicU32::new(0);
 /// Panics, with the reason and the tail of the failing process's log, if it cannot be started;
 /// every later caller in the same binary gets the same panic message without a second attempt.
 pub async fn control_plane() -> &'static ControlPlane {
-    tokio::task::spawn_blocking(control_plane_blocking)
+    let result = tokio::task::spawn_blocking(start_once)
         .await
-        .unwrap_or_else(|e| panic!("test control plane: start-up task failed: {e}"))
+        .unwrap_or_else(|e| panic!("test control plane: start-up task failed: {e}"));
+    unwrap_started(result)
 }
 
 /// Blocking form of [`control_plane()`], for synchronous tests. Do not call it from an async
 /// context (it blocks the thread while the control plane starts).
 pub fn control_plane_blocking() -> &'static ControlPlane {
-    let result = CONTROL_PLANE.get_or_init(|| {
+    unwrap_started(start_once())
+}
+
+fn unwrap_started(result: &'static Result<ControlPlane, String>) -> &'static ControlPlane {
+    match result {
+        Ok(cp) => cp,
+        Err(e) => panic!("test control plane could not be started:\n{e}"),
+    }
+}
+
+fn start_once() -> &'static Result<ControlPlane, String> {
+    CONTROL_PLANE.get_or_init(|| {
         // A thread of its own: start-up runs a short-lived runtime, which must not be nested in
         // the caller's.
         std::thread::Builder::new()
@@ -73,11 +89,7 @@ pub fn control_plane_blocking() -> &'static ControlPlane {
                     Err(format!("start-up panicked: {msg}"))
                 })
             })
-    });
-    match result {
-        Ok(cp) => cp,
-        Err(e) => panic!("test control plane could not be started:\n{e}"),
-    }
+    })
 }
 
 /// A running etcd + kube-apiserver pair. Plain data only: build clients with [`Self::client`].
@@ -324,8 +336,10 @@ impl ControlPlane {
             dir: dir.clone(),
             started: Vec::new(),
         };
-        // Removes `dir` once this process is gone, whatever happens to the other two.
-        procs.spawn("janitor", true, Path::new("true"), &[])?;
+        // Removes `dir` once this process is gone, whatever happens to the other two, unless
+        // CXONE_ENVTEST_KEEP_DIR=1 asks to keep it (logs, etcd data) for a post-mortem.
+        let keep = std::env::var("CXONE_ENVTEST_KEEP_DIR").is_ok_and(|v| v == "1");
+        procs.spawn("janitor", !keep, Path::new("true"), &[])?;
 
         let result = Self::start_in(started, manifest_dir, bin_dir, &dir, &mut procs);
         if result.is_err() {

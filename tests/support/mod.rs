@@ -21,3 +21,6 @@ mod envtest;
 
 #[allow(unused_imports)]
 pub use envtest::{ControlPlane, TestNamespace, control_plane, control_plane_blocking};
+
+#[allow(dead_code)]
+pub mod operator;

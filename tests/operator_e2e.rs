@@ -101,6 +101,7 @@ async fn invalid_data_from_a_configmap_is_reported_then_fixed() {
     }
     lines.push("upgrade me,upgrade_plan".into());
     lines.push("more features please,upgrade_plan".into());
+    lines.push("where is my parcel,track_order".into());
     let cm: ConfigMap = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "utterances"},
         "data": {"data.csv": lines.join("\n")}
@@ -118,8 +119,12 @@ async fn invalid_data_from_a_configmap_is_reported_then_fixed() {
     let invalid = w.wait_job("from-cm", T, "Invalid", |j| phase(j) == Some(Phase::Invalid)).await;
     let validated = condition(&invalid, "Validated").unwrap();
     assert_eq!(validated.status, "False");
-    assert!(validated.message.contains("class imbalance 3.50:1"), "{}", validated.message);
-    assert!(validated.message.contains("configmap/utterances key data.csv"), "{}", validated.message);
+    assert!(validated.message.contains("class imbalance 7.00:1"), "{}", validated.message);
+    assert!(
+        validated.message.contains("configmap/utterances key data.csv line 11: label \"track_order\" is not defined"),
+        "{}",
+        validated.message
+    );
     assert_eq!(w.sim.stats().total("submit"), 0, "nothing submitted");
     // Fixing the data in the ConfigMap (no spec change) starts a run.
     let fixed = "text,label\ncancel now,cancel_sub\nstop my plan,cancel_sub\nupgrade me,upgrade_plan\nmore features please,upgrade_plan\n";
@@ -389,8 +394,8 @@ async fn metrics_and_probes_are_served() {
     let op = w.operator.as_ref().unwrap();
     let (code, _) = op.http_get(op.probe_port, "/healthz").await.unwrap();
     assert_eq!(code, 200);
-    let (code, _) = op.http_get(op.probe_port, "/readyz").await.unwrap();
-    assert_eq!(code, 200);
+    let (code, body) = op.http_get(op.probe_port, "/readyz").await.unwrap();
+    assert_eq!(code, 200, "{body}\n{}", w.operator_log());
     let (_, text) = op.http_get(op.metrics_port, "/metrics").await.unwrap();
     for name in [
         "controller_runtime_reconcile_total",

@@ -86,66 +86,90 @@ impl EndpointAllowlist {
 /// Token buckets per (endpoint, client id), shared by every job: never more than `rate` calls a
 /// second to one CXone tenant, with a burst of one second's worth. Acquiring never sleeps: it says
 /// how long to wait, and the caller requeues.
+///
+/// The limiter also learns from CXone: a 429 blocks the bucket for the `Retry-After` time (so
+/// every job waits, not only the one that was told) and halves its rate, which then recovers by
+/// 5 % of the configured rate per second.
 pub struct CxoneRateLimiter {
-    rate: f64,
+    /// Calls per second; `None`: no limit of our own (429s still block).
+    rate: Option<f64>,
     buckets: Mutex<HashMap<(String, String), Bucket>>,
 }
 
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    factor: f64,
+    blocked_until: Option<Instant>,
 }
 
+/// Lowest fraction of the configured rate that 429s can push the limiter down to.
+const MIN_FACTOR: f64 = 1.0 / 64.0;
+/// Recovery of the rate factor per second without a 429.
+const RECOVERY_PER_SECOND: f64 = 0.05;
+/// Rate assumed after a 429 when no rate of our own is configured.
+const UNLIMITED_FALLBACK_RATE: f64 = 100.0;
+
 impl CxoneRateLimiter {
-    /// `rate` calls per second; `None` or a non-positive value disables limiting.
+    /// `rate` calls per second; `None` or a non-positive value: no limit of our own.
     pub fn new(rate: Option<f64>) -> Self {
         Self {
-            rate: rate.filter(|r| r.is_finite() && *r > 0.0).unwrap_or(0.0),
+            rate: rate.filter(|r| r.is_finite() && *r > 0.0),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one call's permit, or returns how long until one is available.
-    pub fn try_acquire(&self, endpoint: &str, client_id: &str) -> Result<(), Duration> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        let burst = self.rate.max(1.0);
+    fn with_bucket<T>(&self, endpoint: &str, client_id: &str, f: impl FnOnce(&mut Bucket, f64, Instant) -> T) -> T {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let base = self.rate.unwrap_or(UNLIMITED_FALLBACK_RATE);
         let bucket = buckets
             .entry((endpoint.to_string(), client_id.to_string()))
             .or_insert(Bucket {
-                tokens: burst,
+                tokens: base.max(1.0),
                 updated: now,
+                factor: 1.0,
+                blocked_until: None,
             });
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(burst);
+        bucket.factor = (bucket.factor + elapsed * RECOVERY_PER_SECOND).min(1.0);
+        let rate = base * bucket.factor;
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate.max(1.0));
         bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / self.rate;
-            Err(Duration::from_secs_f64(wait).max(Duration::from_millis(10)))
-        }
+        f(bucket, rate, now)
     }
-}
 
-impl CxoneRateLimiter {
-    /// Takes a permit even when none is available (the bucket goes into debt), for calls that
-    /// must follow one already made (evaluation and export after a status call), so later callers
-    /// wait longer and the average rate still holds.
-    pub fn take(&self, endpoint: &str, client_id: &str) {
-        if self.rate <= 0.0 {
-            return;
-        }
-        if self.try_acquire(endpoint, client_id).is_err() {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(b) = buckets.get_mut(&(endpoint.to_string(), client_id.to_string())) {
-                b.tokens -= 1.0;
+    /// Takes one call's permit, or returns how long until one is available.
+    pub fn try_acquire(&self, endpoint: &str, client_id: &str) -> Result<(), Duration> {
+        let limited = self.rate.is_some();
+        self.with_bucket(endpoint, client_id, |b, rate, now| {
+            if let Some(until) = b.blocked_until {
+                if now < until {
+                    return Err(until - now);
+                }
+                b.blocked_until = None;
             }
-        }
+            if !limited && b.factor >= 1.0 {
+                return Ok(());
+            }
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                Ok(())
+            } else {
+                let wait = (1.0 - b.tokens) / rate;
+                Err(Duration::from_secs_f64(wait).max(Duration::from_millis(10)))
+            }
+        })
+    }
+
+    /// CXone answered 429: block everyone on this bucket for `retry_after` and slow down.
+    pub fn throttled(&self, endpoint: &str, client_id: &str, retry_after: Duration) {
+        self.with_bucket(endpoint, client_id, |b, _, now| {
+            b.factor = (b.factor * 0.5).max(MIN_FACTOR);
+            b.tokens = b.tokens.min(0.0);
+            let until = now + retry_after;
+            b.blocked_until = Some(b.blocked_until.map_or(until, |u| u.max(until)));
+        });
     }
 }
 
@@ -182,6 +206,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_429_blocks_everyone_and_halves_the_rate() {
+        let l = CxoneRateLimiter::new(Some(10.0));
+        assert!(l.try_acquire("e", "c").is_ok());
+        l.throttled("e", "c", Duration::from_secs(2));
+        assert_eq!(l.try_acquire("e", "c").unwrap_err(), Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // After the block: rate 10 × (0.5 + 2 s × 0.05) = 6/s, tokens refilled for 2 s (capped at 6).
+        let mut granted = 0;
+        while l.try_acquire("e", "c").is_ok() {
+            granted += 1;
+        }
+        assert_eq!(granted, 6);
+        let unlimited = CxoneRateLimiter::new(None);
+        assert!(unlimited.try_acquire("e", "c").is_ok());
+        unlimited.throttled("e", "c", Duration::from_secs(1));
+        assert!(unlimited.try_acquire("e", "c").is_err(), "429s block even without a local limit");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn rate_limiter_refills_per_client() {
         let l = CxoneRateLimiter::new(Some(2.0));
         assert!(l.try_acquire("e", "c").is_ok());
@@ -192,8 +235,5 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(l.try_acquire("e", "c").is_ok());
         assert!(CxoneRateLimiter::new(None).try_acquire("e", "c").is_ok());
-        l.take("e", "c");
-        l.take("e", "c");
-        assert_eq!(l.try_acquire("e", "c").unwrap_err(), Duration::from_millis(1500), "debt is repaid first");
     }
 }

@@ -119,6 +119,16 @@ pub(crate) struct JobMemory {
     pub data: Option<ResolvedData>,
     /// Reason of the last Warning event, so a persisting problem is reported once.
     pub last_warning: Option<String>,
+    /// What is already known of a completed CXone job, so finishing it (evaluation, export) can
+    /// resume where a rate limit or error stopped it instead of starting over.
+    pub completion: Option<Completion>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Completion {
+    pub job_id: String,
+    pub remote: crate::cxone::model::JobStatus,
+    pub evaluation: Option<Arc<crate::cxone::model::EvaluationResponse>>,
 }
 
 /// Everything reconciliation needs, shared by all workers.

@@ -381,7 +381,7 @@ async fn submit_with(
             })
             .await
         }
-        Err(e) => cxone_trouble(job, ctx, next, e).await,
+        Err(e) => cxone_trouble(job, ctx, next, e, Some((endpoint.base_url().as_str(), &creds.client_id))).await,
     }
 }
 
@@ -411,7 +411,7 @@ async fn poll(
         if elapsed >= deadline as i64 {
             match ctx.cxone.cancel(target, job_id).await {
                 Ok(_) => {}
-                Err(e) if e.is_transient() => return cxone_trouble(job, ctx, next, e).await,
+                Err(e) if e.is_transient() => return cxone_trouble(job, ctx, next, e, Some((endpoint.base_url().as_str(), &creds.client_id))).await,
                 Err(e) => warn!(job = %job.name, error = %e, "cancel after deadline failed"),
             }
             return finish_run(job, ctx, next, FinishedRun {
@@ -427,26 +427,39 @@ async fn poll(
             .await;
         }
     }
-    if let Err(wait) = ctx.limiter.try_acquire(endpoint.base_url().as_str(), &creds.client_id) {
-        ctx.metrics.local_rate_limit_waits.inc();
-        return Ok(Action::requeue(wait));
-    }
-    let remote = match ctx.cxone.status(target, job_id).await {
-        Ok(s) => s,
-        Err(CxoneError::Rejected { status: 404, .. }) => {
-            return finish_run(job, ctx, next, FinishedRun {
-                phase: Phase::Failed,
-                reason: "JobNotFound",
-                message: format!("CXone no longer knows job {job_id}"),
-                remote: None,
-                evaluation: None,
-                export: None,
-                report: Some(report),
-                digest: Some(digest),
-            })
-            .await;
+    let known = ctx
+        .memory(&job.uid)
+        .completion
+        .filter(|c| c.job_id == job_id)
+        .map(|c| c.remote);
+    let remote = match known {
+        Some(remote) => remote,
+        None => {
+            if let Err(wait) = ctx.limiter.try_acquire(endpoint.base_url().as_str(), &creds.client_id) {
+                ctx.metrics.local_rate_limit_waits.inc();
+                return Ok(Action::requeue(wait));
+            }
+            match ctx.cxone.status(target, job_id).await {
+                Ok(s) => s,
+                Err(CxoneError::Rejected { status: 404, .. }) => {
+                    return finish_run(job, ctx, next, FinishedRun {
+                        phase: Phase::Failed,
+                        reason: "JobNotFound",
+                        message: format!("CXone no longer knows job {job_id}"),
+                        remote: None,
+                        evaluation: None,
+                        export: None,
+                        report: Some(report),
+                        digest: Some(digest),
+                    })
+                    .await;
+                }
+                Err(e) => {
+                    let key = Some((endpoint.base_url().as_str(), creds.client_id.as_str()));
+                    return cxone_trouble(job, ctx, next, e, key).await;
+                }
+            }
         }
-        Err(e) => return cxone_trouble(job, ctx, next, e).await,
     };
     let old_phase = next.phase;
     apply_remote(&mut next, &remote);
@@ -537,15 +550,41 @@ async fn complete(
     report: &ValidationReport,
     digest: &DatasetDigest,
 ) -> Result<Action, Error> {
-    let limiter_key = (target.endpoint.base_url().to_string(), target.credentials.client_id.clone());
-    ctx.limiter.take(&limiter_key.0, &limiter_key.1);
-    let evaluation = match ctx.cxone.evaluation(target, job_id).await {
-        Ok(e) => e,
-        Err(e) => return cxone_trouble(job, ctx, next, e).await,
+    let (base, client) = (target.endpoint.base_url().as_str(), target.credentials.client_id.as_str());
+    let key = Some((base, client));
+    let known = ctx.memory(&job.uid).completion.filter(|c| c.job_id == job_id);
+    let evaluation = match known.and_then(|c| c.evaluation) {
+        Some(e) => e,
+        None => {
+            ctx.update_memory(&job.uid, |m| {
+                m.completion = Some(super::Completion {
+                    job_id: job_id.to_string(),
+                    remote: remote.clone(),
+                    evaluation: None,
+                })
+            });
+            if let Err(wait) = ctx.limiter.try_acquire(base, client) {
+                ctx.metrics.local_rate_limit_waits.inc();
+                return Ok(Action::requeue(wait));
+            }
+            match ctx.cxone.evaluation(target, job_id).await {
+                Ok(e) => {
+                    let e = Arc::new(e);
+                    ctx.update_memory(&job.uid, |m| {
+                        if let Some(c) = m.completion.as_mut() {
+                            c.evaluation = Some(e.clone());
+                        }
+                    });
+                    e
+                }
+                Err(e) => return cxone_trouble(job, ctx, next, e, key).await,
+            }
+        }
     };
     let analysed = match analyze(&evaluation, &job.spec.evaluation_options()) {
         Ok(r) => r,
         Err(e) => {
+            ctx.update_memory(&job.uid, |m| m.completion = None);
             return finish_run(job, ctx, next, FinishedRun {
                 phase: Phase::Failed,
                 reason: "EvaluationInvalid",
@@ -559,11 +598,15 @@ async fn complete(
             .await;
         }
     };
-    ctx.limiter.take(&limiter_key.0, &limiter_key.1);
+    if let Err(wait) = ctx.limiter.try_acquire(base, client) {
+        ctx.metrics.local_rate_limit_waits.inc();
+        return Ok(Action::requeue(wait));
+    }
     let export = match ctx.cxone.export(target, job_id).await {
         Ok(e) => e,
-        Err(e) => return cxone_trouble(job, ctx, next, e).await,
+        Err(e) => return cxone_trouble(job, ctx, next, e, key).await,
     };
+    ctx.update_memory(&job.uid, |m| m.completion = None);
     next.training_duration_seconds = Some(format!("{:.1}", evaluation.training_duration_seconds));
     let summary = format!(
         "CXone job {job_id} completed: macro precision {}, recall {}, F1 {}{}",
@@ -852,7 +895,7 @@ async fn refresh_artifacts(
     };
     let export = match ctx.cxone.export(target, &job_id).await {
         Ok(e) => e,
-        Err(e) => return cxone_trouble(job, ctx, next, e).await,
+        Err(e) => return cxone_trouble(job, ctx, next, e, Some((endpoint.base_url().as_str(), &creds.client_id))).await,
     };
     set_artifacts(job, ctx, &mut next, &export).await?;
     write_status(job, ctx, &next).await?;
@@ -901,6 +944,7 @@ async fn cxone_trouble(
     ctx: &Context,
     mut next: SkillTrainingJobStatus,
     error: CxoneError,
+    limiter_key: Option<(&str, &str)>,
 ) -> Result<Action, Error> {
     let mut attempt = 0;
     ctx.update_memory(&job.uid, |m| {
@@ -909,7 +953,14 @@ async fn cxone_trouble(
     });
     let backoff = error_backoff(attempt, ctx.config.error_backoff_base, ctx.config.error_backoff_max, ctx.jitter());
     let (reason, wait) = match &error {
-        CxoneError::RateLimited { retry_after, .. } => ("RateLimited", (*retry_after).max(PollSchedule::FLOOR)),
+        CxoneError::RateLimited { retry_after, .. } => {
+            if let Some((endpoint, client)) = limiter_key {
+                ctx.limiter.throttled(endpoint, client, *retry_after);
+            }
+            // Spread the retries so jobs told the same Retry-After do not come back together.
+            let spread = Duration::from_secs_f64(ctx.jitter() * retry_after.as_secs_f64().max(1.0));
+            ("RateLimited", (*retry_after).max(PollSchedule::FLOOR) + spread)
+        }
         CxoneError::Auth { .. } => ("CredentialsError", backoff.max(Duration::from_secs(10))),
         _ => ("CxoneUnavailable", backoff),
     };

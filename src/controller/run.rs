@@ -292,7 +292,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     let mut controllers = Vec::new();
-    let mut job_stores = Vec::new();
+    // Ready once every scope's job watch has delivered its initial list.
+    let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let scope_count = scopes.len();
     for ((scope, secret_writer), cm_writer) in scopes.iter().zip(secret_writers).zip(cm_writers) {
         type Meta<K> = PartialObjectMeta<K>;
         let (jobs_api, secrets_api, cms_api): (
@@ -308,10 +310,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
         };
         let (reader, writer) = reflector::store::<SkillTrainingJob>();
-        job_stores.push(reader.clone());
+        let (synced, readiness) = (synced.clone(), readiness.clone());
+        let mut first_sync = true;
         let jobs = watcher(jobs_api, watcher::Config::default())
             .default_backoff()
             .reflect(writer)
+            .inspect(move |event| {
+                if first_sync && matches!(event, Ok(watcher::Event::InitDone)) {
+                    first_sync = false;
+                    if synced.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == scope_count {
+                        readiness.set(true);
+                        info!("caches synced; ready");
+                    }
+                }
+            })
             .applied_objects()
             .predicate_filter(trigger_hash, PredicateConfig::default().ttl(Duration::from_secs(7 * 24 * 3600)));
         let secrets = watcher(secrets_api, watcher::Config::default())
@@ -350,16 +362,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             });
         controllers.push(controller);
     }
-    tokio::spawn({
-        let readiness = readiness.clone();
-        async move {
-            for store in job_stores {
-                let _ = store.wait_until_ready().await;
-            }
-            readiness.set(true);
-            info!("caches synced; ready");
-        }
-    });
     info!(namespaces = ?scopes, concurrency = args.concurrency, cxone_rate_limit = args.cxone_rate_limit, "operator running");
     futures::future::join_all(controllers).await;
     let _ = stop_tx.send(true);

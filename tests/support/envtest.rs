@@ -726,6 +726,15 @@ impl Processes {
         let exit_file = self.dir.join(format!("{name}.exit"));
         let _ = fs::remove_file(&pid_file);
         let _ = fs::remove_file(&exit_file);
+        // A retry (port race) starts with a fresh log; the earlier attempt's log is kept aside.
+        let log = self.dir.join(format!("{name}.log"));
+        if log.exists() {
+            let mut n = 1;
+            while self.dir.join(format!("{name}.attempt-{n}.log")).exists() {
+                n += 1;
+            }
+            let _ = fs::rename(&log, self.dir.join(format!("{name}.attempt-{n}.log")));
+        }
         let supervisor_log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -775,7 +784,7 @@ impl Processes {
             name: name.to_string(),
             pid,
             supervisor_pid,
-            log: self.dir.join(format!("{name}.log")),
+            log,
             exit_file,
         })
     }

@@ -55,7 +55,9 @@ impl OperatorProcess {
             .arg(kubeconfig)
             .args(["--log-format", "text"])
             .arg(format!("--metrics-bind-address=127.0.0.1:{metrics_port}"))
-            .arg(format!("--health-probe-bind-address=127.0.0.1:{probe_port}"))
+            .arg(format!(
+                "--health-probe-bind-address=127.0.0.1:{probe_port}"
+            ))
             .args(args)
             .env("RUST_LOG", "info,kube=warn")
             .stdin(Stdio::null())
@@ -93,11 +95,14 @@ impl OperatorProcess {
     /// SIGKILL: no graceful shutdown, as in a node failure.
     pub fn kill(&mut self) {
         if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
                 // A killed child stays a zombie until the supervisor reaps it.
-                let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let state =
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
                 if state.contains(") Z") {
                     break;
                 }
@@ -111,7 +116,9 @@ impl OperatorProcess {
     /// SIGTERM and wait for the process to exit (graceful shutdown).
     pub fn terminate(&mut self) -> bool {
         let Some(pid) = self.pid() else { return false };
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -127,7 +134,9 @@ impl OperatorProcess {
 
     /// GET on the operator's metrics or probe port.
     pub async fn http_get(&self, port: u16, path: &str) -> Option<(u16, String)> {
-        let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.ok()?;
+        let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .ok()?;
         let status = resp.status().as_u16();
         Some((status, resp.text().await.unwrap_or_default()))
     }
@@ -158,7 +167,9 @@ impl World {
         let cp = super::control_plane().await;
         let ns = cp.namespace(prefix).await;
         if config.clients.is_empty() {
-            config.clients.push(simulator::ClientCredentials::new(CLIENT_ID, CLIENT_SECRET));
+            config
+                .clients
+                .push(simulator::ClientCredentials::new(CLIENT_ID, CLIENT_SECRET));
         } else {
             config.clients[0] = simulator::ClientCredentials::new(CLIENT_ID, CLIENT_SECRET);
         }
@@ -187,7 +198,11 @@ impl World {
         }))
         .unwrap();
         Api::<Secret>::namespaced(self.ns.client(), self.ns.name())
-            .patch(name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&secret))
+            .patch(
+                name,
+                &PatchParams::apply("e2e-test").force(),
+                &Patch::Apply(&secret),
+            )
             .await
             .unwrap();
     }
@@ -203,7 +218,11 @@ impl World {
     pub fn start_operator(&mut self, extra: &[&str]) {
         let mut args = self.operator_args();
         args.extend(extra.iter().map(|s| s.to_string()));
-        self.operator = Some(OperatorProcess::start(self.cp, self.cp.kubeconfig_path(), &args));
+        self.operator = Some(OperatorProcess::start(
+            self.cp,
+            self.cp.kubeconfig_path(),
+            &args,
+        ));
     }
 
     pub fn operator_log(&self) -> String {
@@ -213,7 +232,10 @@ impl World {
     /// Creates a job from JSON (`metadata.name` required).
     pub async fn create_job(&self, job: serde_json::Value) -> SkillTrainingJob {
         let job: SkillTrainingJob = serde_json::from_value(job).expect("a SkillTrainingJob");
-        self.jobs.create(&PostParams::default(), &job).await.expect("create job")
+        self.jobs
+            .create(&PostParams::default(), &job)
+            .await
+            .expect("create job")
     }
 
     /// Polls the job until `pred` holds; panics with the job's status and the operator log.
@@ -252,7 +274,11 @@ impl World {
     pub async fn wait_gone(&self, name: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.jobs.get_opt(name).await.expect("get job").is_some() {
-            assert!(Instant::now() < deadline, "job {name} still exists after {timeout:?}\n{}", self.operator_log());
+            assert!(
+                Instant::now() < deadline,
+                "job {name} still exists after {timeout:?}\n{}",
+                self.operator_log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -4,12 +4,12 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 BIN := target/debug/cxone-skill-operator
 
-.PHONY: crds test fmt-check clippy unit guide-example bench build sklearn-vectors fmt help
+.PHONY: crds envtest test fmt-check clippy unit guide-example bench build sklearn-vectors fmt help
 
 help: ## Show targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-test: fmt-check clippy unit guide-example ## Everything CI checks: format, lints, all tests, the guide's example
+test: fmt-check clippy envtest unit guide-example ## Everything CI checks: format, lints, all tests, the guide's example
 	@echo "make test: all checks passed"
 
 fmt-check: ## cargo fmt --check
@@ -21,7 +21,10 @@ fmt: ## Format the code
 clippy: ## Lints, warnings are errors
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-unit: ## Unit, property and integration tests (simulator over loopback HTTP)
+envtest: ## Build or locate kube-apiserver, etcd and kubectl for the tests (cached outside the repo)
+	./hack/envtest.sh
+
+unit: ## Unit, property and integration tests (loopback simulator, real kube-apiserver + etcd)
 	$(CARGO) test --all-targets --locked
 
 build: ## Debug build of the binary

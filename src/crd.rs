@@ -319,7 +319,6 @@ pub enum DeletionPolicy {
     Orphan,
 }
 
-
 /// Lifecycle phase of a SkillTrainingJob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
@@ -376,7 +375,10 @@ impl Phase {
 
     /// Whether a run in this phase is over.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Invalid)
+        matches!(
+            self,
+            Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Invalid
+        )
     }
 }
 

@@ -53,7 +53,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => {
             init_logging(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -146,7 +149,9 @@ fn main() -> ExitCode {
 fn init_logging(format: cxone_skill_operator::controller::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         cxone_skill_operator::controller::LogFormat::Json => builder.json().init(),
         cxone_skill_operator::controller::LogFormat::Text => builder.init(),

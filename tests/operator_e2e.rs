@@ -24,7 +24,12 @@ fn sim(job_duration_ms: u64) -> SimulatorConfig {
 
 async fn world(prefix: &str, config: SimulatorConfig) -> World {
     let mut w = World::new(prefix, config).await;
-    w.put_secret(SECRET, support::operator::CLIENT_ID, support::operator::CLIENT_SECRET).await;
+    w.put_secret(
+        SECRET,
+        support::operator::CLIENT_ID,
+        support::operator::CLIENT_SECRET,
+    )
+    .await;
     w.start_operator(&[]);
     w
 }
@@ -36,10 +41,14 @@ fn succeeded(j: &SkillTrainingJob) -> bool {
 #[tokio::test]
 async fn job_goes_from_pending_to_succeeded_with_everything_in_status() {
     let w = world("happy", sim(3000)).await;
-    w.create_job(guide_job("faq", &w.sim_url(), json!({}))).await;
+    w.create_job(guide_job("faq", &w.sim_url(), json!({})))
+        .await;
     // Progress is visible while training.
     w.wait_job("faq", T, "a running phase", |j| {
-        matches!(phase(j), Some(Phase::Queued | Phase::Training | Phase::Evaluating))
+        matches!(
+            phase(j),
+            Some(Phase::Queued | Phase::Training | Phase::Evaluating)
+        )
     })
     .await;
     let job = w.wait_job("faq", T, "Succeeded", succeeded).await;
@@ -56,8 +65,18 @@ async fn job_goes_from_pending_to_succeeded_with_everything_in_status() {
     assert!(eval.server_metrics_consistent);
     assert!(eval.recommended_threshold.is_some());
     let artifacts = st.artifacts.clone().unwrap();
-    assert!(artifacts.model_weights_url.unwrap().starts_with(&w.sim_url()));
-    for (t, s) in [("Validated", "True"), ("Submitted", "True"), ("Succeeded", "True"), ("Ready", "True")] {
+    assert!(
+        artifacts
+            .model_weights_url
+            .unwrap()
+            .starts_with(&w.sim_url())
+    );
+    for (t, s) in [
+        ("Validated", "True"),
+        ("Submitted", "True"),
+        ("Succeeded", "True"),
+        ("Ready", "True"),
+    ] {
         let c = condition(&job, t).unwrap_or_else(|| panic!("no {t} condition"));
         assert_eq!(c.status, s, "{t}: {c:?}");
         assert_eq!(c.observed_generation, Some(1));
@@ -77,18 +96,36 @@ async fn job_goes_from_pending_to_succeeded_with_everything_in_status() {
     assert_eq!(record["result"], "Succeeded");
     assert_eq!(record["compliance"]["dataValidationPassed"], true);
     assert_eq!(record["compliance"]["signedUrlsRedacted"], true);
-    assert!(!data["audit.json"].contains("signature="), "no signed URL in the audit record");
+    assert!(
+        !data["audit.json"].contains("signature="),
+        "no signed URL in the audit record"
+    );
     assert!(data.contains_key("evaluation.json"));
     // One CXone job, and `kubectl get stj` shows the printer columns.
     assert_eq!(w.sim.stats().jobs_created, 1);
-    let out = w.cp.kubectl().args(["get", "stj", "-n", w.ns.name()]).output().unwrap();
+    let out =
+        w.cp.kubectl()
+            .args(["get", "stj", "-n", w.ns.name()])
+            .output()
+            .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     let header = table.lines().next().unwrap_or_default();
-    for col in ["NAME", "PHASE", "PROGRESS", "PRECISION", "RECALL", "READY", "AGE"] {
+    for col in [
+        "NAME",
+        "PHASE",
+        "PROGRESS",
+        "PRECISION",
+        "RECALL",
+        "READY",
+        "AGE",
+    ] {
         assert!(header.contains(col), "missing column {col}: {table}");
     }
     let row = table.lines().nth(1).unwrap_or_default();
-    assert!(row.contains("Succeeded") && row.contains("100") && row.contains("True"), "{table}");
+    assert!(
+        row.contains("Succeeded") && row.contains("100") && row.contains("True"),
+        "{table}"
+    );
 }
 
 #[tokio::test]
@@ -108,62 +145,101 @@ async fn invalid_data_from_a_configmap_is_reported_then_fixed() {
     }))
     .unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
-    let mut job = guide_job("from-cm", &w.sim_url(), json!({
-        "utterancesFrom": [{"configMapKeyRef": {"name": "utterances", "key": "data.csv"}, "format": "csv"}]
-    }));
+    let mut job = guide_job(
+        "from-cm",
+        &w.sim_url(),
+        json!({
+            "utterancesFrom": [{"configMapKeyRef": {"name": "utterances", "key": "data.csv"}, "format": "csv"}]
+        }),
+    );
     job["spec"]["labels"] = json!([
         {"id": "cancel_sub", "name": "Cancel"}, {"id": "upgrade_plan", "name": "Upgrade"}
     ]);
     job["spec"].as_object_mut().unwrap().remove("utterances");
     w.create_job(job).await;
-    let invalid = w.wait_job("from-cm", T, "Invalid", |j| phase(j) == Some(Phase::Invalid)).await;
+    let invalid = w
+        .wait_job("from-cm", T, "Invalid", |j| {
+            phase(j) == Some(Phase::Invalid)
+        })
+        .await;
     let validated = condition(&invalid, "Validated").unwrap();
     assert_eq!(validated.status, "False");
-    assert!(validated.message.contains("class imbalance 7.00:1"), "{}", validated.message);
     assert!(
-        validated.message.contains("configmap/utterances key data.csv line 11: label \"track_order\" is not defined"),
+        validated.message.contains("class imbalance 7.00:1"),
+        "{}",
+        validated.message
+    );
+    assert!(
+        validated.message.contains(
+            "configmap/utterances key data.csv line 11: label \"track_order\" is not defined"
+        ),
         "{}",
         validated.message
     );
     assert_eq!(w.sim.stats().total("submit"), 0, "nothing submitted");
     // Fixing the data in the ConfigMap (no spec change) starts a run.
     let fixed = "text,label\ncancel now,cancel_sub\nstop my plan,cancel_sub\nupgrade me,upgrade_plan\nmore features please,upgrade_plan\n";
-    cms.patch("utterances", &PatchParams::default(), &Patch::Merge(json!({"data": {"data.csv": fixed}})))
-        .await
-        .unwrap();
-    w.wait_job("from-cm", T, "Succeeded after the fix", succeeded).await;
+    cms.patch(
+        "utterances",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"data.csv": fixed}})),
+    )
+    .await
+    .unwrap();
+    w.wait_job("from-cm", T, "Succeeded after the fix", succeeded)
+        .await;
 }
 
 #[tokio::test]
 async fn missing_secret_then_created() {
     let mut w = World::new("nosecret", sim(1000)).await;
     w.start_operator(&[]);
-    w.create_job(guide_job("waits", &w.sim_url(), json!({}))).await;
+    w.create_job(guide_job("waits", &w.sim_url(), json!({})))
+        .await;
     let pending = w
         .wait_job("waits", T, "Ready=False CredentialsError", |j| {
             condition(j, "Ready").is_some_and(|c| c.reason == "CredentialsError")
         })
         .await;
-    assert!(condition(&pending, "Ready").unwrap().message.contains("does not exist"));
+    assert!(
+        condition(&pending, "Ready")
+            .unwrap()
+            .message
+            .contains("does not exist")
+    );
     assert_eq!(w.sim.stats().total("submit"), 0);
-    w.put_secret(SECRET, support::operator::CLIENT_ID, support::operator::CLIENT_SECRET).await;
+    w.put_secret(
+        SECRET,
+        support::operator::CLIENT_ID,
+        support::operator::CLIENT_SECRET,
+    )
+    .await;
     // The Secret watch wakes the job; the backoff alone would take longer than this.
-    w.wait_job("waits", Duration::from_secs(30), "Succeeded", succeeded).await;
+    w.wait_job("waits", Duration::from_secs(30), "Succeeded", succeeded)
+        .await;
 }
 
 #[tokio::test]
 async fn rotated_secret_is_picked_up() {
     let w = world("rotate", sim(4000)).await;
-    w.put_secret(SECRET, support::operator::CLIENT_ID, "wrong-secret").await;
-    w.create_job(guide_job("rot", &w.sim_url(), json!({}))).await;
+    w.put_secret(SECRET, support::operator::CLIENT_ID, "wrong-secret")
+        .await;
+    w.create_job(guide_job("rot", &w.sim_url(), json!({})))
+        .await;
     w.wait_job("rot", T, "CredentialsError", |j| {
         condition(j, "Ready").is_some_and(|c| c.reason == "CredentialsError")
     })
     .await;
     let failed_tokens = w.sim.stats().count("token", 401);
     assert!(failed_tokens >= 1);
-    w.put_secret(SECRET, support::operator::CLIENT_ID, support::operator::CLIENT_SECRET).await;
-    w.wait_job("rot", T, "Succeeded with the rotated secret", succeeded).await;
+    w.put_secret(
+        SECRET,
+        support::operator::CLIENT_ID,
+        support::operator::CLIENT_SECRET,
+    )
+    .await;
+    w.wait_job("rot", T, "Succeeded with the rotated secret", succeeded)
+        .await;
     assert!(w.sim.stats().tokens_issued >= 1);
     assert_eq!(w.sim.stats().jobs_created, 1);
 }
@@ -171,18 +247,28 @@ async fn rotated_secret_is_picked_up() {
 #[tokio::test]
 async fn spec_change_mid_training_cancels_the_old_run() {
     let w = world("respec", sim(30_000)).await;
-    w.create_job(guide_job("retrain", &w.sim_url(), json!({}))).await;
+    w.create_job(guide_job("retrain", &w.sim_url(), json!({})))
+        .await;
     let first = w
-        .wait_job("retrain", T, "training", |j| j.status.as_ref().and_then(|s| s.job_id.clone()).is_some())
+        .wait_job("retrain", T, "training", |j| {
+            j.status.as_ref().and_then(|s| s.job_id.clone()).is_some()
+        })
         .await;
     let old_id = first.status.unwrap().job_id.unwrap();
     w.jobs
-        .patch("retrain", &PatchParams::default(), &Patch::Merge(json!({"spec": {"hyperparameters": {"maxEpochs": 20}}})))
+        .patch(
+            "retrain",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hyperparameters": {"maxEpochs": 20}}})),
+        )
         .await
         .unwrap();
     let job = w
         .wait_job("retrain", T, "a new run", |j| {
-            j.status.as_ref().and_then(|s| s.job_id.clone()).is_some_and(|id| id != old_id)
+            j.status
+                .as_ref()
+                .and_then(|s| s.job_id.clone())
+                .is_some_and(|id| id != old_id)
         })
         .await;
     let st = job.status.unwrap();
@@ -197,7 +283,8 @@ async fn spec_change_mid_training_cancels_the_old_run() {
 #[tokio::test]
 async fn operational_spec_changes_do_not_retrain() {
     let w = world("noretrain", sim(1000)).await;
-    w.create_job(guide_job("stable", &w.sim_url(), json!({}))).await;
+    w.create_job(guide_job("stable", &w.sim_url(), json!({})))
+        .await;
     w.wait_job("stable", T, "Succeeded", succeeded).await;
     w.jobs
         .patch("stable", &PatchParams::default(), &Patch::Merge(json!({"spec": {"polling": {"maxIntervalSeconds": 10}, "deletionPolicy": "Orphan"}})))
@@ -213,12 +300,23 @@ async fn operational_spec_changes_do_not_retrain() {
 #[tokio::test]
 async fn delete_mid_training_cancels_the_cxone_job() {
     let w = world("delete", sim(30_000)).await;
-    w.create_job(guide_job("doomed", &w.sim_url(), json!({}))).await;
-    let job = w
-        .wait_job("doomed", T, "submitted", |j| j.status.as_ref().and_then(|s| s.job_id.clone()).is_some())
+    w.create_job(guide_job("doomed", &w.sim_url(), json!({})))
         .await;
-    assert!(job.metadata.finalizers.unwrap().contains(&"ai.cxone.io/cancel-training".to_string()));
-    w.jobs.delete("doomed", &DeleteParams::default()).await.unwrap();
+    let job = w
+        .wait_job("doomed", T, "submitted", |j| {
+            j.status.as_ref().and_then(|s| s.job_id.clone()).is_some()
+        })
+        .await;
+    assert!(
+        job.metadata
+            .finalizers
+            .unwrap()
+            .contains(&"ai.cxone.io/cancel-training".to_string())
+    );
+    w.jobs
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
     w.wait_gone("doomed", T).await;
     assert_eq!(w.sim.stats().jobs_in("CANCELLED"), 1);
 }
@@ -226,10 +324,20 @@ async fn delete_mid_training_cancels_the_cxone_job() {
 #[tokio::test]
 async fn delete_with_orphan_policy_leaves_the_job_running() {
     let w = world("orphan", sim(30_000)).await;
-    w.create_job(guide_job("orphaned", &w.sim_url(), json!({"deletionPolicy": "Orphan"}))).await;
-    w.wait_job("orphaned", T, "submitted", |j| j.status.as_ref().and_then(|s| s.job_id.clone()).is_some())
-        .await;
-    w.jobs.delete("orphaned", &DeleteParams::default()).await.unwrap();
+    w.create_job(guide_job(
+        "orphaned",
+        &w.sim_url(),
+        json!({"deletionPolicy": "Orphan"}),
+    ))
+    .await;
+    w.wait_job("orphaned", T, "submitted", |j| {
+        j.status.as_ref().and_then(|s| s.job_id.clone()).is_some()
+    })
+    .await;
+    w.jobs
+        .delete("orphaned", &DeleteParams::default())
+        .await
+        .unwrap();
     w.wait_gone("orphaned", T).await;
     assert_eq!(w.sim.stats().jobs_in("CANCELLED"), 0);
 }
@@ -237,14 +345,21 @@ async fn delete_with_orphan_policy_leaves_the_job_running() {
 #[tokio::test]
 async fn suspended_job_is_not_submitted_until_resumed() {
     let w = world("suspend", sim(1000)).await;
-    w.create_job(guide_job("later", &w.sim_url(), json!({"suspend": true}))).await;
+    w.create_job(guide_job("later", &w.sim_url(), json!({"suspend": true})))
+        .await;
     let job = w
-        .wait_job("later", T, "Suspended", |j| condition(j, "Ready").is_some_and(|c| c.reason == "Suspended"))
+        .wait_job("later", T, "Suspended", |j| {
+            condition(j, "Ready").is_some_and(|c| c.reason == "Suspended")
+        })
         .await;
     assert_eq!(phase(&job), Some(Phase::Pending));
     assert_eq!(w.sim.stats().total("submit"), 0);
     w.jobs
-        .patch("later", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}})))
+        .patch(
+            "later",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": false}})),
+        )
         .await
         .unwrap();
     w.wait_job("later", T, "Succeeded", succeeded).await;
@@ -257,11 +372,16 @@ async fn lost_submit_response_creates_exactly_one_cxone_job() {
         post_commit_fault_rate: 1.0,
         ..Faults::default()
     });
-    w.create_job(guide_job("once", &w.sim_url(), json!({}))).await;
+    w.create_job(guide_job("once", &w.sim_url(), json!({})))
+        .await;
     // The first POST creates the job but its answer is lost; the retry reuses the key.
     let deadline = std::time::Instant::now() + T;
     while w.sim.stats().count("submit", 503) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no submission attempt\n{}", w.operator_log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no submission attempt\n{}",
+            w.operator_log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     w.sim.set_faults(Faults::default());
@@ -273,25 +393,42 @@ async fn lost_submit_response_creates_exactly_one_cxone_job() {
 
 #[tokio::test]
 async fn cxone_rejection_fails_without_retry_storm() {
-    let w = world("reject", SimulatorConfig { max_class_imbalance_ratio: 1.0, ..sim(1000) }).await;
+    let w = world(
+        "reject",
+        SimulatorConfig {
+            max_class_imbalance_ratio: 1.0,
+            ..sim(1000)
+        },
+    )
+    .await;
     // Valid for the operator (ratio 2.0 with the limit raised), rejected by CXone (limit 1.0).
-    let job = guide_job("rejected", &w.sim_url(), json!({
-        "validation": {"maxClassImbalanceRatio": 3.0},
-        "utterances": [
-            {"text": "cancel", "label": "cancel_sub"}, {"text": "stop it", "label": "cancel_sub"},
-            {"text": "end my plan", "label": "cancel_sub"}, {"text": "terminate", "label": "cancel_sub"},
-            {"text": "upgrade", "label": "upgrade_plan"}, {"text": "more", "label": "upgrade_plan"},
-            {"text": "reset", "label": "reset_pwd"}, {"text": "forgot", "label": "reset_pwd"}
-        ]
-    }));
+    let job = guide_job(
+        "rejected",
+        &w.sim_url(),
+        json!({
+            "validation": {"maxClassImbalanceRatio": 3.0},
+            "utterances": [
+                {"text": "cancel", "label": "cancel_sub"}, {"text": "stop it", "label": "cancel_sub"},
+                {"text": "end my plan", "label": "cancel_sub"}, {"text": "terminate", "label": "cancel_sub"},
+                {"text": "upgrade", "label": "upgrade_plan"}, {"text": "more", "label": "upgrade_plan"},
+                {"text": "reset", "label": "reset_pwd"}, {"text": "forgot", "label": "reset_pwd"}
+            ]
+        }),
+    );
     w.create_job(job).await;
-    let failed = w.wait_job("rejected", T, "Failed", |j| phase(j) == Some(Phase::Failed)).await;
+    let failed = w
+        .wait_job("rejected", T, "Failed", |j| phase(j) == Some(Phase::Failed))
+        .await;
     let c = condition(&failed, "Submitted").unwrap();
     assert_eq!(c.reason, "SubmissionRejected");
     assert!(c.message.contains("class imbalance"), "{}", c.message);
     // Wake the job again with a change that trains nothing new: still no second submission.
     w.jobs
-        .patch("rejected", &PatchParams::default(), &Patch::Merge(json!({"spec": {"polling": {"maxIntervalSeconds": 20}}})))
+        .patch(
+            "rejected",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"polling": {"maxIntervalSeconds": 20}}})),
+        )
         .await
         .unwrap();
     w.wait_job("rejected", T, "observedGeneration 2", |j| {
@@ -311,14 +448,26 @@ async fn rate_limit_storm_still_finishes_every_job() {
         ..sim(2000)
     };
     let mut w = World::new("storm", config).await;
-    w.put_secret(SECRET, support::operator::CLIENT_ID, support::operator::CLIENT_SECRET).await;
+    w.put_secret(
+        SECRET,
+        support::operator::CLIENT_ID,
+        support::operator::CLIENT_SECRET,
+    )
+    .await;
     // The operator's own limit is above the simulator's, so 429s happen and must be honoured.
     w.start_operator(&["--cxone-rate-limit=50"]);
     for i in 0..6 {
-        w.create_job(guide_job(&format!("storm-{i}"), &w.sim_url(), json!({}))).await;
+        w.create_job(guide_job(&format!("storm-{i}"), &w.sim_url(), json!({})))
+            .await;
     }
     for i in 0..6 {
-        w.wait_job(&format!("storm-{i}"), Duration::from_secs(120), "Succeeded", succeeded).await;
+        w.wait_job(
+            &format!("storm-{i}"),
+            Duration::from_secs(120),
+            "Succeeded",
+            succeeded,
+        )
+        .await;
     }
     let stats = w.sim.stats();
     assert!(stats.rate_limited > 0, "the storm produced 429s");
@@ -328,12 +477,29 @@ async fn rate_limit_storm_still_finishes_every_job() {
 #[tokio::test]
 async fn endpoint_outside_the_allowlist_is_invalid() {
     let w = world("allow", sim(1000)).await;
-    w.create_job(guide_job("elsewhere", "https://collector.example.com", json!({}))).await;
-    let job = w.wait_job("elsewhere", T, "Invalid", |j| phase(j) == Some(Phase::Invalid)).await;
+    w.create_job(guide_job(
+        "elsewhere",
+        "https://collector.example.com",
+        json!({}),
+    ))
+    .await;
+    let job = w
+        .wait_job("elsewhere", T, "Invalid", |j| {
+            phase(j) == Some(Phase::Invalid)
+        })
+        .await;
     let c = condition(&job, "Validated").unwrap();
     assert_eq!(c.reason, "EndpointNotAllowed");
-    assert!(c.message.contains("not an allowed CXone endpoint"), "{}", c.message);
-    assert_eq!(w.sim.stats().total("token"), 0, "credentials were never sent");
+    assert!(
+        c.message.contains("not an allowed CXone endpoint"),
+        "{}",
+        c.message
+    );
+    assert_eq!(
+        w.sim.stats().total("token"),
+        0,
+        "credentials were never sent"
+    );
 }
 
 #[tokio::test]
@@ -346,12 +512,21 @@ async fn failed_training_reports_the_reason() {
         ..sim(1500)
     };
     let w = world("fail", config).await;
-    w.create_job(guide_job("doomed", &w.sim_url(), json!({}))).await;
-    let job = w.wait_job("doomed", T, "Failed", |j| phase(j) == Some(Phase::Failed)).await;
+    w.create_job(guide_job("doomed", &w.sim_url(), json!({})))
+        .await;
+    let job = w
+        .wait_job("doomed", T, "Failed", |j| phase(j) == Some(Phase::Failed))
+        .await;
     let c = condition(&job, "Succeeded").unwrap();
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "TrainingFailed"));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "TrainingFailed")
+    );
     assert!(c.message.contains("failed:"), "{}", c.message);
-    assert!(job.status.unwrap().audit.is_some(), "failed runs are audited too");
+    assert!(
+        job.status.unwrap().audit.is_some(),
+        "failed runs are audited too"
+    );
 }
 
 #[tokio::test]
@@ -360,22 +535,38 @@ async fn server_side_dry_run_of_the_original_manifest_shows_no_drift() {
     let manifest = guide_job("gitops", &w.sim_url(), json!({}));
     let path = w.cp.dir().join(format!("{}-gitops.json", w.ns.name()));
     std::fs::write(&path, manifest.to_string()).unwrap();
-    let apply = w
-        .cp
-        .kubectl()
-        .args(["apply", "--server-side", "--field-manager=argocd-controller", "-n", w.ns.name(), "-f"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(apply.status.success(), "{}", String::from_utf8_lossy(&apply.stderr));
+    let apply =
+        w.cp.kubectl()
+            .args([
+                "apply",
+                "--server-side",
+                "--field-manager=argocd-controller",
+                "-n",
+                w.ns.name(),
+                "-f",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
     w.wait_job("gitops", T, "Succeeded", succeeded).await;
-    let diff = w
-        .cp
-        .kubectl()
-        .args(["diff", "--server-side", "--field-manager=argocd-controller", "-n", w.ns.name(), "-f"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let diff =
+        w.cp.kubectl()
+            .args([
+                "diff",
+                "--server-side",
+                "--field-manager=argocd-controller",
+                "-n",
+                w.ns.name(),
+                "-f",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
     // kubectl diff exits 0 when there is no difference, 1 when there is.
     assert_eq!(
         diff.status.code(),

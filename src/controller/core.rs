@@ -119,7 +119,12 @@ pub fn phase_for(state: JobState) -> Phase {
 /// `Idempotency-Key` of a run: derived from the object's uid (another object can never produce
 /// it), the run's fingerprint and generation, and when the run started (so a later run of the same
 /// data gets its own CXone job). It is stored in status before the POST and reused from there.
-pub fn idempotency_key(uid: &str, generation: i64, fingerprint: &str, started: Timestamp) -> String {
+pub fn idempotency_key(
+    uid: &str,
+    generation: i64,
+    fingerprint: &str,
+    started: Timestamp,
+) -> String {
     let mut h = Sha256::new();
     h.update(uid.as_bytes());
     h.update([0]);
@@ -179,7 +184,7 @@ pub fn set_condition(
             observed_generation: generation,
             last_transition_time: Time(now),
         });
-        conditions.sort_by(|a, b| condition_rank(&a.type_).cmp(&condition_rank(&b.type_)));
+        conditions.sort_by_key(|c| condition_rank(&c.type_));
     }
 }
 
@@ -258,10 +263,9 @@ pub fn evaluation_status(report: &EvaluationReport, config_map: &str) -> Evaluat
 /// Appends a run to the history, keeping the newest `HISTORY_LIMIT`.
 pub fn push_history(history: &mut Vec<RunHistory>, entry: RunHistory) {
     // The same run is recorded once, even if a status write is retried.
-    if history
-        .iter()
-        .any(|h| h.generation == entry.generation && h.job_id == entry.job_id && entry.job_id.is_some())
-    {
+    if history.iter().any(|h| {
+        h.generation == entry.generation && h.job_id == entry.job_id && entry.job_id.is_some()
+    }) {
         return;
     }
     history.push(entry);
@@ -306,7 +310,10 @@ mod tests {
     fn poll_schedule_follows_the_guide() {
         let s = PollSchedule::default();
         let secs: Vec<f64> = (0..8).map(|i| s.interval(i).as_secs_f64()).collect();
-        assert_eq!(secs, vec![2.0, 3.0, 4.5, 6.75, 10.125, 15.1875, 22.78125, 30.0]);
+        assert_eq!(
+            secs,
+            vec![2.0, 3.0, 4.5, 6.75, 10.125, 15.1875, 22.78125, 30.0]
+        );
         assert_eq!(s.interval(1000), Duration::from_secs(30));
         // 5 minutes: 2+3+4.5+6.75+10.125+15.1875+22.78125 = 64.34375, then 30 s steps.
         assert_eq!(s.polls_needed(Duration::from_secs(300)), 7 + 8);
@@ -355,7 +362,10 @@ mod tests {
         assert_ne!(k, idempotency_key("uid-2", 1, "sha256:a", t));
         assert_ne!(k, idempotency_key("uid-1", 2, "sha256:a", t));
         assert_ne!(k, idempotency_key("uid-1", 1, "sha256:b", t));
-        assert_ne!(k, idempotency_key("uid-1", 1, "sha256:a", Timestamp::from_second(2).unwrap()));
+        assert_ne!(
+            k,
+            idempotency_key("uid-1", 1, "sha256:a", Timestamp::from_second(2).unwrap())
+        );
         assert_eq!(k.len(), 44);
     }
 
@@ -385,14 +395,41 @@ mod tests {
         let t1 = Timestamp::from_second(2_000).unwrap();
         let mut c = Vec::new();
         set_condition(&mut c, READY, "False", "Training", "training", Some(1), t0);
-        set_condition(&mut c, VALIDATED, "True", "ValidationPassed", "ok", Some(1), t0);
-        assert_eq!(c[0].type_, VALIDATED, "conditions are kept in a stable order");
-        set_condition(&mut c, READY, "False", "Evaluating", "evaluating", Some(2), t1);
+        set_condition(
+            &mut c,
+            VALIDATED,
+            "True",
+            "ValidationPassed",
+            "ok",
+            Some(1),
+            t0,
+        );
+        assert_eq!(
+            c[0].type_, VALIDATED,
+            "conditions are kept in a stable order"
+        );
+        set_condition(
+            &mut c,
+            READY,
+            "False",
+            "Evaluating",
+            "evaluating",
+            Some(2),
+            t1,
+        );
         let ready = c.iter().find(|x| x.type_ == READY).unwrap();
         assert_eq!(ready.last_transition_time, Time(t0));
         assert_eq!(ready.reason, "Evaluating");
         assert_eq!(ready.observed_generation, Some(2));
-        set_condition(&mut c, READY, "True", "ArtifactsAvailable", "done", Some(2), t1);
+        set_condition(
+            &mut c,
+            READY,
+            "True",
+            "ArtifactsAvailable",
+            "done",
+            Some(2),
+            t1,
+        );
         let ready = c.iter().find(|x| x.type_ == READY).unwrap();
         assert_eq!(ready.last_transition_time, Time(t1));
     }
@@ -430,8 +467,14 @@ mod tests {
     fn refresh_time_is_before_expiry() {
         let now = Timestamp::from_second(10_000).unwrap();
         let exp = Timestamp::from_second(13_600).unwrap();
-        assert_eq!(refresh_in(exp, Duration::from_secs(300), now), Duration::from_secs(3300));
-        assert_eq!(refresh_in(now, Duration::from_secs(300), now), Duration::ZERO);
+        assert_eq!(
+            refresh_in(exp, Duration::from_secs(300), now),
+            Duration::from_secs(3300)
+        );
+        assert_eq!(
+            refresh_in(now, Duration::from_secs(300), now),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -119,7 +119,12 @@ impl CxoneRateLimiter {
         }
     }
 
-    fn with_bucket<T>(&self, endpoint: &str, client_id: &str, f: impl FnOnce(&mut Bucket, f64, Instant) -> T) -> T {
+    fn with_bucket<T>(
+        &self,
+        endpoint: &str,
+        client_id: &str,
+        f: impl FnOnce(&mut Bucket, f64, Instant) -> T,
+    ) -> T {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let base = self.rate.unwrap_or(UNLIMITED_FALLBACK_RATE);
@@ -196,7 +201,11 @@ mod tests {
 
     #[test]
     fn explicit_patterns_with_port_and_path() {
-        let a = EndpointAllowlist::parse(&["http://127.0.0.1:8089".into(), "https://gw.example/cxone".into()]).unwrap();
+        let a = EndpointAllowlist::parse(&[
+            "http://127.0.0.1:8089".into(),
+            "https://gw.example/cxone".into(),
+        ])
+        .unwrap();
         assert!(a.allows(&url("http://127.0.0.1:8089/")));
         assert!(!a.allows(&url("http://127.0.0.1:8090/")));
         assert!(a.allows(&url("https://gw.example/cxone/oauth/token")));
@@ -221,7 +230,10 @@ mod tests {
         let unlimited = CxoneRateLimiter::new(None);
         assert!(unlimited.try_acquire("e", "c").is_ok());
         unlimited.throttled("e", "c", Duration::from_secs(1));
-        assert!(unlimited.try_acquire("e", "c").is_err(), "429s block even without a local limit");
+        assert!(
+            unlimited.try_acquire("e", "c").is_err(),
+            "429s block even without a local limit"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -231,7 +243,10 @@ mod tests {
         assert!(l.try_acquire("e", "c").is_ok());
         let wait = l.try_acquire("e", "c").unwrap_err();
         assert_eq!(wait, Duration::from_millis(500));
-        assert!(l.try_acquire("e", "other").is_ok(), "buckets are per client");
+        assert!(
+            l.try_acquire("e", "other").is_ok(),
+            "buckets are per client"
+        );
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(l.try_acquire("e", "c").is_ok());
         assert!(CxoneRateLimiter::new(None).try_acquire("e", "c").is_ok());

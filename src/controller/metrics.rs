@@ -212,7 +212,9 @@ impl Metrics {
 
 impl CallObserver for Metrics {
     fn observe(&self, call: Call, status: Option<u16>, elapsed: Duration) {
-        let code = status.map(|s| s.to_string()).unwrap_or_else(|| "error".into());
+        let code = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "error".into());
         self.cxone_requests
             .get_or_create(&RequestLabels {
                 endpoint: call.as_str(),

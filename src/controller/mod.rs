@@ -86,8 +86,7 @@ impl MetaStores {
 
     /// resourceVersion of a ConfigMap as the watch last saw it.
     pub fn config_map_version(&self, ns: &str, name: &str) -> Option<String> {
-        Self::lookup(&self.config_maps, ns, name)
-            .and_then(|m| m.metadata.resource_version.clone())
+        Self::lookup(&self.config_maps, ns, name).and_then(|m| m.metadata.resource_version.clone())
     }
 }
 

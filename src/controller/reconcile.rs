@@ -27,7 +27,9 @@ use crate::crd::{
     SkillTrainingJobSpec, SkillTrainingJobStatus, Submission,
 };
 use crate::cxone::model::{ExportResponse, JobState, JobStatus};
-use crate::cxone::{AuthProblem, CancelOutcome, Credentials, CxoneError, Endpoint, SecretString, Target};
+use crate::cxone::{
+    AuthProblem, CancelOutcome, Credentials, CxoneError, Endpoint, SecretString, Target,
+};
 use crate::evaluation::{EvaluationReport, analyze};
 use crate::training::{DatasetDigest, ValidationReport, build_payload, validate};
 
@@ -134,8 +136,23 @@ impl<'a> Job<'a> {
         Api::namespaced(ctx.kube.clone(), &self.ns)
     }
 
-    fn cond(&self, next: &mut SkillTrainingJobStatus, type_: &str, status: &str, reason: &str, message: &str) {
-        set_condition(&mut next.conditions, type_, status, reason, message, Some(self.generation), self.now);
+    fn cond(
+        &self,
+        next: &mut SkillTrainingJobStatus,
+        type_: &str,
+        status: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        set_condition(
+            &mut next.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            Some(self.generation),
+            self.now,
+        );
     }
 
     /// The run in status is in flight at CXone (submitted and not finished).
@@ -167,7 +184,8 @@ async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
         Err(problem) => return invalid(&job, ctx, next, "EndpointNotAllowed", &[problem]).await,
     };
 
-    let fingerprint = core::run_fingerprint(job.spec, endpoint.base_url().as_str(), digest.as_str());
+    let fingerprint =
+        core::run_fingerprint(job.spec, endpoint.base_url().as_str(), digest.as_str());
     let current_run = job
         .status
         .submission
@@ -192,7 +210,16 @@ async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
         (_, None) => submit(&job, ctx, next, &endpoint, validated, digest).await,
         (_, Some(job_id)) => {
             let job_id = job_id.clone();
-            poll(&job, ctx, next, &endpoint, &job_id, validated.report(), digest).await
+            poll(
+                &job,
+                ctx,
+                next,
+                &endpoint,
+                &job_id,
+                validated.report(),
+                digest,
+            )
+            .await
         }
     }
 }
@@ -206,10 +233,10 @@ async fn invalid(
     reason: &str,
     problems: &[String],
 ) -> Result<Action, Error> {
-    if let Some(old) = job.in_flight().map(str::to_string) {
-        if let Ok(endpoint) = endpoint(job.spec, ctx) {
-            supersede(job, ctx, &endpoint, &old, &mut next).await?;
-        }
+    if let Some(old) = job.in_flight().map(str::to_string)
+        && let Ok(endpoint) = endpoint(job.spec, ctx)
+    {
+        supersede(job, ctx, &endpoint, &old, &mut next).await?;
     }
     let message = format!("{} problems: {}", problems.len(), problems.join("; "));
     let was_invalid = job.status.phase == Some(Phase::Invalid);
@@ -218,10 +245,24 @@ async fn invalid(
     next.phase = Some(Phase::Invalid);
     next.message = Some(crate::training::validation::truncate(&message, 1000));
     job.cond(&mut next, VALIDATED, "False", reason, &message);
-    job.cond(&mut next, READY, "False", "InvalidSpec", "fix the problems in the Validated condition; nothing was submitted");
+    job.cond(
+        &mut next,
+        READY,
+        "False",
+        "InvalidSpec",
+        "fix the problems in the Validated condition; nothing was submitted",
+    );
     write_status(job, ctx, &next).await?;
     if !was_invalid || job.status.message != next.message {
-        event(ctx, job.obj, EventType::Warning, "InvalidSpec", "Validate", &message).await;
+        event(
+            ctx,
+            job.obj,
+            EventType::Warning,
+            "InvalidSpec",
+            "Validate",
+            &message,
+        )
+        .await;
     }
     Ok(Action::await_change())
 }
@@ -247,8 +288,20 @@ async fn start_run(
     if job.spec.suspend == Some(true) {
         next.phase = Some(Phase::Pending);
         next.message = Some("suspended: set spec.suspend to false to train".into());
-        job.cond(&mut next, SUBMITTED, "False", "Suspended", "spec.suspend is true");
-        job.cond(&mut next, READY, "False", "Suspended", "spec.suspend is true");
+        job.cond(
+            &mut next,
+            SUBMITTED,
+            "False",
+            "Suspended",
+            "spec.suspend is true",
+        );
+        job.cond(
+            &mut next,
+            READY,
+            "False",
+            "Suspended",
+            "spec.suspend is true",
+        );
         write_status(job, ctx, &next).await?;
         return Ok(Action::await_change());
     }
@@ -284,11 +337,37 @@ async fn start_run(
     next.artifacts = None;
     next.phase = Some(Phase::Submitting);
     next.message = Some(format!("validated ({summary}); submitting to CXone"));
-    job.cond(&mut next, SUBMITTED, "False", "Submitting", "sending the training job to CXone");
-    job.cond(&mut next, SUCCEEDED, "Unknown", "InProgress", "training has not finished");
-    job.cond(&mut next, READY, "False", "Submitting", "the training job is being submitted");
+    job.cond(
+        &mut next,
+        SUBMITTED,
+        "False",
+        "Submitting",
+        "sending the training job to CXone",
+    );
+    job.cond(
+        &mut next,
+        SUCCEEDED,
+        "Unknown",
+        "InProgress",
+        "training has not finished",
+    );
+    job.cond(
+        &mut next,
+        READY,
+        "False",
+        "Submitting",
+        "the training job is being submitted",
+    );
     write_status(job, ctx, &next).await?;
-    event(ctx, job.obj, EventType::Normal, "Validated", "Validate", &summary).await;
+    event(
+        ctx,
+        job.obj,
+        EventType::Normal,
+        "Validated",
+        "Validate",
+        &summary,
+    )
+    .await;
     let job = Job {
         status: next.clone(),
         ..Job::new(job.obj)?
@@ -327,7 +406,10 @@ async fn submit_with(
     let Some(key) = next.submission.as_ref().map(|s| s.idempotency_key.clone()) else {
         return Err(Error::MissingField("status.submission"));
     };
-    if let Err(wait) = ctx.limiter.try_acquire(endpoint.base_url().as_str(), &creds.client_id) {
+    if let Err(wait) = ctx
+        .limiter
+        .try_acquire(endpoint.base_url().as_str(), &creds.client_id)
+    {
         ctx.metrics.local_rate_limit_waits.inc();
         return Ok(Action::requeue(wait));
     }
@@ -349,8 +431,20 @@ async fn submit_with(
             next.submitted_at = Some(Time(job.now));
             next.progress = Some(0);
             next.message = Some(format!("CXone job {} {}", resp.job_id, resp.status));
-            job.cond(&mut next, SUBMITTED, "True", "JobSubmitted", &format!("CXone job {}", resp.job_id));
-            job.cond(&mut next, READY, "False", "Training", "the skill is being trained");
+            job.cond(
+                &mut next,
+                SUBMITTED,
+                "True",
+                "JobSubmitted",
+                &format!("CXone job {}", resp.job_id),
+            );
+            job.cond(
+                &mut next,
+                READY,
+                "False",
+                "Training",
+                "the skill is being trained",
+            );
             write_status(job, ctx, &next).await?;
             ctx.update_memory(&job.uid, |m| {
                 m.poll_attempt = 0;
@@ -358,30 +452,58 @@ async fn submit_with(
                 m.last_warning = None;
             });
             info!(job = %job.name, namespace = %job.ns, cxone_job = %resp.job_id, %digest, "submitted");
-            event(ctx, job.obj, EventType::Normal, "Submitted", "Submit",
-                &format!("CXone job {} for dataset {digest}", resp.job_id)).await;
-            Ok(Action::requeue(PollSchedule::from_spec(job.spec).interval(0)))
+            event(
+                ctx,
+                job.obj,
+                EventType::Normal,
+                "Submitted",
+                "Submit",
+                &format!("CXone job {} for dataset {digest}", resp.job_id),
+            )
+            .await;
+            Ok(Action::requeue(
+                PollSchedule::from_spec(job.spec).interval(0),
+            ))
         }
-        Err(CxoneError::Rejected { status, message, details, .. }) if status != 404 => {
+        Err(CxoneError::Rejected {
+            status,
+            message,
+            details,
+            ..
+        }) if status != 404 => {
             // CXone refused the payload: retrying the same data cannot help.
             let mut text = message;
             if !details.is_empty() {
                 text = format!("{text}: {}", details.join("; "));
             }
             let text = format!("CXone rejected the submission ({status}): {text}");
-            finish_run(job, ctx, next, FinishedRun {
-                phase: Phase::Failed,
-                reason: "SubmissionRejected",
-                message: text,
-                remote: None,
-                evaluation: None,
-                export: None,
-                report: Some(validated.report()),
-                digest: Some(digest),
-            })
+            finish_run(
+                job,
+                ctx,
+                next,
+                FinishedRun {
+                    phase: Phase::Failed,
+                    reason: "SubmissionRejected",
+                    message: text,
+                    remote: None,
+                    evaluation: None,
+                    export: None,
+                    report: Some(validated.report()),
+                    digest: Some(digest),
+                },
+            )
             .await
         }
-        Err(e) => cxone_trouble(job, ctx, next, e, Some((endpoint.base_url().as_str(), &creds.client_id))).await,
+        Err(e) => {
+            cxone_trouble(
+                job,
+                ctx,
+                next,
+                e,
+                Some((endpoint.base_url().as_str(), &creds.client_id)),
+            )
+            .await
+        }
     }
 }
 
@@ -404,14 +526,26 @@ async fn poll(
     };
     // Active deadline: cancel and fail.
     if let (Some(deadline), Some(submitted)) = (
-        job.spec.polling.as_ref().and_then(|p| p.active_deadline_seconds),
+        job.spec
+            .polling
+            .as_ref()
+            .and_then(|p| p.active_deadline_seconds),
         next.submitted_at.as_ref(),
     ) {
         let elapsed = job.now.as_second() - submitted.0.as_second();
         if elapsed >= deadline as i64 {
             match ctx.cxone.cancel(target, job_id).await {
                 Ok(_) => {}
-                Err(e) if e.is_transient() => return cxone_trouble(job, ctx, next, e, Some((endpoint.base_url().as_str(), &creds.client_id))).await,
+                Err(e) if e.is_transient() => {
+                    return cxone_trouble(
+                        job,
+                        ctx,
+                        next,
+                        e,
+                        Some((endpoint.base_url().as_str(), &creds.client_id)),
+                    )
+                    .await;
+                }
                 Err(e) => warn!(job = %job.name, error = %e, "cancel after deadline failed"),
             }
             return finish_run(job, ctx, next, FinishedRun {
@@ -435,23 +569,31 @@ async fn poll(
     let remote = match known {
         Some(remote) => remote,
         None => {
-            if let Err(wait) = ctx.limiter.try_acquire(endpoint.base_url().as_str(), &creds.client_id) {
+            if let Err(wait) = ctx
+                .limiter
+                .try_acquire(endpoint.base_url().as_str(), &creds.client_id)
+            {
                 ctx.metrics.local_rate_limit_waits.inc();
                 return Ok(Action::requeue(wait));
             }
             match ctx.cxone.status(target, job_id).await {
                 Ok(s) => s,
                 Err(CxoneError::Rejected { status: 404, .. }) => {
-                    return finish_run(job, ctx, next, FinishedRun {
-                        phase: Phase::Failed,
-                        reason: "JobNotFound",
-                        message: format!("CXone no longer knows job {job_id}"),
-                        remote: None,
-                        evaluation: None,
-                        export: None,
-                        report: Some(report),
-                        digest: Some(digest),
-                    })
+                    return finish_run(
+                        job,
+                        ctx,
+                        next,
+                        FinishedRun {
+                            phase: Phase::Failed,
+                            reason: "JobNotFound",
+                            message: format!("CXone no longer knows job {job_id}"),
+                            remote: None,
+                            evaluation: None,
+                            export: None,
+                            report: Some(report),
+                            digest: Some(digest),
+                        },
+                    )
                     .await;
                 }
                 Err(e) => {
@@ -464,32 +606,47 @@ async fn poll(
     let old_phase = next.phase;
     apply_remote(&mut next, &remote);
     match remote.status {
-        JobState::Completed => complete(job, ctx, next, target, job_id, &remote, report, digest).await,
+        JobState::Completed => {
+            complete(job, ctx, next, target, job_id, &remote, report, digest).await
+        }
         JobState::Failed => {
-            let reason = remote.failure_reason.clone().unwrap_or_else(|| "no reason given".into());
-            finish_run(job, ctx, next, FinishedRun {
-                phase: Phase::Failed,
-                reason: "TrainingFailed",
-                message: format!("CXone job {job_id} failed: {reason}"),
-                remote: Some(&remote),
-                evaluation: None,
-                export: None,
-                report: Some(report),
-                digest: Some(digest),
-            })
+            let reason = remote
+                .failure_reason
+                .clone()
+                .unwrap_or_else(|| "no reason given".into());
+            finish_run(
+                job,
+                ctx,
+                next,
+                FinishedRun {
+                    phase: Phase::Failed,
+                    reason: "TrainingFailed",
+                    message: format!("CXone job {job_id} failed: {reason}"),
+                    remote: Some(&remote),
+                    evaluation: None,
+                    export: None,
+                    report: Some(report),
+                    digest: Some(digest),
+                },
+            )
             .await
         }
         JobState::Cancelled => {
-            finish_run(job, ctx, next, FinishedRun {
-                phase: Phase::Cancelled,
-                reason: "Cancelled",
-                message: format!("CXone job {job_id} was cancelled outside the operator"),
-                remote: Some(&remote),
-                evaluation: None,
-                export: None,
-                report: Some(report),
-                digest: Some(digest),
-            })
+            finish_run(
+                job,
+                ctx,
+                next,
+                FinishedRun {
+                    phase: Phase::Cancelled,
+                    reason: "Cancelled",
+                    message: format!("CXone job {job_id} was cancelled outside the operator"),
+                    remote: Some(&remote),
+                    evaluation: None,
+                    export: None,
+                    report: Some(report),
+                    digest: Some(digest),
+                },
+            )
             .await
         }
         state => {
@@ -497,7 +654,13 @@ async fn poll(
             next.phase = Some(phase);
             let progress = i32::from(remote.progress);
             let phase_changed = old_phase != Some(phase);
-            if phase_changed || core::progress_worth_writing(job.status.progress, progress, ctx.config.progress_step) {
+            if phase_changed
+                || core::progress_worth_writing(
+                    job.status.progress,
+                    progress,
+                    ctx.config.progress_step,
+                )
+            {
                 next.progress = Some(progress);
                 next.message = Some(format!("CXone job {job_id} {state}: {}", remote.stage));
                 let reason = match phase {
@@ -505,7 +668,13 @@ async fn poll(
                     Phase::Queued => "Queued",
                     _ => "Training",
                 };
-                job.cond(&mut next, READY, "False", reason, &format!("CXone job {job_id} is {state}"));
+                job.cond(
+                    &mut next,
+                    READY,
+                    "False",
+                    reason,
+                    &format!("CXone job {job_id} is {state}"),
+                );
             } else {
                 // Keep what status already says; nothing visible changed enough to write.
                 next.progress = job.status.progress;
@@ -521,7 +690,9 @@ async fn poll(
                 m.error_attempt = 0;
                 m.last_warning = None;
             });
-            Ok(Action::requeue(PollSchedule::from_spec(job.spec).interval(attempt.saturating_add(1))))
+            Ok(Action::requeue(
+                PollSchedule::from_spec(job.spec).interval(attempt.saturating_add(1)),
+            ))
         }
     }
 }
@@ -550,9 +721,15 @@ async fn complete(
     report: &ValidationReport,
     digest: &DatasetDigest,
 ) -> Result<Action, Error> {
-    let (base, client) = (target.endpoint.base_url().as_str(), target.credentials.client_id.as_str());
+    let (base, client) = (
+        target.endpoint.base_url().as_str(),
+        target.credentials.client_id.as_str(),
+    );
     let key = Some((base, client));
-    let known = ctx.memory(&job.uid).completion.filter(|c| c.job_id == job_id);
+    let known = ctx
+        .memory(&job.uid)
+        .completion
+        .filter(|c| c.job_id == job_id);
     let evaluation = match known.and_then(|c| c.evaluation) {
         Some(e) => e,
         None => {
@@ -585,16 +762,23 @@ async fn complete(
         Ok(r) => r,
         Err(e) => {
             ctx.update_memory(&job.uid, |m| m.completion = None);
-            return finish_run(job, ctx, next, FinishedRun {
-                phase: Phase::Failed,
-                reason: "EvaluationInvalid",
-                message: format!("the evaluation of CXone job {job_id} cannot be analysed: {e}"),
-                remote: Some(remote),
-                evaluation: None,
-                export: None,
-                report: Some(report),
-                digest: Some(digest),
-            })
+            return finish_run(
+                job,
+                ctx,
+                next,
+                FinishedRun {
+                    phase: Phase::Failed,
+                    reason: "EvaluationInvalid",
+                    message: format!(
+                        "the evaluation of CXone job {job_id} cannot be analysed: {e}"
+                    ),
+                    remote: Some(remote),
+                    evaluation: None,
+                    export: None,
+                    report: Some(report),
+                    digest: Some(digest),
+                },
+            )
             .await;
         }
     };
@@ -618,16 +802,21 @@ async fn complete(
             None => "; no threshold reaches the requested precision".to_string(),
         }
     );
-    finish_run(job, ctx, next, FinishedRun {
-        phase: Phase::Succeeded,
-        reason: "TrainingSucceeded",
-        message: summary,
-        remote: Some(remote),
-        evaluation: Some(&analysed),
-        export: Some(&export),
-        report: Some(report),
-        digest: Some(digest),
-    })
+    finish_run(
+        job,
+        ctx,
+        next,
+        FinishedRun {
+            phase: Phase::Succeeded,
+            reason: "TrainingSucceeded",
+            message: summary,
+            remote: Some(remote),
+            evaluation: Some(&analysed),
+            export: Some(&export),
+            report: Some(report),
+            digest: Some(digest),
+        },
+    )
     .await
 }
 
@@ -650,13 +839,23 @@ async fn finish_run(
     run: FinishedRun<'_>,
 ) -> Result<Action, Error> {
     let job_id = next.job_id.clone();
-    let cm_name = core::report_config_map_name(&job.name, &job.uid, job.generation, job_id.as_deref().unwrap_or("none"));
+    let cm_name = core::report_config_map_name(
+        &job.name,
+        &job.uid,
+        job.generation,
+        job_id.as_deref().unwrap_or("none"),
+    );
     let endpoint_text = endpoint(job.spec, ctx)
         .map(|e| e.base_url().to_string())
         .unwrap_or_default();
     let signed: Vec<&str> = run
         .export
-        .map(|e| vec![e.artifacts.model_weights_url.as_str(), e.artifacts.config_url.as_str()])
+        .map(|e| {
+            vec![
+                e.artifacts.model_weights_url.as_str(),
+                e.artifacts.config_url.as_str(),
+            ]
+        })
         .unwrap_or_default();
     let empty_report;
     let validation = match run.report {
@@ -739,22 +938,31 @@ async fn finish_run(
         config_map: cm_name.clone(),
         recorded_at: Time(job.now),
     });
-    core::push_history(&mut next.history, RunHistory {
-        generation: job.generation,
-        job_id: job_id.clone(),
-        dataset_digest: run.digest.map(|d| d.to_string()),
-        phase: run.phase,
-        macro_f1: run.evaluation.map(|e| core::decimal(e.macro_average.f1)),
-        completed_at: next.completed_at.clone(),
-        message: Some(crate::training::validation::truncate(&run.message, 300)),
-    });
+    core::push_history(
+        &mut next.history,
+        RunHistory {
+            generation: job.generation,
+            job_id: job_id.clone(),
+            dataset_digest: run.digest.map(|d| d.to_string()),
+            phase: run.phase,
+            macro_f1: run.evaluation.map(|e| core::decimal(e.macro_average.f1)),
+            completed_at: next.completed_at.clone(),
+            message: Some(crate::training::validation::truncate(&run.message, 300)),
+        },
+    );
     let (succeeded, ready, ready_reason) = match run.phase {
         Phase::Succeeded => ("True", "True", "ArtifactsAvailable"),
         _ => ("False", "False", run.reason),
     };
     job.cond(&mut next, SUCCEEDED, succeeded, run.reason, &run.message);
     if run.reason == "SubmissionRejected" {
-        job.cond(&mut next, SUBMITTED, "False", "SubmissionRejected", &run.message);
+        job.cond(
+            &mut next,
+            SUBMITTED,
+            "False",
+            "SubmissionRejected",
+            &run.message,
+        );
     }
     job.cond(&mut next, READY, ready, ready_reason, &run.message);
     write_status(job, ctx, &next).await?;
@@ -763,14 +971,25 @@ async fn finish_run(
         Phase::Cancelled => (EventType::Warning, "Cancelled"),
         _ => (EventType::Warning, "TrainingFailed"),
     };
-    event(ctx, job.obj, kind, reason, "Train",
-        &format!("{}; audit record in ConfigMap {cm_name}", run.message)).await;
+    event(
+        ctx,
+        job.obj,
+        kind,
+        reason,
+        "Train",
+        &format!("{}; audit record in ConfigMap {cm_name}", run.message),
+    )
+    .await;
     ctx.update_memory(&job.uid, |m| {
         m.poll_attempt = 0;
         m.error_attempt = 0;
     });
     match (run.phase, &next.artifacts) {
-        (Phase::Succeeded, Some(a)) => Ok(Action::requeue(refresh_wait(job.spec, a.expires_at.0, job.now))),
+        (Phase::Succeeded, Some(a)) => Ok(Action::requeue(refresh_wait(
+            job.spec,
+            a.expires_at.0,
+            job.now,
+        ))),
         _ => Ok(Action::await_change()),
     }
 }
@@ -786,8 +1005,14 @@ async fn create_report_config_map(
             name: Some(name.to_string()),
             namespace: Some(job.ns.clone()),
             labels: Some(BTreeMap::from([
-                ("app.kubernetes.io/managed-by".to_string(), FIELD_MANAGER.to_string()),
-                ("ai.cxone.io/skilltrainingjob".to_string(), crate::training::validation::truncate(&job.name, 63)),
+                (
+                    "app.kubernetes.io/managed-by".to_string(),
+                    FIELD_MANAGER.to_string(),
+                ),
+                (
+                    "ai.cxone.io/skilltrainingjob".to_string(),
+                    crate::training::validation::truncate(&job.name, 63),
+                ),
             ])),
             owner_references: Some(vec![owner_reference(job.obj)?]),
             ..ObjectMeta::default()
@@ -797,7 +1022,16 @@ async fn create_report_config_map(
         ..ConfigMap::default()
     };
     let api: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), &job.ns);
-    match api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &cm).await {
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &cm,
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         // Already written by an earlier attempt of this same run (the name is deterministic).
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
@@ -806,7 +1040,8 @@ async fn create_report_config_map(
 }
 
 fn owner_reference(obj: &SkillTrainingJob) -> Result<OwnerReference, Error> {
-    obj.controller_owner_ref(&()).ok_or(Error::MissingField("metadata.uid"))
+    obj.controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))
 }
 
 /// Puts fresh artifact URLs into status (or, if requested, into a Secret).
@@ -816,7 +1051,11 @@ async fn set_artifacts(
     next: &mut SkillTrainingJobStatus,
     export: &ExportResponse,
 ) -> Result<(), Error> {
-    let secret_name = job.spec.artifacts.as_ref().and_then(|a| a.secret_name.clone());
+    let secret_name = job
+        .spec
+        .artifacts
+        .as_ref()
+        .and_then(|a| a.secret_name.clone());
     if let Some(name) = &secret_name {
         let secret = json!({
             "apiVersion": "v1",
@@ -835,12 +1074,20 @@ async fn set_artifacts(
             }
         });
         let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), &job.ns);
-        api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(secret))
-            .await?;
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(secret),
+        )
+        .await?;
     }
     next.artifacts = Some(ArtifactsStatus {
-        model_weights_url: secret_name.is_none().then(|| export.artifacts.model_weights_url.clone()),
-        config_url: secret_name.is_none().then(|| export.artifacts.config_url.clone()),
+        model_weights_url: secret_name
+            .is_none()
+            .then(|| export.artifacts.model_weights_url.clone()),
+        config_url: secret_name
+            .is_none()
+            .then(|| export.artifacts.config_url.clone()),
         expires_at: Time(export.expires_at),
         secret_name,
     });
@@ -876,7 +1123,11 @@ async fn refresh_artifacts(
     let remaining = artifacts.expires_at.0.as_second() - job.now.as_second();
     if remaining > refresh_before(job.spec).as_secs() as i64 {
         write_status(job, ctx, &next).await?;
-        return Ok(Action::requeue(refresh_wait(job.spec, artifacts.expires_at.0, job.now)));
+        return Ok(Action::requeue(refresh_wait(
+            job.spec,
+            artifacts.expires_at.0,
+            job.now,
+        )));
     }
     let Some(job_id) = job.status.job_id.clone() else {
         return Ok(Action::await_change());
@@ -885,7 +1136,10 @@ async fn refresh_artifacts(
         Ok(c) => c,
         Err(problem) => return credentials_problem(job, ctx, next, &problem).await,
     };
-    if let Err(wait) = ctx.limiter.try_acquire(endpoint.base_url().as_str(), &creds.client_id) {
+    if let Err(wait) = ctx
+        .limiter
+        .try_acquire(endpoint.base_url().as_str(), &creds.client_id)
+    {
         ctx.metrics.local_rate_limit_waits.inc();
         return Ok(Action::requeue(wait));
     }
@@ -895,13 +1149,36 @@ async fn refresh_artifacts(
     };
     let export = match ctx.cxone.export(target, &job_id).await {
         Ok(e) => e,
-        Err(e) => return cxone_trouble(job, ctx, next, e, Some((endpoint.base_url().as_str(), &creds.client_id))).await,
+        Err(e) => {
+            return cxone_trouble(
+                job,
+                ctx,
+                next,
+                e,
+                Some((endpoint.base_url().as_str(), &creds.client_id)),
+            )
+            .await;
+        }
     };
     set_artifacts(job, ctx, &mut next, &export).await?;
     write_status(job, ctx, &next).await?;
-    event(ctx, job.obj, EventType::Normal, "ArtifactsRefreshed", "Export",
-        &format!("artifact URLs refreshed; they expire at {}", export.expires_at)).await;
-    Ok(Action::requeue(refresh_wait(job.spec, export.expires_at, job.now)))
+    event(
+        ctx,
+        job.obj,
+        EventType::Normal,
+        "ArtifactsRefreshed",
+        "Export",
+        &format!(
+            "artifact URLs refreshed; they expire at {}",
+            export.expires_at
+        ),
+    )
+    .await;
+    Ok(Action::requeue(refresh_wait(
+        job.spec,
+        export.expires_at,
+        job.now,
+    )))
 }
 
 /// Cancels the superseded in-flight run and records it in history.
@@ -920,21 +1197,41 @@ async fn supersede(
         match ctx.cxone.cancel(target, old_job).await {
             Ok(_) => {}
             Err(e) if e.is_transient() => return Err(e.into()),
-            Err(e) => warn!(job = %job.name, cxone_job = old_job, error = %e, "cancelling the superseded run failed"),
+            Err(e) => {
+                warn!(job = %job.name, cxone_job = old_job, error = %e, "cancelling the superseded run failed")
+            }
         }
     }
-    let generation = job.status.submission.as_ref().map(|s| s.generation).unwrap_or(0);
-    core::push_history(&mut next.history, RunHistory {
-        generation,
-        job_id: Some(old_job.to_string()),
-        dataset_digest: job.status.dataset_digest.clone(),
-        phase: Phase::Cancelled,
-        macro_f1: None,
-        completed_at: Some(Time(job.now)),
-        message: Some(format!("superseded by generation {} or new data", job.generation)),
-    });
-    event(ctx, job.obj, EventType::Normal, "Superseded", "Cancel",
-        &format!("cancelled CXone job {old_job}: the spec or its data changed")).await;
+    let generation = job
+        .status
+        .submission
+        .as_ref()
+        .map(|s| s.generation)
+        .unwrap_or(0);
+    core::push_history(
+        &mut next.history,
+        RunHistory {
+            generation,
+            job_id: Some(old_job.to_string()),
+            dataset_digest: job.status.dataset_digest.clone(),
+            phase: Phase::Cancelled,
+            macro_f1: None,
+            completed_at: Some(Time(job.now)),
+            message: Some(format!(
+                "superseded by generation {} or new data",
+                job.generation
+            )),
+        },
+    );
+    event(
+        ctx,
+        job.obj,
+        EventType::Normal,
+        "Superseded",
+        "Cancel",
+        &format!("cancelled CXone job {old_job}: the spec or its data changed"),
+    )
+    .await;
     Ok(())
 }
 
@@ -951,7 +1248,12 @@ async fn cxone_trouble(
         attempt = m.error_attempt;
         m.error_attempt = m.error_attempt.saturating_add(1);
     });
-    let backoff = error_backoff(attempt, ctx.config.error_backoff_base, ctx.config.error_backoff_max, ctx.jitter());
+    let backoff = error_backoff(
+        attempt,
+        ctx.config.error_backoff_base,
+        ctx.config.error_backoff_max,
+        ctx.jitter(),
+    );
     let (reason, wait) = match &error {
         CxoneError::RateLimited { retry_after, .. } => {
             if let Some((endpoint, client)) = limiter_key {
@@ -959,7 +1261,10 @@ async fn cxone_trouble(
             }
             // Spread the retries so jobs told the same Retry-After do not come back together.
             let spread = Duration::from_secs_f64(ctx.jitter() * retry_after.as_secs_f64().max(1.0));
-            ("RateLimited", (*retry_after).max(PollSchedule::FLOOR) + spread)
+            (
+                "RateLimited",
+                (*retry_after).max(PollSchedule::FLOOR) + spread,
+            )
         }
         CxoneError::Auth { .. } => ("CredentialsError", backoff.max(Duration::from_secs(10))),
         _ => ("CxoneUnavailable", backoff),
@@ -969,7 +1274,15 @@ async fn cxone_trouble(
     let is_news = ctx.memory(&job.uid).last_warning.as_deref() != Some(reason);
     if is_news {
         ctx.update_memory(&job.uid, |m| m.last_warning = Some(reason.to_string()));
-        event(ctx, job.obj, EventType::Warning, reason, "CallCxone", &message).await;
+        event(
+            ctx,
+            job.obj,
+            EventType::Warning,
+            reason,
+            "CallCxone",
+            &message,
+        )
+        .await;
     }
     // Auth problems need a human: show them in Ready. Transient ones only after a few attempts.
     if matches!(error, CxoneError::Auth { .. }) || attempt >= 3 {
@@ -994,7 +1307,15 @@ async fn credentials_problem(
     let is_news = ctx.memory(&job.uid).last_warning.as_deref() != Some(problem);
     if is_news {
         ctx.update_memory(&job.uid, |m| m.last_warning = Some(problem.to_string()));
-        event(ctx, job.obj, EventType::Warning, "CredentialsError", "ReadSecret", problem).await;
+        event(
+            ctx,
+            job.obj,
+            EventType::Warning,
+            "CredentialsError",
+            "ReadSecret",
+            problem,
+        )
+        .await;
     }
     let mut attempt = 0;
     ctx.update_memory(&job.uid, |m| {
@@ -1024,7 +1345,10 @@ fn endpoint(spec: &SkillTrainingJobSpec, ctx: &Context) -> Result<Endpoint, Stri
             .map_err(|e| format!("spec.connection: {e}"))?,
         _ => endpoint,
     };
-    for (field, url) in [("baseUrl", endpoint.base_url()), ("tokenUrl", endpoint.token_url())] {
+    for (field, url) in [
+        ("baseUrl", endpoint.base_url()),
+        ("tokenUrl", endpoint.token_url()),
+    ] {
         if !ctx.config.allowlist.allows(url) {
             return Err(format!(
                 "spec.connection.{field} {url} is not an allowed CXone endpoint (allowed: {}); ask the operator's administrators to allow it",
@@ -1050,7 +1374,10 @@ async fn credentials(job: &Job<'_>, ctx: &Context) -> Result<Result<Credentials,
         None => {
             return Ok(Err(format!(
                 "Secret {:?} (spec.connection.credentialsSecretRef) does not exist in namespace {:?}; create it with keys {:?} and {:?}",
-                r.name, job.ns, r.client_id_key(), r.client_secret_key()
+                r.name,
+                job.ns,
+                r.client_id_key(),
+                r.client_secret_key()
             )));
         }
     };
@@ -1101,7 +1428,10 @@ async fn resolve_data(job: &Job<'_>, ctx: &Context) -> Result<ResolvedData, Erro
     let mut key = format!("{}", job.generation);
     for src in &job.spec.utterances_from {
         let name = &src.config_map_key_ref.name;
-        let version = ctx.stores.config_map_version(&job.ns, name).unwrap_or_default();
+        let version = ctx
+            .stores
+            .config_map_version(&job.ns, name)
+            .unwrap_or_default();
         key.push_str(&format!("|{name}@{version}"));
     }
     if let Some(cached) = ctx.memory(&job.uid).data
@@ -1117,7 +1447,10 @@ async fn resolve_data(job: &Job<'_>, ctx: &Context) -> Result<ResolvedData, Erro
             continue;
         }
         let entry = match api.get_opt(&name).await? {
-            None => Err(format!("ConfigMap {name:?} does not exist in namespace {:?}", job.ns)),
+            None => Err(format!(
+                "ConfigMap {name:?} does not exist in namespace {:?}",
+                job.ns
+            )),
             Some(cm) => Ok(cm.data.unwrap_or_default()),
         };
         fetched.insert(name, entry);
@@ -1136,18 +1469,28 @@ async fn resolve_data(job: &Job<'_>, ctx: &Context) -> Result<ResolvedData, Erro
             }
             Ok(validated) if problems.is_empty() => {
                 let digest = DatasetDigest::of(validated.dataset(), validated.language());
-                DataOutcome::Valid { validated: Box::new(validated), digest }
+                DataOutcome::Valid {
+                    validated: Box::new(validated),
+                    digest,
+                }
             }
             Ok(_) => DataOutcome::Invalid { problems },
         },
     };
-    let resolved = ResolvedData { key, outcome: Arc::new(outcome) };
+    let resolved = ResolvedData {
+        key,
+        outcome: Arc::new(outcome),
+    };
     ctx.update_memory(&job.uid, |m| m.data = Some(resolved.clone()));
     Ok(resolved)
 }
 
 /// Writes status by server-side apply, only when it differs from what the object has.
-async fn write_status(job: &Job<'_>, ctx: &Context, next: &SkillTrainingJobStatus) -> Result<(), Error> {
+async fn write_status(
+    job: &Job<'_>,
+    ctx: &Context,
+    next: &SkillTrainingJobStatus,
+) -> Result<(), Error> {
     ctx.metrics.set_phase(&job.uid, next.phase);
     if job.obj.status.as_ref() == Some(next) {
         return Ok(());
@@ -1158,13 +1501,24 @@ async fn write_status(job: &Job<'_>, ctx: &Context, next: &SkillTrainingJobStatu
         "status": next,
     });
     job.api(ctx)
-        .patch_status(&job.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
+        .patch_status(
+            &job.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
         .await?;
     Ok(())
 }
 
 /// Publishes an Event; failures are logged, never fatal.
-async fn event(ctx: &Context, obj: &SkillTrainingJob, type_: EventType, reason: &str, action: &str, note: &str) {
+async fn event(
+    ctx: &Context,
+    obj: &SkillTrainingJob,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
     let ev = KubeEvent {
         type_,
         reason: reason.to_string(),
@@ -1203,16 +1557,33 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
     let creds = match credentials(&job, ctx).await? {
         Ok(c) => c,
         Err(problem) => {
-            event(ctx, obj, EventType::Warning, "CredentialsError", "Cancel",
-                &format!("cannot cancel CXone job {job_id}: {problem}")).await;
+            event(
+                ctx,
+                obj,
+                EventType::Warning,
+                "CredentialsError",
+                "Cancel",
+                &format!("cannot cancel CXone job {job_id}: {problem}"),
+            )
+            .await;
             return give_up(problem);
         }
     };
-    let target = Target { endpoint: &endpoint, credentials: &creds };
+    let target = Target {
+        endpoint: &endpoint,
+        credentials: &creds,
+    };
     match ctx.cxone.cancel(target, &job_id).await {
         Ok(CancelOutcome::Cancelled(_)) => {
-            event(ctx, obj, EventType::Normal, "Cancelled", "Cancel",
-                &format!("cancelled CXone job {job_id} because the resource was deleted")).await;
+            event(
+                ctx,
+                obj,
+                EventType::Normal,
+                "Cancelled",
+                "Cancel",
+                &format!("cancelled CXone job {job_id} because the resource was deleted"),
+            )
+            .await;
             ctx.forget(&job.uid);
             Ok(Action::await_change())
         }
@@ -1221,7 +1592,10 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
             Ok(Action::await_change())
         }
         Err(e) if attempts + 1 >= ctx.config.cleanup_attempts => give_up(e.to_string()),
-        Err(CxoneError::Auth { problem: AuthProblem::InvalidClient, .. }) => give_up("CXone rejected the credentials".into()),
+        Err(CxoneError::Auth {
+            problem: AuthProblem::InvalidClient,
+            ..
+        }) => give_up("CXone rejected the credentials".into()),
         Err(e) => {
             ctx.update_memory(&job.uid, |m| m.cleanup_attempt += 1);
             Err(e.into())

@@ -78,7 +78,11 @@ pub enum LogFormat {
 
 /// Accepts `:8080` (all interfaces), `127.0.0.1:8080` and `[::1]:8080`.
 fn parse_bind_address(s: &str) -> Result<SocketAddr, String> {
-    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
     full.parse()
         .map_err(|_| format!("{s:?} is not an address like :8080 or 127.0.0.1:8080"))
 }
@@ -102,9 +106,9 @@ async fn kube_client(args: &RunArgs) -> anyhow::Result<Client> {
                 .await
                 .with_context(|| format!("invalid kubeconfig {}", path.display()))?
         }
-        None => kube::Config::infer()
-            .await
-            .context("no Kubernetes configuration found (in-cluster, $KUBECONFIG or ~/.kube/config)")?,
+        None => kube::Config::infer().await.context(
+            "no Kubernetes configuration found (in-cluster, $KUBECONFIG or ~/.kube/config)",
+        )?,
     };
     Client::try_from(config).context("cannot build the Kubernetes client")
 }
@@ -209,14 +213,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| "default".into());
         let identity = format!("{identity}-{}", std::process::id());
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_election_id)
-            .with_namespace(&ns)
-            .with_identity(&identity)
-            .with_duration(args.leader_election_lease_seconds)
-            .with_grace(args.leader_election_lease_seconds.div_ceil(3).max(1))
-            .build()
-            .await
-            .context("cannot set up leader election")?;
+        let manager =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_election_id)
+                .with_namespace(&ns)
+                .with_identity(&identity)
+                .with_duration(args.leader_election_lease_seconds)
+                .with_grace(args.leader_election_lease_seconds.div_ceil(3).max(1))
+                .build()
+                .await
+                .context("cannot set up leader election")?;
         let (mut leader, task) = manager.watch().await;
         // A standby replica is ready: it can take over.
         readiness.set(true);
@@ -307,7 +312,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),
             ),
-            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
         };
         let (reader, writer) = reflector::store::<SkillTrainingJob>();
         let (synced, readiness) = (synced.clone(), readiness.clone());
@@ -325,7 +334,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             })
             .applied_objects()
-            .predicate_filter(trigger_hash, PredicateConfig::default().ttl(Duration::from_secs(7 * 24 * 3600)));
+            .predicate_filter(
+                trigger_hash,
+                PredicateConfig::default().ttl(Duration::from_secs(7 * 24 * 3600)),
+            );
         let secrets = watcher(secrets_api, watcher::Config::default())
             .default_backoff()
             .reflect(secret_writer)
@@ -396,8 +408,14 @@ mod tests {
 
     #[test]
     fn bind_addresses() {
-        assert_eq!(parse_bind_address(":8080").unwrap(), "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(parse_bind_address("127.0.0.1:9").unwrap(), "127.0.0.1:9".parse().unwrap());
+        assert_eq!(
+            parse_bind_address(":8080").unwrap(),
+            "0.0.0.0:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_bind_address("127.0.0.1:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
         assert!(parse_bind_address("8080").is_err());
     }
 

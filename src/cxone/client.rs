@@ -184,7 +184,12 @@ impl CxoneClient {
         self
     }
 
-    fn observe(&self, call: Call, result: &Result<reqwest::Response, reqwest::Error>, started: Instant) {
+    fn observe(
+        &self,
+        call: Call,
+        result: &Result<reqwest::Response, reqwest::Error>,
+        started: Instant,
+    ) {
         if let Some(o) = &self.observer {
             let status = result.as_ref().ok().map(|r| r.status().as_u16());
             o.observe(call, status, started.elapsed());

@@ -30,6 +30,7 @@ pub struct OperatorProcess {
     dir: PathBuf,
     name: String,
     supervisor: std::process::Child,
+    stopped: bool,
     pub metrics_port: u16,
     pub probe_port: u16,
 }
@@ -69,6 +70,7 @@ impl OperatorProcess {
             dir,
             name,
             supervisor,
+            stopped: false,
             metrics_port,
             probe_port,
         }
@@ -123,6 +125,7 @@ impl OperatorProcess {
         while Instant::now() < deadline {
             let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             if state.is_empty() || state.contains(") Z") {
+                self.stopped = true;
                 let _ = self.supervisor.kill();
                 let _ = self.supervisor.wait();
                 return true;

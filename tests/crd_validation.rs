@@ -1,0 +1,129 @@
+//! The API server itself rejects invalid SkillTrainingJobs with the schema and CEL messages of
+//! the committed CRD.
+
+mod support;
+
+use cxone_skill_operator::crd::SkillTrainingJob;
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use serde_json::{Value, json};
+
+fn base() -> Value {
+    json!({
+        "apiVersion": "ai.cxone.io/v1alpha1",
+        "kind": "SkillTrainingJob",
+        "metadata": {"name": "x"},
+        "spec": {
+            "skillId": "skill-1",
+            "connection": {"region": "us2-01", "credentialsSecretRef": {"name": "creds"}},
+            "language": "en",
+            "labels": [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}],
+            "utterances": [{"text": "hello", "label": "a"}, {"text": "bye", "label": "b"}]
+        }
+    })
+}
+
+/// Creates `manifest` as untyped JSON (so invalid values reach the server) and returns the
+/// rejection message.
+async fn rejection(api: &Api<DynamicObject>, name: &str, manifest: Value) -> String {
+    let mut manifest = manifest;
+    manifest["metadata"]["name"] = name.into();
+    let obj: DynamicObject = serde_json::from_value(manifest).unwrap();
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => panic!("{name}: the API server accepted an invalid manifest"),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{name}: {status:?}");
+            status.message
+        }
+        Err(e) => panic!("{name}: unexpected error {e}"),
+    }
+}
+
+#[tokio::test]
+async fn the_api_server_rejects_invalid_specs_with_clear_messages() {
+    let cp = support::control_plane().await;
+    let ns = cp.namespace("crd").await;
+    let typed: Api<SkillTrainingJob> = Api::namespaced(ns.client(), ns.name());
+    let resource = ApiResource::erase::<SkillTrainingJob>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &resource);
+
+    // The valid base is accepted.
+    let ok: SkillTrainingJob = serde_json::from_value(base()).unwrap();
+    typed
+        .create(&PostParams::default(), &ok)
+        .await
+        .expect("a valid job is accepted");
+
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (
+            "region-and-baseurl",
+            Box::new(|m| m["spec"]["connection"]["baseUrl"] = "https://api.x.cxone.com".into()),
+            "set exactly one of connection.region and connection.baseUrl",
+        ),
+        (
+            "patience",
+            Box::new(|m| m["spec"]["hyperparameters"] = json!({"maxEpochs": 3, "patience": 4})),
+            "hyperparameters.patience must not exceed maxEpochs",
+        ),
+        (
+            "undefined-label",
+            Box::new(|m| m["spec"]["utterances"][1]["label"] = "ghost".into()),
+            "every inline utterance must use a label id defined in spec.labels",
+        ),
+        (
+            "split",
+            Box::new(|m| m["spec"]["hyperparameters"] = json!({"validationSplit": 0.9})),
+            "spec.hyperparameters.validationSplit: Invalid value",
+        ),
+        (
+            "duplicate-label",
+            Box::new(|m| m["spec"]["labels"][1]["id"] = "a".into()),
+            "spec.labels[1]: Duplicate value",
+        ),
+        (
+            "language",
+            Box::new(|m| m["spec"]["language"] = "english".into()),
+            "spec.language: Too long",
+        ),
+        (
+            "no-skill",
+            Box::new(|m| {
+                m["spec"].as_object_mut().unwrap().remove("skillId");
+            }),
+            "spec.skillId: Required value",
+        ),
+        (
+            "policy",
+            Box::new(|m| m["spec"]["deletionPolicy"] = "Delete".into()),
+            "spec.deletionPolicy: Unsupported value: \"Delete\"",
+        ),
+        (
+            "sweep",
+            Box::new(|m| {
+                m["spec"]["evaluation"] =
+                    json!({"thresholdSweep": {"start": 0.9, "end": 0.3, "step": 0.05}})
+            }),
+            "thresholdSweep.start must not exceed end",
+        ),
+        (
+            "no-data",
+            Box::new(|m| {
+                m["spec"].as_object_mut().unwrap().remove("utterances");
+            }),
+            "give training data: spec.utterances and/or spec.utterancesFrom",
+        ),
+        (
+            "polling",
+            Box::new(|m| m["spec"]["polling"] = json!({"initialIntervalSeconds": 1})),
+            "spec.polling.initialIntervalSeconds: Invalid value",
+        ),
+    ];
+    for (name, mutate, expected) in cases {
+        let mut m = base();
+        mutate(&mut m);
+        let message = rejection(&api, name, m).await;
+        assert!(
+            message.contains(expected),
+            "{name}: expected {expected:?} in {message:?}"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Crashes, restarts, shutdown and leader election of the operator binary, against a real
+//! kube-apiserver and the simulator.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cxone_skill_operator::crd::Phase;
+use cxone_skill_operator::simulator::SimulatorConfig;
+use serde_json::json;
+use support::operator::{CLIENT_ID, CLIENT_SECRET, World, guide_job, phase};
+
+const SECRET: &str = "cxone-credentials";
+
+fn sim(job_duration_ms: u64) -> SimulatorConfig {
+    SimulatorConfig {
+        job_duration: Duration::from_millis(job_duration_ms),
+        ..SimulatorConfig::default()
+    }
+}
+
+/// Deterministic pseudo-random delays (the seed is printed so a failure can be replayed).
+struct Delays(u64);
+impl Delays {
+    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        lo + self.0 % (hi - lo)
+    }
+}
+
+#[tokio::test]
+async fn sigkill_at_random_points_still_finishes_every_job_exactly_once() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7)
+        | 1;
+    eprintln!("kill schedule seed: {seed}");
+    let mut delays = Delays(seed);
+    let mut w = World::new("sigkill", sim(5000)).await;
+    w.put_secret(SECRET, CLIENT_ID, CLIENT_SECRET).await;
+    const JOBS: usize = 5;
+    w.start_operator(&[]);
+    for i in 0..JOBS {
+        w.create_job(guide_job(&format!("crash-{i}"), &w.sim_url(), json!({})))
+            .await;
+    }
+    // Kill and restart the operator several times while jobs are being submitted and trained.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(delays.next_ms(150, 1800))).await;
+        if let Some(op) = w.operator.as_mut() {
+            op.kill();
+        }
+        w.start_operator(&[]);
+    }
+    for i in 0..JOBS {
+        w.wait_job(
+            &format!("crash-{i}"),
+            Duration::from_secs(120),
+            "Succeeded",
+            |j| phase(j) == Some(Phase::Succeeded),
+        )
+        .await;
+    }
+    let stats = w.sim.stats();
+    assert_eq!(
+        stats.jobs_created, JOBS as u64,
+        "exactly one CXone job per SkillTrainingJob (seed {seed})"
+    );
+    for i in 0..JOBS {
+        let job = w.jobs.get(&format!("crash-{i}")).await.unwrap();
+        let st = job.status.unwrap();
+        assert_eq!(st.history.len(), 1, "crash-{i}: one run in history");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let mut w = World::new("sigterm", sim(1000)).await;
+    w.put_secret(SECRET, CLIENT_ID, CLIENT_SECRET).await;
+    w.start_operator(&[]);
+    w.create_job(guide_job("before", &w.sim_url(), json!({})))
+        .await;
+    w.wait_job("before", Duration::from_secs(60), "Succeeded", |j| {
+        phase(j) == Some(Phase::Succeeded)
+    })
+    .await;
+    let op = w.operator.as_mut().unwrap();
+    assert!(
+        op.terminate(),
+        "the operator exits on SIGTERM\n{}",
+        op.log()
+    );
+    assert!(
+        op.log().contains("shutdown signal received"),
+        "{}",
+        op.log()
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_fail_over() {
+    let mut w = World::new("leader", sim(1500)).await;
+    w.put_secret(SECRET, CLIENT_ID, CLIENT_SECRET).await;
+    let mut args = w.operator_args();
+    args.extend([
+        "--leader-elect".to_string(),
+        format!("--leader-election-namespace={}", w.ns.name()),
+        "--leader-election-lease-seconds=4".to_string(),
+    ]);
+    let kubeconfig = w.cp.kubeconfig_path().to_path_buf();
+    let mut a = support::operator::OperatorProcess::start(w.cp, &kubeconfig, &args);
+    let mut b = support::operator::OperatorProcess::start(w.cp, &kubeconfig, &args);
+    // Exactly one becomes leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader_is_a = loop {
+        let (la, lb) = (
+            a.log().contains("became leader"),
+            b.log().contains("became leader"),
+        );
+        assert!(
+            !(la && lb),
+            "two leaders at once\nA:\n{}\nB:\n{}",
+            a.log(),
+            b.log()
+        );
+        if la || lb {
+            break la;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader\nA:\n{}\nB:\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (leader, standby) = if leader_is_a {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    w.create_job(guide_job("first", &w.sim_url(), json!({})))
+        .await;
+    w.wait_job("first", Duration::from_secs(60), "Succeeded", |j| {
+        phase(j) == Some(Phase::Succeeded)
+    })
+    .await;
+    assert!(leader.log().contains("submitted"), "the leader reconciled");
+    assert!(
+        !standby.log().contains("submitted"),
+        "the standby did not reconcile\n{}",
+        standby.log()
+    );
+    // The leader dies; the standby takes over within the lease time and reconciles new work.
+    leader.kill();
+    w.create_job(guide_job("second", &w.sim_url(), json!({})))
+        .await;
+    w.wait_job(
+        "second",
+        Duration::from_secs(60),
+        "Succeeded after failover",
+        |j| phase(j) == Some(Phase::Succeeded),
+    )
+    .await;
+    assert!(standby.log().contains("became leader"), "{}", standby.log());
+    assert_eq!(w.sim.stats().jobs_created, 2);
+}

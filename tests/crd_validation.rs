@@ -38,6 +38,9 @@ async fn rejection(api: &Api<DynamicObject>, name: &str, manifest: Value) -> Str
     }
 }
 
+/// A named change to the valid manifest and the message the API server must answer with.
+type Case = (&'static str, Box<dyn Fn(&mut Value)>, &'static str);
+
 #[tokio::test]
 async fn the_api_server_rejects_invalid_specs_with_clear_messages() {
     let cp = support::control_plane().await;
@@ -53,7 +56,7 @@ async fn the_api_server_rejects_invalid_specs_with_clear_messages() {
         .await
         .expect("a valid job is accepted");
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "region-and-baseurl",
             Box::new(|m| m["spec"]["connection"]["baseUrl"] = "https://api.x.cxone.com".into()),

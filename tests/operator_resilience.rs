@@ -102,7 +102,7 @@ async fn sigterm_shuts_down_gracefully() {
 
 #[tokio::test]
 async fn two_replicas_elect_one_leader_and_fail_over() {
-    let mut w = World::new("leader", sim(1500)).await;
+    let w = World::new("leader", sim(1500)).await;
     w.put_secret(SECRET, CLIENT_ID, CLIENT_SECRET).await;
     let mut args = w.operator_args();
     args.extend([

@@ -4,12 +4,12 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 BIN := target/debug/cxone-skill-operator
 
-.PHONY: crds envtest test fmt-check clippy unit guide-example bench build sklearn-vectors fmt help
+.PHONY: demo crds envtest test fmt-check clippy unit guide-example bench build sklearn-vectors fmt help
 
 help: ## Show targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-test: fmt-check clippy envtest unit guide-example ## Everything CI checks: format, lints, all tests, the guide's example
+test: fmt-check clippy envtest unit guide-example demo ## Everything CI checks: format, lints, all tests, the guide's example, the demo
 	@echo "make test: all checks passed"
 
 fmt-check: ## cargo fmt --check
@@ -29,6 +29,9 @@ unit: ## Unit, property and integration tests (loopback simulator, real kube-api
 
 build: ## Debug build of the binary
 	$(CARGO) build --locked
+
+demo: envtest ## The one-command demo: control plane, simulator, operator, examples/, live progress, summary
+	$(CARGO) test --locked --test demo
 
 guide-example: build ## The CXone guide's complete example against the simulator
 	./hack/guide-example.sh

@@ -199,3 +199,34 @@ fn evaluate_rejects_bad_input_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a CXone evaluation response"));
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn validate_checks_the_examples() {
+    let dir = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    let out = bin().arg("validate").args(&files).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Exactly one example is deliberately invalid.
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let invalid: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(": invalid ("))
+        .collect();
+    assert_eq!(invalid.len(), 1, "{stdout}");
+    assert!(invalid[0].contains("invalid-mixed-data.yaml"), "{stdout}");
+    for name in ["billing-support", "order-tracking", "account-access"] {
+        assert!(
+            stdout.contains(&format!("SkillTrainingJob cxone-demo/{name}: ")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("00-namespace-and-credentials.yaml: valid: no SkillTrainingJob"),
+        "{stdout}"
+    );
+}

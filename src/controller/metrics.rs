@@ -64,6 +64,7 @@ pub struct Metrics {
     pub token_refreshes: Counter,
     pub rate_limited: Counter,
     pub local_rate_limit_waits: Counter,
+    pub rate_limit_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub jobs: Family<PhaseLabels, Gauge>,
     phases: Mutex<HashMap<String, Phase>>,
 }
@@ -131,6 +132,12 @@ impl Metrics {
             "Calls deferred by the operator's own CXone rate limiter",
             local_rate_limit_waits.clone(),
         );
+        let rate_limit_wait_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "cxone_rate_limit_wait_seconds",
+            "Time jobs were deferred by rate limits (CXone 429s and the operator's own limiter)",
+            rate_limit_wait_seconds.clone(),
+        );
         let jobs = Family::<PhaseLabels, Gauge>::default();
         registry.register(
             "cxone_skill_training_jobs",
@@ -147,6 +154,7 @@ impl Metrics {
             token_refreshes,
             rate_limited,
             local_rate_limit_waits,
+            rate_limit_wait_seconds,
             jobs,
             phases: Mutex::new(HashMap::new()),
         }
@@ -164,6 +172,14 @@ impl Metrics {
                 controller: CONTROLLER,
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A job was deferred `wait` by a rate limit; `local`: by the operator's own limiter.
+    pub fn rate_limit_wait(&self, wait: Duration, local: bool) {
+        if local {
+            self.local_rate_limit_waits.inc();
+        }
+        self.rate_limit_wait_seconds.inc_by(wait.as_secs_f64());
     }
 
     pub fn reconcile_failed(&self, category: &'static str) {

@@ -410,7 +410,7 @@ async fn submit_with(
         .limiter
         .try_acquire(endpoint.base_url().as_str(), &creds.client_id)
     {
-        ctx.metrics.local_rate_limit_waits.inc();
+        ctx.metrics.rate_limit_wait(wait, true);
         return Ok(Action::requeue(wait));
     }
     let (payload, _) = build_payload(
@@ -573,7 +573,7 @@ async fn poll(
                 .limiter
                 .try_acquire(endpoint.base_url().as_str(), &creds.client_id)
             {
-                ctx.metrics.local_rate_limit_waits.inc();
+                ctx.metrics.rate_limit_wait(wait, true);
                 return Ok(Action::requeue(wait));
             }
             match ctx.cxone.status(target, job_id).await {
@@ -741,7 +741,7 @@ async fn complete(
                 })
             });
             if let Err(wait) = ctx.limiter.try_acquire(base, client) {
-                ctx.metrics.local_rate_limit_waits.inc();
+                ctx.metrics.rate_limit_wait(wait, true);
                 return Ok(Action::requeue(wait));
             }
             match ctx.cxone.evaluation(target, job_id).await {
@@ -783,7 +783,7 @@ async fn complete(
         }
     };
     if let Err(wait) = ctx.limiter.try_acquire(base, client) {
-        ctx.metrics.local_rate_limit_waits.inc();
+        ctx.metrics.rate_limit_wait(wait, true);
         return Ok(Action::requeue(wait));
     }
     let export = match ctx.cxone.export(target, job_id).await {
@@ -1140,7 +1140,7 @@ async fn refresh_artifacts(
         .limiter
         .try_acquire(endpoint.base_url().as_str(), &creds.client_id)
     {
-        ctx.metrics.local_rate_limit_waits.inc();
+        ctx.metrics.rate_limit_wait(wait, true);
         return Ok(Action::requeue(wait));
     }
     let target = Target {

@@ -358,6 +358,25 @@ impl JobStore {
     }
 
     /// Jobs by current state; every state is listed.
+    /// When each job was created and, if it completes, when it does (for benchmarks).
+    pub(crate) fn timelines(&self, now: Instant) -> Vec<super::JobTimeline> {
+        self.jobs
+            .values()
+            .map(|job| {
+                let state = job.state(now);
+                let completes = job.failure.is_none() && job.cancelled_at.is_none();
+                super::JobTimeline {
+                    job_id: job.id.clone(),
+                    state,
+                    created_at: job.created_at,
+                    completes_at: completes
+                        .then(|| job.created_at.checked_add(job.duration).ok())
+                        .flatten(),
+                }
+            })
+            .collect()
+    }
+
     pub(crate) fn state_counts(&self, now: Instant) -> BTreeMap<String, u64> {
         let mut counts: BTreeMap<String, u64> = JobState::ALL
             .iter()

@@ -56,6 +56,15 @@ use server::Simulator;
 /// How long [`SimulatorHandle::shutdown`] lets in-flight requests finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// When a job was created and when it completes (none for jobs that fail or were cancelled).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobTimeline {
+    pub job_id: String,
+    pub state: crate::cxone::model::JobState,
+    pub created_at: jiff::Timestamp,
+    pub completes_at: Option<jiff::Timestamp>,
+}
+
 /// A running simulator. Dropping the handle stops the server (as [`Self::shutdown`] does, without
 /// waiting).
 pub struct SimulatorHandle {
@@ -84,6 +93,11 @@ impl SimulatorHandle {
     /// Counters since startup (the same as `GET /_sim/stats`).
     pub fn stats(&self) -> Stats {
         self.sim.stats()
+    }
+
+    /// Creation and completion time of every job, for latency measurements.
+    pub fn job_timelines(&self) -> Vec<JobTimeline> {
+        self.sim.timelines()
     }
 
     /// Replaces the fault settings (the same as `PUT /_sim/faults`, which also validates them).

@@ -117,6 +117,10 @@ impl Simulator {
         stats
     }
 
+    pub(crate) fn timelines(&self) -> Vec<super::JobTimeline> {
+        lock(&self.jobs).timelines(Instant::now())
+    }
+
     pub(crate) fn faults(&self) -> Faults {
         lock(&self.faults).clone()
     }

@@ -76,7 +76,8 @@ impl OperatorProcess {
         }
     }
 
-    fn pid(&self) -> Option<u32> {
+    /// The operator's pid (waits briefly for the supervisor to start it).
+    pub fn pid(&self) -> Option<u32> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(s) = std::fs::read_to_string(self.dir.join(format!("{}.pid", self.name))) {

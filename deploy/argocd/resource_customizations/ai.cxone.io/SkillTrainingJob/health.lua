@@ -1,0 +1,85 @@
+-- Argo CD health of an ai.cxone.io/SkillTrainingJob (gopher-lua, Lua 5.1).
+--   status missing, or status.observedGeneration < metadata.generation -> Progressing
+--   spec.suspend                                                       -> Suspended
+--   phase Failed or Invalid -> Degraded, with the message of the failing condition
+--                              (Succeeded=False or Validated=False, else Ready, else status.message)
+--   phase Succeeded         -> Healthy
+--   anything else           -> Progressing, with status.message
+local hs = {}
+
+local function condition(status, type_, value)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == type_ and (value == nil or c.status == value) then
+      return c
+    end
+  end
+  return nil
+end
+
+local function number(v)
+  if type(v) == "number" then
+    return v
+  end
+  if type(v) == "string" then
+    return tonumber(v)
+  end
+  return nil
+end
+
+local generation = number(obj.metadata and obj.metadata.generation) or 0
+local status = obj.status
+local observed = status ~= nil and number(status.observedGeneration) or nil
+
+if status == nil or observed == nil or observed < generation then
+  hs.status = "Progressing"
+  hs.message = string.format("waiting for the operator to observe generation %d", generation)
+  return hs
+end
+
+if obj.spec ~= nil and obj.spec.suspend == true then
+  hs.status = "Suspended"
+  hs.message = status.message
+  if hs.message == nil or hs.message == "" then
+    hs.message = "spec.suspend is true"
+  end
+  return hs
+end
+
+local phase = status.phase
+if phase == "Failed" or phase == "Invalid" then
+  hs.status = "Degraded"
+  local failing = condition(status, "Succeeded", "False")
+    or condition(status, "Validated", "False")
+    or condition(status, "Ready", nil)
+  if failing ~= nil and failing.message ~= nil and failing.message ~= "" then
+    hs.message = failing.message
+  elseif status.message ~= nil and status.message ~= "" then
+    hs.message = status.message
+  else
+    hs.message = "phase " .. phase
+  end
+  return hs
+end
+
+if phase == "Succeeded" then
+  hs.status = "Healthy"
+  hs.message = status.message
+  if hs.message == nil or hs.message == "" then
+    hs.message = "training succeeded"
+  end
+  return hs
+end
+
+hs.status = "Progressing"
+hs.message = status.message
+if hs.message == nil or hs.message == "" then
+  if phase ~= nil then
+    hs.message = "phase " .. phase
+  else
+    hs.message = "waiting for the operator"
+  end
+end
+return hs

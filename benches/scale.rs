@@ -87,18 +87,40 @@ fn proc_rss_mib(pid: u32, field: &str) -> f64 {
 
 /// Writes the API server counted, by verb, for the resources the operator writes.
 fn apiserver_writes(cp: &support::ControlPlane) -> f64 {
-    let out = cp.kubectl().args(["get", "--raw", "/metrics"]).output().expect("kubectl");
+    let out = cp
+        .kubectl()
+        .args(["get", "--raw", "/metrics"])
+        .output()
+        .expect("kubectl");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut total = 0.0;
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let is_write = ["verb=\"POST\"", "verb=\"PATCH\"", "verb=\"APPLY\"", "verb=\"PUT\"", "verb=\"DELETE\""]
-            .iter()
-            .any(|v| line.contains(v));
-        let ours = ["resource=\"skilltrainingjobs\"", "resource=\"events\"", "resource=\"configmaps\"", "resource=\"secrets\""]
-            .iter()
-            .any(|r| line.contains(r));
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let is_write = [
+            "verb=\"POST\"",
+            "verb=\"PATCH\"",
+            "verb=\"APPLY\"",
+            "verb=\"PUT\"",
+            "verb=\"DELETE\"",
+        ]
+        .iter()
+        .any(|v| line.contains(v));
+        let ours = [
+            "resource=\"skilltrainingjobs\"",
+            "resource=\"events\"",
+            "resource=\"configmaps\"",
+            "resource=\"secrets\"",
+        ]
+        .iter()
+        .any(|r| line.contains(r));
         if is_write && ours {
-            total += line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            total += line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
         }
     }
     total
@@ -130,7 +152,8 @@ async fn run(s: &Scenario) -> Report {
         ..SimulatorConfig::default()
     };
     let mut w = World::new(&format!("bench-{}", s.name), config).await;
-    w.put_secret("cxone-credentials", CLIENT_ID, CLIENT_SECRET).await;
+    w.put_secret("cxone-credentials", CLIENT_ID, CLIENT_SECRET)
+        .await;
     let writes_before = apiserver_writes(w.cp);
     let op_args = [
         format!("--cxone-rate-limit={}", s.operator_rate_limit),
@@ -145,14 +168,17 @@ async fn run(s: &Scenario) -> Report {
         let seen = seen.clone();
         let jobs = w.jobs.clone();
         tokio::spawn(async move {
-            let mut stream = watcher(jobs, watcher::Config::default()).applied_objects().boxed();
+            let mut stream = watcher(jobs, watcher::Config::default())
+                .applied_objects()
+                .boxed();
             while let Some(Ok(job)) = stream.next().await {
                 let job: SkillTrainingJob = job;
                 let st = job.status.unwrap_or_default();
                 if st.phase == Some(Phase::Succeeded) {
                     let name = job.metadata.name.unwrap_or_default();
                     let mut seen = seen.lock().unwrap();
-                    seen.entry(name).or_insert((jiff::Timestamp::now(), st.job_id.unwrap_or_default()));
+                    seen.entry(name)
+                        .or_insert((jiff::Timestamp::now(), st.job_id.unwrap_or_default()));
                 }
             }
         })
@@ -176,7 +202,10 @@ async fn run(s: &Scenario) -> Report {
             let job: SkillTrainingJob =
                 serde_json::from_value(guide_job(&name, &sim_url, json!({}))).unwrap();
             created_at.insert(name.clone(), jiff::Timestamp::now());
-            w.jobs.create(&PostParams::default(), &job).await.expect("create job");
+            w.jobs
+                .create(&PostParams::default(), &job)
+                .await
+                .expect("create job");
             next += 1;
         }
         let pid = w.operator.as_ref().and_then(|o| o.pid()).unwrap_or(0);
@@ -184,7 +213,10 @@ async fn run(s: &Scenario) -> Report {
         let stats = w.sim.stats();
         let calls: u64 = stats.calls.values().flat_map(|c| c.values()).sum();
         call_samples.push((Instant::now(), calls));
-        let training = stats.jobs_in("TRAINING") + stats.jobs_in("EVALUATING") + stats.jobs_in("PROVISIONING") + stats.jobs_in("QUEUED");
+        let training = stats.jobs_in("TRAINING")
+            + stats.jobs_in("EVALUATING")
+            + stats.jobs_in("PROVISIONING")
+            + stats.jobs_in("QUEUED");
         if training >= (s.in_flight.unwrap_or(s.jobs) as u64 * 9 / 10).max(1) {
             training_cpu.push((Instant::now(), proc_cpu_seconds(pid)));
         }
@@ -208,7 +240,12 @@ async fn run(s: &Scenario) -> Report {
             s.name,
             s.jobs,
             s.timeout,
-            w.operator_log().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+            w.operator_log()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -218,7 +255,11 @@ async fn run(s: &Scenario) -> Report {
     let steady = proc_rss_mib(pid, "VmRSS:");
     peak_rss = peak_rss.max(proc_rss_mib(pid, "VmHWM:"));
     let cpu = cpu_before_kill + proc_cpu_seconds(pid);
-    let metrics = op.http_get(op.metrics_port, "/metrics").await.map(|(_, t)| t).unwrap_or_default();
+    let metrics = op
+        .http_get(op.metrics_port, "/metrics")
+        .await
+        .map(|(_, t)| t)
+        .unwrap_or_default();
     watch.abort();
     let writes = apiserver_writes(w.cp) - writes_before - s.jobs as f64 - 1.0;
 
@@ -231,7 +272,12 @@ async fn run(s: &Scenario) -> Report {
         .map(|(k, v)| (k.clone(), v.values().sum::<u64>() as f64 / n))
         .collect();
     let minimum = PollSchedule::default().polls_needed(s.job_duration) as f64;
-    let timelines: HashMap<String, _> = w.sim.job_timelines().into_iter().map(|t| (t.job_id.clone(), t)).collect();
+    let timelines: HashMap<String, _> = w
+        .sim
+        .job_timelines()
+        .into_iter()
+        .map(|t| (t.job_id.clone(), t))
+        .collect();
     let seen = seen.lock().unwrap().clone();
     let mut completion = Vec::new();
     let mut submission = Vec::new();
@@ -241,12 +287,15 @@ async fn run(s: &Scenario) -> Report {
                 completion.push((at.as_millisecond() - done.as_millisecond()) as f64 / 1000.0);
             }
             if let Some(c) = created_at.get(name) {
-                submission.push((t.created_at.as_millisecond() - c.as_millisecond()) as f64 / 1000.0);
+                submission
+                    .push((t.created_at.as_millisecond() - c.as_millisecond()) as f64 / 1000.0);
             }
         }
     }
     let cpu_while_training = match (training_cpu.first(), training_cpu.last()) {
-        (Some(a), Some(b)) if b.0 > a.0 && !killed => (b.1 - a.1) / (b.0 - a.0).as_secs_f64() * 100.0,
+        (Some(a), Some(b)) if b.0 > a.0 && !killed => {
+            (b.1 - a.1) / (b.0 - a.0).as_secs_f64() * 100.0
+        }
         _ => f64::NAN,
     };
     let max_after_restart = restart_at.map(|r| {
@@ -291,15 +340,25 @@ async fn scripts_vs_operator(n: usize, job_duration: Duration) -> Option<serde_j
         eprintln!("(e) skipped: {} not found", guide.display());
         return None;
     }
-    let venv = std::process::Command::new(root.join("hack/python-venv.sh")).output().ok()?;
-    let python = format!("{}/bin/python", String::from_utf8_lossy(&venv.stdout).trim());
+    let venv = std::process::Command::new(root.join("hack/python-venv.sh"))
+        .output()
+        .ok()?;
+    let python = format!(
+        "{}/bin/python",
+        String::from_utf8_lossy(&venv.stdout).trim()
+    );
     let config = SimulatorConfig {
-        clients: vec![cxone_skill_operator::simulator::ClientCredentials::new("your_client_id", "your_client_secret")],
+        clients: vec![cxone_skill_operator::simulator::ClientCredentials::new(
+            "your_client_id",
+            "your_client_secret",
+        )],
         job_duration,
         ..SimulatorConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
-    let sim = cxone_skill_operator::simulator::spawn(config, listener).await.ok()?;
+    let sim = cxone_skill_operator::simulator::spawn(config, listener)
+        .await
+        .ok()?;
     let dir = std::env::temp_dir().join(format!("cxone-bench-scripts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).ok()?;
     let mut cmd = std::process::Command::new(&python);
@@ -309,11 +368,20 @@ async fn scripts_vs_operator(n: usize, job_duration: Duration) -> Option<serde_j
         .arg(sim.base_url())
         .arg(&dir);
     // Blocking wait on a worker thread, so the simulator keeps serving on this runtime.
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await.ok()?.ok()?;
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .ok()?
+        .ok()?;
     let _ = std::fs::remove_dir_all(&dir);
     let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let stats = sim.stats();
-    v["callsPerJob"] = json!(stats.calls.iter().map(|(k, c)| (k.clone(), c.values().sum::<u64>() as f64 / n as f64)).collect::<BTreeMap<_, _>>());
+    v["callsPerJob"] = json!(
+        stats
+            .calls
+            .iter()
+            .map(|(k, c)| (k.clone(), c.values().sum::<u64>() as f64 / n as f64))
+            .collect::<BTreeMap<_, _>>()
+    );
     v["tokenRequests"] = json!(stats.tokens_issued);
     Some(v)
 }
@@ -321,7 +389,22 @@ async fn scripts_vs_operator(n: usize, job_duration: Duration) -> Option<serde_j
 fn print_table(reports: &[Report]) {
     println!(
         "\n{:<6}{:>6}{:>8}{:>8}{:>8}{:>8}{:>9}{:>8}{:>9}{:>8}{:>8}{:>8}{:>8}{:>8}{:>7}{:>8}",
-        "scen", "jobs", "wall s", "cpu s", "peakMiB", "rssMiB", "MiB/1k", "cpu%", "st/min", "tokens", "writes", "recon", "c2s p99", "sub p99", "429s", "dup"
+        "scen",
+        "jobs",
+        "wall s",
+        "cpu s",
+        "peakMiB",
+        "rssMiB",
+        "MiB/1k",
+        "cpu%",
+        "st/min",
+        "tokens",
+        "writes",
+        "recon",
+        "c2s p99",
+        "sub p99",
+        "429s",
+        "dup"
     );
     for r in reports {
         println!(
@@ -344,7 +427,9 @@ fn print_table(reports: &[Report]) {
             r.duplicate_submissions
         );
     }
-    println!("(st/min: CXone status calls per job / the poll schedule's minimum; writes: API server writes per job; recon: reconciles per job; c2s: CXone COMPLETED to status Succeeded; sub: creation to CXone submission; dup: duplicate CXone jobs)");
+    println!(
+        "(st/min: CXone status calls per job / the poll schedule's minimum; writes: API server writes per job; recon: reconciles per job; c2s: CXone COMPLETED to status Succeeded; sub: creation to CXone submission; dup: duplicate CXone jobs)"
+    );
 }
 
 fn main() {
@@ -352,29 +437,102 @@ fn main() {
     let secs = Duration::from_secs;
     let scenarios: Vec<Scenario> = if full {
         vec![
-            Scenario { name: "a", jobs: 1000, job_duration: secs(60), in_flight: None, kill_at_submitted: None, sim_rate_limit: None, operator_rate_limit: 200.0, timeout: secs(900) },
-            Scenario { name: "b", jobs: 5000, job_duration: secs(30), in_flight: Some(500), kill_at_submitted: None, sim_rate_limit: None, operator_rate_limit: 200.0, timeout: secs(2400) },
-            Scenario { name: "c", jobs: 2000, job_duration: secs(90), in_flight: None, kill_at_submitted: Some(2000), sim_rate_limit: None, operator_rate_limit: 100.0, timeout: secs(1800) },
-            Scenario { name: "d", jobs: 2000, job_duration: secs(30), in_flight: None, kill_at_submitted: None, sim_rate_limit: Some(20.0), operator_rate_limit: 50.0, timeout: secs(2400) },
+            Scenario {
+                name: "a",
+                jobs: 1000,
+                job_duration: secs(60),
+                in_flight: None,
+                kill_at_submitted: None,
+                sim_rate_limit: None,
+                operator_rate_limit: 200.0,
+                timeout: secs(900),
+            },
+            Scenario {
+                name: "b",
+                jobs: 5000,
+                job_duration: secs(30),
+                in_flight: Some(500),
+                kill_at_submitted: None,
+                sim_rate_limit: None,
+                operator_rate_limit: 200.0,
+                timeout: secs(2400),
+            },
+            Scenario {
+                name: "c",
+                jobs: 2000,
+                job_duration: secs(90),
+                in_flight: None,
+                kill_at_submitted: Some(2000),
+                sim_rate_limit: None,
+                operator_rate_limit: 100.0,
+                timeout: secs(1800),
+            },
+            Scenario {
+                name: "d",
+                jobs: 2000,
+                job_duration: secs(30),
+                in_flight: None,
+                kill_at_submitted: None,
+                sim_rate_limit: Some(20.0),
+                operator_rate_limit: 50.0,
+                timeout: secs(2400),
+            },
         ]
     } else {
         vec![
-            Scenario { name: "a", jobs: 40, job_duration: secs(8), in_flight: None, kill_at_submitted: None, sim_rate_limit: None, operator_rate_limit: 100.0, timeout: secs(90) },
-            Scenario { name: "c", jobs: 30, job_duration: secs(10), in_flight: None, kill_at_submitted: Some(30), sim_rate_limit: None, operator_rate_limit: 100.0, timeout: secs(90) },
-            Scenario { name: "d", jobs: 20, job_duration: secs(6), in_flight: None, kill_at_submitted: None, sim_rate_limit: Some(5.0), operator_rate_limit: 50.0, timeout: secs(120) },
+            Scenario {
+                name: "a",
+                jobs: 40,
+                job_duration: secs(8),
+                in_flight: None,
+                kill_at_submitted: None,
+                sim_rate_limit: None,
+                operator_rate_limit: 100.0,
+                timeout: secs(90),
+            },
+            Scenario {
+                name: "c",
+                jobs: 30,
+                job_duration: secs(10),
+                in_flight: None,
+                kill_at_submitted: Some(30),
+                sim_rate_limit: None,
+                operator_rate_limit: 100.0,
+                timeout: secs(90),
+            },
+            Scenario {
+                name: "d",
+                jobs: 20,
+                job_duration: secs(6),
+                in_flight: None,
+                kill_at_submitted: None,
+                sim_rate_limit: Some(5.0),
+                operator_rate_limit: 50.0,
+                timeout: secs(120),
+            },
         ]
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let only: Option<String> = std::env::var("BENCH_SCENARIOS").ok();
     let mut reports = Vec::new();
     for s in &scenarios {
         if only.as_deref().is_some_and(|o| !o.contains(s.name)) {
             continue;
         }
-        eprintln!("scenario ({}) {} jobs of {:?}...", s.name, s.jobs, s.job_duration);
+        eprintln!(
+            "scenario ({}) {} jobs of {:?}...",
+            s.name, s.jobs, s.job_duration
+        );
         let r = runtime.block_on(run(s));
         // The properties that must hold at any scale.
-        assert_eq!(r.duplicate_submissions, 0, "({}) duplicate CXone submissions", s.name);
+        assert_eq!(
+            r.duplicate_submissions, 0,
+            "({}) duplicate CXone submissions",
+            s.name
+        );
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
         reports.push(r);
     }
@@ -383,8 +541,28 @@ fn main() {
         let n = if full { 50 } else { 5 };
         let d = Duration::from_secs(if full { 20 } else { 6 });
         let scripts = runtime.block_on(scripts_vs_operator(n, d));
-        let operator = runtime.block_on(run(&Scenario { name: "e", jobs: n, job_duration: d, in_flight: None, kill_at_submitted: None, sim_rate_limit: None, operator_rate_limit: 100.0, timeout: secs(300) }));
-        println!("\n(e) {n} copies of the guide's script: {}", scripts.map(|v| v.to_string()).unwrap_or_else(|| "not run".into()));
-        println!("(e) the operator, same {n} jobs: cpu {:.2} s, peak RSS {:.1} MiB, calls per job {:?}, token requests {}", operator.operator_cpu_seconds, operator.peak_rss_mib, operator.calls_per_job, operator.token_requests);
+        let operator = runtime.block_on(run(&Scenario {
+            name: "e",
+            jobs: n,
+            job_duration: d,
+            in_flight: None,
+            kill_at_submitted: None,
+            sim_rate_limit: None,
+            operator_rate_limit: 100.0,
+            timeout: secs(300),
+        }));
+        println!(
+            "\n(e) {n} copies of the guide's script: {}",
+            scripts
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "not run".into())
+        );
+        println!(
+            "(e) the operator, same {n} jobs: cpu {:.2} s, peak RSS {:.1} MiB, calls per job {:?}, token requests {}",
+            operator.operator_cpu_seconds,
+            operator.peak_rss_mib,
+            operator.calls_per_job,
+            operator.token_requests
+        );
     }
 }

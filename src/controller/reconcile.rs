@@ -359,15 +359,19 @@ async fn start_run(
         "the training job is being submitted",
     );
     write_status(job, ctx, &next).await?;
-    event(
-        ctx,
-        job.obj,
-        EventType::Normal,
-        "Validated",
-        "Validate",
-        &summary,
-    )
-    .await;
+    // A spec that was Invalid and is now valid gets its own Event; otherwise the validation
+    // summary rides on the Submitted Event (one API server write fewer per run).
+    if job.status.phase == Some(Phase::Invalid) {
+        event(
+            ctx,
+            job.obj,
+            EventType::Normal,
+            "Validated",
+            "Validate",
+            &summary,
+        )
+        .await;
+    }
     let job = Job {
         status: next.clone(),
         ..Job::new(job.obj)?
@@ -458,7 +462,13 @@ async fn submit_with(
                 EventType::Normal,
                 "Submitted",
                 "Submit",
-                &format!("CXone job {} for dataset {digest}", resp.job_id),
+                &format!(
+                    "CXone job {}; validated {}",
+                    resp.job_id,
+                    core::condition(&next, VALIDATED)
+                        .map(|c| c.message.as_str())
+                        .unwrap_or_default()
+                ),
             )
             .await;
             Ok(Action::requeue(

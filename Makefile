@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 BIN := target/debug/cxone-skill-operator
 
-.PHONY: demo crds envtest test fmt-check clippy unit guide-example bench build sklearn-vectors fmt help
+.PHONY: bench-smoke demo crds envtest test fmt-check clippy unit guide-example bench build sklearn-vectors fmt help
 
 help: ## Show targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,8 +36,12 @@ demo: envtest ## The one-command demo: control plane, simulator, operator, examp
 guide-example: build ## The CXone guide's complete example against the simulator
 	./hack/guide-example.sh
 
-bench: ## Domain benchmarks (release build): validation, payload, evaluation
+bench: envtest ## Benchmarks (release build): domain (validation, payload, evaluation) and scale scenarios a-e
 	$(CARGO) bench --locked --bench domain
+	$(CARGO) bench --locked --bench scale
+
+bench-smoke: envtest ## Reduced scale benchmark (also part of `make test` through cargo test)
+	$(CARGO) test --locked --bench scale
 
 sklearn-vectors: ## Regenerate the scikit-learn reference vectors
 	"$$(./hack/python-venv.sh)/bin/python" hack/sklearn_vectors.py

@@ -46,5 +46,30 @@ bench-smoke: envtest ## Reduced scale benchmark (also part of `make test` throug
 sklearn-vectors: ## Regenerate the scikit-learn reference vectors
 	"$$(./hack/python-venv.sh)/bin/python" hack/sklearn_vectors.py
 
-crds: build ## Regenerate crds/ from the Rust types
+crds: build ## Regenerate crds/ from the Rust types, and its copies in the Helm chart and deploy/
 	$(BIN) crd > crds/skilltrainingjobs.ai.cxone.io.yaml
+	$(MAKE) --no-print-directory chart-crd
+
+# ---- packaging: Helm chart, deploy/ (kustomize), Dockerfile, Argo CD health check -------------
+.PHONY: tools chart-crd argocd-cm packaging
+
+tools: ## Install helm, hadolint, kubernetes-validate and lua5.1 (cached outside the repo)
+	./hack/tools.sh >/dev/null
+
+chart-crd: ## Copy crds/ into the Helm chart (files/crds/) and deploy/crds/ (tests fail on drift)
+	cp crds/skilltrainingjobs.ai.cxone.io.yaml charts/cxone-skill-operator/files/crds/skilltrainingjobs.ai.cxone.io.yaml
+	cp crds/skilltrainingjobs.ai.cxone.io.yaml deploy/crds/skilltrainingjobs.ai.cxone.io.yaml
+
+ARGOCD_HEALTH := deploy/argocd/resource_customizations/ai.cxone.io/SkillTrainingJob/health.lua
+argocd-cm: ## Regenerate deploy/argocd/argocd-cm.yaml from the Argo CD health check (tests fail on drift)
+	{ printf '%s\n' \
+	    '# Generated from $(ARGOCD_HEALTH) by `make argocd-cm`; do not edit.' \
+	    '# Merge into Argo CD'"'"'s argocd-cm (server-side apply leaves its other keys alone):' \
+	    '#   kubectl apply --server-side --field-manager=cxone-skill-operator -n argocd -f deploy/argocd/argocd-cm.yaml' \
+	    'apiVersion: v1' 'kind: ConfigMap' 'metadata:' '  name: argocd-cm' '  namespace: argocd' \
+	    '  labels:' '    app.kubernetes.io/name: argocd-cm' '    app.kubernetes.io/part-of: argocd' \
+	    'data:' '  resource.customizations.health.ai.cxone.io_SkillTrainingJob: |'; \
+	  sed -e 's/^\(.\)/    \1/' $(ARGOCD_HEALTH); } > deploy/argocd/argocd-cm.yaml
+
+packaging: tools ## Chart lint/render/schema, deploy/ drift, hadolint, Argo CD health tests, helm install + operator as the chart's ServiceAccount
+	$(CARGO) test --locked --test packaging

@@ -600,3 +600,51 @@ async fn metrics_and_probes_are_served() {
     }
     assert!(!text.contains("ops-secret"), "no secrets in metrics");
 }
+
+/// Every command of the README's "Reading status" section, run against a finished job.
+#[tokio::test]
+async fn readme_status_commands_work() {
+    let w = world("readme", sim(1000)).await;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Reading status")
+        .nth(1)
+        .and_then(|s| s.split("```sh").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README has a Reading status code block");
+    w.create_job(guide_job("billing-support", &w.sim_url(), json!({})))
+        .await;
+    w.wait_job("billing-support", T, "Succeeded", succeeded)
+        .await;
+    let mut ran = 0;
+    for line in section.lines().filter(|l| l.starts_with("kubectl ")) {
+        let command = line
+            .split(" # ")
+            .next()
+            .unwrap()
+            .replace("cxone-demo", w.ns.name())
+            .replacen(
+                "kubectl ",
+                &format!(
+                    "{} --kubeconfig {} ",
+                    w.cp.kubectl_path().display(),
+                    w.cp.kubeconfig_path().display()
+                ),
+                2,
+            );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &command])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{line}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.trim().is_empty(), "{line} printed nothing");
+        ran += 1;
+    }
+    assert!(ran >= 6, "ran {ran} README commands");
+}

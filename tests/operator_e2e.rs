@@ -648,3 +648,61 @@ async fn readme_status_commands_work() {
     }
     assert!(ran >= 6, "ran {ran} README commands");
 }
+
+#[tokio::test]
+async fn active_deadline_cancels_and_fails() {
+    let w = world("deadline", sim(60_000)).await;
+    w.create_job(guide_job(
+        "slow",
+        &w.sim_url(),
+        json!({"polling": {"activeDeadlineSeconds": 1}}),
+    ))
+    .await;
+    let job = w
+        .wait_job("slow", T, "Failed", |j| phase(j) == Some(Phase::Failed))
+        .await;
+    let c = condition(&job, "Succeeded").unwrap();
+    assert_eq!(c.reason, "DeadlineExceeded", "{c:?}");
+    assert_eq!(w.sim.stats().jobs_in("CANCELLED"), 1);
+}
+
+#[tokio::test]
+async fn artifact_urls_are_refreshed_before_they_expire() {
+    let config = SimulatorConfig {
+        artifact_ttl: Duration::from_secs(6),
+        ..sim(1000)
+    };
+    let w = world("refresh", config).await;
+    w.create_job(guide_job("fresh", &w.sim_url(), json!({})))
+        .await;
+    let first = w.wait_job("fresh", T, "Succeeded", succeeded).await;
+    let expires = first.status.unwrap().artifacts.unwrap().expires_at;
+    // A 6 s URL is refreshed at half its remaining life, well before it expires.
+    let refreshed = w
+        .wait_job("fresh", Duration::from_secs(20), "new artifact URLs", |j| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.artifacts.as_ref())
+                .is_some_and(|a| a.expires_at != expires)
+        })
+        .await;
+    let now = jiff::Timestamp::now();
+    assert!(refreshed.status.unwrap().artifacts.unwrap().expires_at.0 > now);
+    assert!(w.sim.stats().count("export", 200) >= 2);
+}
+
+#[tokio::test]
+async fn deleting_a_job_that_never_submitted_is_immediate() {
+    let w = world("delinvalid", sim(1000)).await;
+    let mut job = guide_job("never", &w.sim_url(), json!({}));
+    job["spec"]["utterances"][0]["text"] = json!("   ");
+    w.create_job(job).await;
+    w.wait_job("never", T, "Invalid", |j| phase(j) == Some(Phase::Invalid))
+        .await;
+    w.jobs
+        .delete("never", &DeleteParams::default())
+        .await
+        .unwrap();
+    w.wait_gone("never", T).await;
+    assert_eq!(w.sim.stats().total("cancel"), 0);
+}

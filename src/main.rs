@@ -53,23 +53,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => {
             init_logging(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(cxone_skill_operator::controller::run(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            run_async(cxone_skill_operator::controller::run(*args), |e| {
+                tracing::error!("{e:#}")
+            })
         }
         Command::Crd => match cxone_skill_operator::crd::crd_yaml() {
             Ok(yaml) => {
@@ -83,23 +69,7 @@ fn main() -> ExitCode {
         },
         Command::Simulate(args) => {
             init_tracing();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(simulator::run(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            run_async(simulator::run(*args), |e| eprintln!("error: {e:#}"))
         }
         Command::Validate { files } => {
             let verdicts = cli::validate_paths(&files);
@@ -142,6 +112,30 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs `f` on a multi-threaded runtime; failures go to `report`.
+fn run_async(
+    f: impl std::future::Future<Output = anyhow::Result<()>>,
+    report: impl FnOnce(&anyhow::Error),
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
         }
     }
 }

@@ -491,16 +491,14 @@ async fn submit_with(
                 job,
                 ctx,
                 next,
-                FinishedRun {
-                    phase: Phase::Failed,
-                    reason: "SubmissionRejected",
-                    message: text,
-                    remote: None,
-                    evaluation: None,
-                    export: None,
-                    report: Some(validated.report()),
-                    digest: Some(digest),
-                },
+                FinishedRun::unsuccessful(
+                    Phase::Failed,
+                    "SubmissionRejected",
+                    text,
+                    None,
+                    validated.report(),
+                    digest,
+                ),
             )
             .await
         }
@@ -558,16 +556,7 @@ async fn poll(
                 }
                 Err(e) => warn!(job = %job.name, error = %e, "cancel after deadline failed"),
             }
-            return finish_run(job, ctx, next, FinishedRun {
-                phase: Phase::Failed,
-                reason: "DeadlineExceeded",
-                message: format!("not finished within activeDeadlineSeconds ({deadline} s); the CXone job was cancelled"),
-                remote: None,
-                evaluation: None,
-                export: None,
-                report: Some(report),
-                digest: Some(digest),
-            })
+            return finish_run(job, ctx, next, FinishedRun::unsuccessful(Phase::Failed, "DeadlineExceeded", format!("not finished within activeDeadlineSeconds ({deadline} s); the CXone job was cancelled"), None, report, digest))
             .await;
         }
     }
@@ -593,16 +582,14 @@ async fn poll(
                         job,
                         ctx,
                         next,
-                        FinishedRun {
-                            phase: Phase::Failed,
-                            reason: "JobNotFound",
-                            message: format!("CXone no longer knows job {job_id}"),
-                            remote: None,
-                            evaluation: None,
-                            export: None,
-                            report: Some(report),
-                            digest: Some(digest),
-                        },
+                        FinishedRun::unsuccessful(
+                            Phase::Failed,
+                            "JobNotFound",
+                            format!("CXone no longer knows job {job_id}"),
+                            None,
+                            report,
+                            digest,
+                        ),
                     )
                     .await;
                 }
@@ -628,16 +615,14 @@ async fn poll(
                 job,
                 ctx,
                 next,
-                FinishedRun {
-                    phase: Phase::Failed,
-                    reason: "TrainingFailed",
-                    message: format!("CXone job {job_id} failed: {reason}"),
-                    remote: Some(&remote),
-                    evaluation: None,
-                    export: None,
-                    report: Some(report),
-                    digest: Some(digest),
-                },
+                FinishedRun::unsuccessful(
+                    Phase::Failed,
+                    "TrainingFailed",
+                    format!("CXone job {job_id} failed: {reason}"),
+                    Some(&remote),
+                    report,
+                    digest,
+                ),
             )
             .await
         }
@@ -646,16 +631,14 @@ async fn poll(
                 job,
                 ctx,
                 next,
-                FinishedRun {
-                    phase: Phase::Cancelled,
-                    reason: "Cancelled",
-                    message: format!("CXone job {job_id} was cancelled outside the operator"),
-                    remote: Some(&remote),
-                    evaluation: None,
-                    export: None,
-                    report: Some(report),
-                    digest: Some(digest),
-                },
+                FinishedRun::unsuccessful(
+                    Phase::Cancelled,
+                    "Cancelled",
+                    format!("CXone job {job_id} was cancelled outside the operator"),
+                    Some(&remote),
+                    report,
+                    digest,
+                ),
             )
             .await
         }
@@ -828,6 +811,29 @@ async fn complete(
         },
     )
     .await
+}
+
+impl<'a> FinishedRun<'a> {
+    /// A run that ended without an evaluation (failed, cancelled, rejected).
+    fn unsuccessful(
+        phase: Phase,
+        reason: &'static str,
+        message: String,
+        remote: Option<&'a JobStatus>,
+        report: &'a ValidationReport,
+        digest: &'a DatasetDigest,
+    ) -> Self {
+        Self {
+            phase,
+            reason,
+            message,
+            remote,
+            evaluation: None,
+            export: None,
+            report: Some(report),
+            digest: Some(digest),
+        }
+    }
 }
 
 struct FinishedRun<'a> {

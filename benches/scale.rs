@@ -144,8 +144,10 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 
 async fn run(s: &Scenario) -> Report {
     let started = Instant::now();
-    let mut faults = Faults::default();
-    faults.rate_limit_per_second = s.sim_rate_limit;
+    let faults = Faults {
+        rate_limit_per_second: s.sim_rate_limit,
+        ..Faults::default()
+    };
     let config = SimulatorConfig {
         job_duration: s.job_duration,
         faults,

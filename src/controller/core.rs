@@ -273,12 +273,15 @@ pub fn push_history(history: &mut Vec<RunHistory>, entry: RunHistory) {
     history.drain(..excess);
 }
 
-/// Whether a progress change is worth a status write: a phase change always is; otherwise only
-/// steps of at least `step` points, so a long job costs a bounded number of writes.
+/// Whether a progress change alone (same phase) is worth a status write: never with `step` 0
+/// (progress moves with phase changes only); otherwise in steps of at least `step` points.
 pub fn progress_worth_writing(old: Option<i32>, new: i32, step: i32) -> bool {
+    if step <= 0 {
+        return false;
+    }
     match old {
         None => true,
-        Some(old) => new == 100 || (new - old).abs() >= step.max(1),
+        Some(old) => new == 100 || (new - old).abs() >= step,
     }
 }
 
@@ -457,6 +460,10 @@ mod tests {
 
     #[test]
     fn progress_writes_are_bounded() {
+        assert!(
+            !progress_worth_writing(Some(3), 90, 0),
+            "0: phase changes only"
+        );
         assert!(progress_worth_writing(None, 3, 25));
         assert!(!progress_worth_writing(Some(3), 20, 25));
         assert!(progress_worth_writing(Some(3), 28, 25));

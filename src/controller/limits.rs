@@ -144,26 +144,27 @@ impl CxoneRateLimiter {
         f(bucket, rate, now)
     }
 
-    /// Takes one call's permit, or returns how long until one is available.
-    pub fn try_acquire(&self, endpoint: &str, client_id: &str) -> Result<(), Duration> {
+    /// Reserves one call: `None` means call now; `Some(wait)` means the call has a slot `wait`
+    /// from now (the bucket goes into debt for it), so callers that requeue for their slot come
+    /// back once each instead of retrying in a tight loop.
+    pub fn reserve(&self, endpoint: &str, client_id: &str) -> Option<Duration> {
         let limited = self.rate.is_some();
         self.with_bucket(endpoint, client_id, |b, rate, now| {
-            if let Some(until) = b.blocked_until {
-                if now < until {
-                    return Err(until - now);
-                }
+            let blocked = b.blocked_until.filter(|u| *u > now).map(|u| u - now);
+            if blocked.is_none() {
                 b.blocked_until = None;
+                if !limited && b.factor >= 1.0 {
+                    return None;
+                }
             }
-            if !limited && b.factor >= 1.0 {
-                return Ok(());
-            }
-            if b.tokens >= 1.0 {
-                b.tokens -= 1.0;
-                Ok(())
+            b.tokens -= 1.0;
+            let debt = if b.tokens >= 0.0 {
+                Duration::ZERO
             } else {
-                let wait = (1.0 - b.tokens) / rate;
-                Err(Duration::from_secs_f64(wait).max(Duration::from_millis(10)))
-            }
+                Duration::from_secs_f64(-b.tokens / rate)
+            };
+            let wait = debt.max(blocked.unwrap_or_default());
+            (!wait.is_zero()).then_some(wait.max(Duration::from_millis(10)))
         })
     }
 
@@ -217,38 +218,36 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_blocks_everyone_and_halves_the_rate() {
         let l = CxoneRateLimiter::new(Some(10.0));
-        assert!(l.try_acquire("e", "c").is_ok());
+        assert_eq!(l.reserve("e", "c"), None);
         l.throttled("e", "c", Duration::from_secs(2));
-        assert_eq!(l.try_acquire("e", "c").unwrap_err(), Duration::from_secs(2));
+        assert_eq!(l.reserve("e", "c"), Some(Duration::from_secs(2)));
         tokio::time::advance(Duration::from_secs(2)).await;
-        // After the block: rate 10 × (0.5 + 2 s × 0.05) = 6/s, tokens refilled for 2 s (capped at 6).
-        let mut granted = 0;
-        while l.try_acquire("e", "c").is_ok() {
-            granted += 1;
+        // Rate now 10 × (0.5 + 2 s × 0.05) = 6/s, and the bucket refilled to its burst of 6.
+        let mut immediate = 0;
+        while l.reserve("e", "c").is_none() {
+            immediate += 1;
         }
-        assert_eq!(granted, 6);
+        assert_eq!(immediate, 6);
         let unlimited = CxoneRateLimiter::new(None);
-        assert!(unlimited.try_acquire("e", "c").is_ok());
+        assert_eq!(unlimited.reserve("e", "c"), None);
         unlimited.throttled("e", "c", Duration::from_secs(1));
         assert!(
-            unlimited.try_acquire("e", "c").is_err(),
+            unlimited.reserve("e", "c").is_some(),
             "429s block even without a local limit"
         );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn rate_limiter_refills_per_client() {
+    async fn reservations_hand_out_distinct_slots_per_client() {
         let l = CxoneRateLimiter::new(Some(2.0));
-        assert!(l.try_acquire("e", "c").is_ok());
-        assert!(l.try_acquire("e", "c").is_ok());
-        let wait = l.try_acquire("e", "c").unwrap_err();
-        assert_eq!(wait, Duration::from_millis(500));
-        assert!(
-            l.try_acquire("e", "other").is_ok(),
-            "buckets are per client"
-        );
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert!(l.try_acquire("e", "c").is_ok());
-        assert!(CxoneRateLimiter::new(None).try_acquire("e", "c").is_ok());
+        assert_eq!(l.reserve("e", "c"), None);
+        assert_eq!(l.reserve("e", "c"), None);
+        assert_eq!(l.reserve("e", "c"), Some(Duration::from_millis(500)));
+        assert_eq!(l.reserve("e", "c"), Some(Duration::from_millis(1000)));
+        assert_eq!(l.reserve("e", "other"), None, "buckets are per client");
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        // The two reserved slots are paid off; the next caller waits for a fresh token.
+        assert_eq!(l.reserve("e", "c"), Some(Duration::from_millis(500)));
+        assert_eq!(CxoneRateLimiter::new(None).reserve("e", "c"), None);
     }
 }

@@ -34,8 +34,8 @@ pub const FINALIZER: &str = "ai.cxone.io/cancel-training";
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
     pub allowlist: EndpointAllowlist,
-    /// Progress is written to status only in steps of at least this many points (or on a phase
-    /// change), so a long job costs a bounded number of API server writes.
+    /// 0: progress is written to status only with phase changes, so every job costs a bounded
+    /// number of API server writes whatever its length; N: also whenever it advanced N points.
     pub progress_step: i32,
     pub error_backoff_base: Duration,
     pub error_backoff_max: Duration,
@@ -48,7 +48,7 @@ impl Default for OperatorConfig {
         Self {
             allowlist: EndpointAllowlist::parse(&[EndpointAllowlist::DEFAULT.to_string()])
                 .expect("the default allowlist parses"),
-            progress_step: 25,
+            progress_step: 0,
             error_backoff_base: Duration::from_secs(2),
             error_backoff_max: Duration::from_secs(300),
             cleanup_attempts: 10,
@@ -118,6 +118,8 @@ pub(crate) struct JobMemory {
     pub data: Option<ResolvedData>,
     /// Reason of the last Warning event, so a persisting problem is reported once.
     pub last_warning: Option<String>,
+    /// A CXone call slot reserved from the shared rate limiter.
+    pub reserved_at: Option<tokio::time::Instant>,
     /// What is already known of a completed CXone job, so finishing it (evaluation, export) can
     /// resume where a rate limit or error stopped it instead of starting over.
     pub completion: Option<Completion>,
@@ -184,6 +186,34 @@ impl Context {
     pub(crate) fn update_memory(&self, uid: &str, f: impl FnOnce(&mut JobMemory)) {
         let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         f(memory.entry(uid.to_string()).or_default());
+    }
+
+    /// Permission for one CXone call of job `uid`: now, or after the returned wait (for which a
+    /// slot is reserved, so the job's next reconciliation calls without asking again).
+    pub(crate) fn permit(
+        &self,
+        uid: &str,
+        endpoint: &str,
+        client_id: &str,
+    ) -> Result<(), Duration> {
+        let now = tokio::time::Instant::now();
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let m = memory.entry(uid.to_string()).or_default();
+        if let Some(at) = m.reserved_at {
+            if now >= at {
+                m.reserved_at = None;
+                return Ok(());
+            }
+            return Err(at - now);
+        }
+        match self.limiter.reserve(endpoint, client_id) {
+            None => Ok(()),
+            Some(wait) => {
+                m.reserved_at = Some(now + wait);
+                self.metrics.rate_limit_wait(wait, true);
+                Err(wait)
+            }
+        }
     }
 
     pub(crate) fn forget(&self, uid: &str) {

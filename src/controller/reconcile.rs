@@ -410,11 +410,7 @@ async fn submit_with(
     let Some(key) = next.submission.as_ref().map(|s| s.idempotency_key.clone()) else {
         return Err(Error::MissingField("status.submission"));
     };
-    if let Err(wait) = ctx
-        .limiter
-        .try_acquire(endpoint.base_url().as_str(), &creds.client_id)
-    {
-        ctx.metrics.rate_limit_wait(wait, true);
+    if let Err(wait) = ctx.permit(&job.uid, endpoint.base_url().as_str(), &creds.client_id) {
         return Ok(Action::requeue(wait));
     }
     let (payload, _) = build_payload(
@@ -568,11 +564,8 @@ async fn poll(
     let remote = match known {
         Some(remote) => remote,
         None => {
-            if let Err(wait) = ctx
-                .limiter
-                .try_acquire(endpoint.base_url().as_str(), &creds.client_id)
+            if let Err(wait) = ctx.permit(&job.uid, endpoint.base_url().as_str(), &creds.client_id)
             {
-                ctx.metrics.rate_limit_wait(wait, true);
                 return Ok(Action::requeue(wait));
             }
             match ctx.cxone.status(target, job_id).await {
@@ -669,11 +662,11 @@ async fn poll(
                     &format!("CXone job {job_id} is {state}"),
                 );
             } else {
-                // Keep what status already says; nothing visible changed enough to write.
-                next.progress = job.status.progress;
-                next.stage = job.status.stage.clone();
-                next.compute_units_used = job.status.compute_units_used.clone();
-                next.message = job.status.message.clone();
+                // Nothing visible changed enough to write: keep what status already says.
+                next = SkillTrainingJobStatus {
+                    observed_generation: Some(job.generation),
+                    ..job.status.clone()
+                };
             }
             write_status(job, ctx, &next).await?;
             let mut attempt = 0;
@@ -733,8 +726,7 @@ async fn complete(
                     evaluation: None,
                 })
             });
-            if let Err(wait) = ctx.limiter.try_acquire(base, client) {
-                ctx.metrics.rate_limit_wait(wait, true);
+            if let Err(wait) = ctx.permit(&job.uid, base, client) {
                 return Ok(Action::requeue(wait));
             }
             match ctx.cxone.evaluation(target, job_id).await {
@@ -775,8 +767,7 @@ async fn complete(
             .await;
         }
     };
-    if let Err(wait) = ctx.limiter.try_acquire(base, client) {
-        ctx.metrics.rate_limit_wait(wait, true);
+    if let Err(wait) = ctx.permit(&job.uid, base, client) {
         return Ok(Action::requeue(wait));
     }
     let export = match ctx.cxone.export(target, job_id).await {
@@ -1152,11 +1143,7 @@ async fn refresh_artifacts(
         Ok(c) => c,
         Err(problem) => return credentials_problem(job, ctx, next, &problem).await,
     };
-    if let Err(wait) = ctx
-        .limiter
-        .try_acquire(endpoint.base_url().as_str(), &creds.client_id)
-    {
-        ctx.metrics.rate_limit_wait(wait, true);
+    if let Err(wait) = ctx.permit(&job.uid, endpoint.base_url().as_str(), &creds.client_id) {
         return Ok(Action::requeue(wait));
     }
     let target = Target {

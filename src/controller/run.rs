@@ -65,8 +65,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "json")]
     pub log_format: LogFormat,
-    /// Write progress to status in steps of at least this many percentage points.
-    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(i32).range(1..=100))]
+    /// 0: write progress to status only when the phase changes (bounded API server writes per
+    /// job); N: also whenever it advanced N percentage points.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=100))]
     pub progress_step: i32,
 }
 

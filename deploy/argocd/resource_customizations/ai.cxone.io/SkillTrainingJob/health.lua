@@ -35,7 +35,7 @@ local observed = status ~= nil and number(status.observedGeneration) or nil
 
 if status == nil or observed == nil or observed < generation then
   hs.status = "Progressing"
-  hs.message = string.format("waiting for the operator to observe generation %d", generation)
+  hs.message = "waiting for the operator to observe generation " .. tostring(math.floor(generation))
   return hs
 end
 

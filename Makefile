@@ -9,7 +9,7 @@ BIN := target/debug/cxone-skill-operator
 help: ## Show targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-test: fmt-check clippy envtest unit guide-example demo ## Everything CI checks: format, lints, all tests, the guide's example, the demo
+test: fmt-check clippy envtest tools unit guide-example demo ## Everything CI checks: format, lints, all tests, the guide's example, the demo
 	@echo "make test: all checks passed"
 
 fmt-check: ## cargo fmt --check

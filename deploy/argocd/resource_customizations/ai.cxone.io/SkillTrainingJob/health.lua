@@ -1,7 +1,7 @@
 -- Argo CD health of an ai.cxone.io/SkillTrainingJob (gopher-lua, Lua 5.1).
 --   status missing, or status.observedGeneration < metadata.generation -> Progressing
 --   spec.suspend                                                       -> Suspended
---   phase Failed or Invalid -> Degraded, with the message of the failing condition
+--   phase Failed, Invalid or Cancelled -> Degraded, with the message of the failing condition
 --                              (Succeeded=False or Validated=False, else Ready, else status.message)
 --   phase Succeeded         -> Healthy
 --   anything else           -> Progressing, with status.message
@@ -49,7 +49,8 @@ if obj.spec ~= nil and obj.spec.suspend == true then
 end
 
 local phase = status.phase
-if phase == "Failed" or phase == "Invalid" then
+-- A cancelled run is over and produced no model: as unhealthy as a failed one.
+if phase == "Failed" or phase == "Invalid" or phase == "Cancelled" then
   hs.status = "Degraded"
   local failing = condition(status, "Succeeded", "False")
     or condition(status, "Validated", "False")

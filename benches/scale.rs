@@ -469,6 +469,18 @@ fn main() {
                 operator_rate_limit: 100.0,
                 timeout: secs(1800),
             },
+            // A 5-minute job (issue 3's figure): CXone calls against the schedule's minimum and
+            // API server writes per job, on a few jobs so the run is only as long as the job.
+            Scenario {
+                name: "f",
+                jobs: 10,
+                job_duration: secs(300),
+                in_flight: None,
+                kill_at_submitted: None,
+                sim_rate_limit: None,
+                operator_rate_limit: 10.0,
+                timeout: secs(600),
+            },
             Scenario {
                 name: "d",
                 jobs: 2000,

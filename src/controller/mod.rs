@@ -27,6 +27,8 @@ pub use run::{LogFormat, RunArgs, run};
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "cxone-skill-operator";
+/// Label on the ConfigMaps the operator writes (audit record and report), naming their job.
+pub const REPORT_LABEL: &str = "ai.cxone.io/skilltrainingjob";
 /// Finalizer that lets the operator cancel a running CXone job before the object goes.
 pub const FINALIZER: &str = "ai.cxone.io/cancel-training";
 
@@ -100,8 +102,11 @@ pub(crate) struct ResolvedData {
 
 pub(crate) enum DataOutcome {
     Valid {
-        validated: Box<Validated>,
         digest: DatasetDigest,
+        report: crate::training::ValidationReport,
+        /// The dataset itself, kept only until the run is submitted (memory stays small with
+        /// thousands of finished jobs); resolved again if it is needed later.
+        validated: Option<Box<Validated>>,
     },
     Invalid {
         problems: Vec<String>,
@@ -144,6 +149,24 @@ pub struct Context {
     memory: Mutex<HashMap<String, JobMemory>>,
     credentials: Mutex<HashMap<(String, String), Credentials>>,
     jitter: Mutex<u64>,
+}
+
+impl ResolvedData {
+    /// The same result without the dataset.
+    pub(crate) fn without_dataset(&self) -> Self {
+        let outcome = match &*self.outcome {
+            DataOutcome::Valid { digest, report, .. } => Arc::new(DataOutcome::Valid {
+                digest: digest.clone(),
+                report: report.clone(),
+                validated: None,
+            }),
+            DataOutcome::Invalid { .. } => self.outcome.clone(),
+        };
+        Self {
+            key: self.key.clone(),
+            outcome,
+        }
+    }
 }
 
 impl Context {

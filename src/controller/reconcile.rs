@@ -168,15 +168,15 @@ impl<'a> Job<'a> {
 
 async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
     let job = Job::new(obj)?;
-    let data = resolve_data(&job, ctx).await?;
+    let data = resolve_data(&job, ctx, false).await?;
     let mut next = job.status.clone();
     next.observed_generation = Some(job.generation);
 
-    let (validated, digest) = match &*data.outcome {
+    let (report, digest) = match &*data.outcome {
         DataOutcome::Invalid { problems, .. } => {
             return invalid(&job, ctx, next, "ValidationFailed", problems).await;
         }
-        DataOutcome::Valid { validated, digest } => (validated, digest),
+        DataOutcome::Valid { report, digest, .. } => (report, digest),
     };
 
     let endpoint = match endpoint(job.spec, ctx) {
@@ -197,6 +197,10 @@ async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
         if let Some(old) = job.in_flight().map(str::to_string) {
             supersede(&job, ctx, &endpoint, &old, &mut next).await?;
         }
+        let data = resolve_data(&job, ctx, true).await?;
+        let Some(validated) = dataset_of(&data) else {
+            return Err(Error::MissingField("resolved dataset"));
+        };
         return start_run(&job, ctx, next, &endpoint, validated, digest, &fingerprint).await;
     }
 
@@ -207,19 +211,16 @@ async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
             write_status(&job, ctx, &next).await?;
             Ok(Action::await_change())
         }
-        (_, None) => submit(&job, ctx, next, &endpoint, validated, digest).await,
+        (_, None) => {
+            let data = resolve_data(&job, ctx, true).await?;
+            let Some(validated) = dataset_of(&data) else {
+                return Err(Error::MissingField("resolved dataset"));
+            };
+            submit(&job, ctx, next, &endpoint, validated, digest).await
+        }
         (_, Some(job_id)) => {
             let job_id = job_id.clone();
-            poll(
-                &job,
-                ctx,
-                next,
-                &endpoint,
-                &job_id,
-                validated.report(),
-                digest,
-            )
-            .await
+            poll(&job, ctx, next, &endpoint, &job_id, report, digest).await
         }
     }
 }
@@ -450,6 +451,7 @@ async fn submit_with(
                 m.poll_attempt = 0;
                 m.error_attempt = 0;
                 m.last_warning = None;
+                m.data = m.data.as_ref().map(|d| d.without_dataset());
             });
             info!(job = %job.name, namespace = %job.ns, cxone_job = %resp.job_id, %digest, "submitted");
             event(
@@ -1017,7 +1019,7 @@ async fn create_report_config_map(
                     FIELD_MANAGER.to_string(),
                 ),
                 (
-                    "ai.cxone.io/skilltrainingjob".to_string(),
+                    super::REPORT_LABEL.to_string(),
                     crate::training::validation::truncate(&job.name, 63),
                 ),
             ])),
@@ -1425,9 +1427,22 @@ impl DataSources for FetchedSources {
     }
 }
 
+fn dataset_of(data: &ResolvedData) -> Option<&crate::training::Validated> {
+    match &*data.outcome {
+        DataOutcome::Valid {
+            validated: Some(v), ..
+        } => Some(v),
+        _ => None,
+    }
+}
+
 /// Resolves and validates the job's data, reusing the last result while neither the generation
-/// nor any source ConfigMap changed.
-async fn resolve_data(job: &Job<'_>, ctx: &Context) -> Result<ResolvedData, Error> {
+/// nor any source ConfigMap changed (and, with `need_dataset`, while it still holds the dataset).
+async fn resolve_data(
+    job: &Job<'_>,
+    ctx: &Context,
+    need_dataset: bool,
+) -> Result<ResolvedData, Error> {
     let mut key = format!("{}", job.generation);
     for src in &job.spec.utterances_from {
         let name = &src.config_map_key_ref.name;
@@ -1439,6 +1454,7 @@ async fn resolve_data(job: &Job<'_>, ctx: &Context) -> Result<ResolvedData, Erro
     }
     if let Some(cached) = ctx.memory(&job.uid).data
         && cached.key == key
+        && (!need_dataset || dataset_of(&cached).is_some())
     {
         return Ok(cached);
     }
@@ -1473,7 +1489,8 @@ async fn resolve_data(job: &Job<'_>, ctx: &Context) -> Result<ResolvedData, Erro
             Ok(validated) if problems.is_empty() => {
                 let digest = DatasetDigest::of(validated.dataset(), validated.language());
                 DataOutcome::Valid {
-                    validated: Box::new(validated),
+                    report: validated.report().clone(),
+                    validated: Some(Box::new(validated)),
                     digest,
                 }
             }

@@ -322,8 +322,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let (reader, writer) = reflector::store::<SkillTrainingJob>();
         let (synced, readiness) = (synced.clone(), readiness.clone());
         let mut first_sync = true;
+        // managedFields are dropped before objects enter a cache: the operator never reads them
+        // and they are a large part of every object.
         let jobs = watcher(jobs_api, watcher::Config::default())
             .default_backoff()
+            .modify(|job: &mut SkillTrainingJob| job.metadata.managed_fields = None)
             .reflect(writer)
             .inspect(move |event| {
                 if first_sync && matches!(event, Ok(watcher::Event::InitDone)) {
@@ -341,14 +344,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         let secrets = watcher(secrets_api, watcher::Config::default())
             .default_backoff()
+            .modify(|m: &mut PartialObjectMeta<Secret>| m.metadata.managed_fields = None)
             .reflect(secret_writer)
             .touched_objects()
             .predicate_filter(predicates::resource_version, PredicateConfig::default());
-        let cms = watcher(cms_api, watcher::Config::default())
-            .default_backoff()
-            .reflect(cm_writer)
-            .touched_objects()
-            .predicate_filter(predicates::resource_version, PredicateConfig::default());
+        // The operator's own audit ConfigMaps (one per run) are never data sources: leave them
+        // out of the watch and the cache.
+        let cms = watcher(
+            cms_api,
+            watcher::Config::default().labels(&format!("!{}", crate::controller::REPORT_LABEL)),
+        )
+        .default_backoff()
+        .modify(|m: &mut PartialObjectMeta<ConfigMap>| m.metadata.managed_fields = None)
+        .reflect(cm_writer)
+        .touched_objects()
+        .predicate_filter(predicates::resource_version, PredicateConfig::default());
         let by_secret = reader.clone();
         let by_cm = reader.clone();
         let controller = Controller::for_stream(jobs, reader)

@@ -84,7 +84,8 @@ impl EndpointAllowlist {
 }
 
 /// Token buckets per (endpoint, client id), shared by every job: never more than `rate` calls a
-/// second to one CXone tenant, with a burst of one second's worth. Acquiring never sleeps: it says
+/// second to one CXone tenant, with a burst of a tenth of a second's worth, so no one-second window
+/// (a restart with thousands of jobs included) sees more than 1.1 × the rate. Acquiring never sleeps: it says
 /// how long to wait, and the caller requeues.
 ///
 /// The limiter also learns from CXone: a 429 blocks the bucket for the `Retry-After` time (so
@@ -101,6 +102,11 @@ struct Bucket {
     updated: Instant,
     factor: f64,
     blocked_until: Option<Instant>,
+}
+
+/// Calls allowed at once: a tenth of a second's worth, at least one.
+fn burst(rate: f64) -> f64 {
+    (rate / 10.0).max(1.0)
 }
 
 /// Lowest fraction of the configured rate that 429s can push the limiter down to.
@@ -131,7 +137,7 @@ impl CxoneRateLimiter {
         let bucket = buckets
             .entry((endpoint.to_string(), client_id.to_string()))
             .or_insert(Bucket {
-                tokens: base.max(1.0),
+                tokens: burst(base),
                 updated: now,
                 factor: 1.0,
                 blocked_until: None,
@@ -139,7 +145,7 @@ impl CxoneRateLimiter {
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         bucket.factor = (bucket.factor + elapsed * RECOVERY_PER_SECOND).min(1.0);
         let rate = base * bucket.factor;
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate.max(1.0));
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst(rate));
         bucket.updated = now;
         f(bucket, rate, now)
     }
@@ -217,12 +223,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_429_blocks_everyone_and_halves_the_rate() {
-        let l = CxoneRateLimiter::new(Some(10.0));
+        let l = CxoneRateLimiter::new(Some(100.0));
         assert_eq!(l.reserve("e", "c"), None);
         l.throttled("e", "c", Duration::from_secs(2));
         assert_eq!(l.reserve("e", "c"), Some(Duration::from_secs(2)));
         tokio::time::advance(Duration::from_secs(2)).await;
-        // Rate now 10 × (0.5 + 2 s × 0.05) = 6/s, and the bucket refilled to its burst of 6.
+        // Rate now 100 × (0.5 + 2 s × 0.05) = 60/s, and the bucket refilled to its burst of 6.
         let mut immediate = 0;
         while l.reserve("e", "c").is_none() {
             immediate += 1;
@@ -239,15 +245,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reservations_hand_out_distinct_slots_per_client() {
-        let l = CxoneRateLimiter::new(Some(2.0));
+        let l = CxoneRateLimiter::new(Some(20.0));
+        // Burst of 2 (a tenth of a second), then one slot every 50 ms.
         assert_eq!(l.reserve("e", "c"), None);
         assert_eq!(l.reserve("e", "c"), None);
-        assert_eq!(l.reserve("e", "c"), Some(Duration::from_millis(500)));
-        assert_eq!(l.reserve("e", "c"), Some(Duration::from_millis(1000)));
+        assert_eq!(l.reserve("e", "c"), Some(Duration::from_millis(50)));
+        assert_eq!(l.reserve("e", "c"), Some(Duration::from_millis(100)));
         assert_eq!(l.reserve("e", "other"), None, "buckets are per client");
-        tokio::time::advance(Duration::from_millis(1000)).await;
+        tokio::time::advance(Duration::from_millis(100)).await;
         // The two reserved slots are paid off; the next caller waits for a fresh token.
-        assert_eq!(l.reserve("e", "c"), Some(Duration::from_millis(500)));
+        assert_eq!(l.reserve("e", "c"), Some(Duration::from_millis(50)));
         assert_eq!(CxoneRateLimiter::new(None).reserve("e", "c"), None);
     }
 }

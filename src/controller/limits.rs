@@ -89,8 +89,8 @@ impl EndpointAllowlist {
 /// how long to wait, and the caller requeues.
 ///
 /// The limiter also learns from CXone: a 429 blocks the bucket for the `Retry-After` time (so
-/// every job waits, not only the one that was told) and halves its rate, which then recovers by
-/// 5 % of the configured rate per second.
+/// every job waits, not only the one that was told) and halves its rate (down to a quarter of
+/// the configured rate), which then recovers by 5 % of the configured rate per second.
 pub struct CxoneRateLimiter {
     /// Calls per second; `None`: no limit of our own (429s still block).
     rate: Option<f64>,
@@ -110,7 +110,10 @@ fn burst(rate: f64) -> f64 {
 }
 
 /// Lowest fraction of the configured rate that 429s can push the limiter down to.
-const MIN_FACTOR: f64 = 1.0 / 64.0;
+const MIN_FACTOR: f64 = 0.25;
+/// Longest wait a reservation hands out: the debt is capped there, so a rate lowered by 429s
+/// cannot turn reservations already handed out into waits of many minutes.
+const MAX_RESERVATION: Duration = Duration::from_secs(60);
 /// Recovery of the rate factor per second without a 429.
 const RECOVERY_PER_SECOND: f64 = 0.05;
 /// Rate assumed after a 429 when no rate of our own is configured.
@@ -163,7 +166,7 @@ impl CxoneRateLimiter {
                     return None;
                 }
             }
-            b.tokens -= 1.0;
+            b.tokens = (b.tokens - 1.0).max(-rate * MAX_RESERVATION.as_secs_f64());
             let debt = if b.tokens >= 0.0 {
                 Duration::ZERO
             } else {
@@ -241,6 +244,22 @@ mod tests {
             unlimited.reserve("e", "c").is_some(),
             "429s block even without a local limit"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_has_a_floor_and_reservations_a_ceiling() {
+        let l = CxoneRateLimiter::new(Some(10.0));
+        for _ in 0..10 {
+            l.throttled("e", "c", Duration::ZERO);
+        }
+        // Rate floor 2.5/s; however many callers queue, nobody is told to wait over a minute.
+        let waits: Vec<Duration> = (0..1000).filter_map(|_| l.reserve("e", "c")).collect();
+        assert!(
+            waits.iter().all(|w| *w <= MAX_RESERVATION),
+            "{:?}",
+            waits.last()
+        );
+        assert_eq!(waits.last().copied(), Some(MAX_RESERVATION));
     }
 
     #[tokio::test(start_paused = true)]

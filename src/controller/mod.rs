@@ -211,6 +211,18 @@ impl Context {
         f(memory.entry(uid.to_string()).or_default());
     }
 
+    /// Counts one more consecutive error of job `uid` and returns (the previous count, the
+    /// jittered, capped exponential backoff for it starting at `base`).
+    pub(crate) fn next_error_backoff(&self, uid: &str, base: Duration) -> (u32, Duration) {
+        let mut attempt = 0;
+        self.update_memory(uid, |m| {
+            attempt = m.error_attempt;
+            m.error_attempt = m.error_attempt.saturating_add(1);
+        });
+        let wait = core::error_backoff(attempt, base, self.config.error_backoff_max, self.jitter());
+        (attempt, wait)
+    }
+
     /// Permission for one CXone call of job `uid`: now, or after the returned wait (for which a
     /// slot is reserved, so the job's next reconciliation calls without asking again).
     pub(crate) fn permit(

@@ -17,8 +17,8 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::core::{
-    self, PollSchedule, READY, SUBMITTED, SUCCEEDED, VALIDATED, error_backoff, idempotency_key,
-    phase_for, set_condition,
+    self, PollSchedule, READY, SUBMITTED, SUCCEEDED, VALIDATED, idempotency_key, phase_for,
+    set_condition,
 };
 use super::{Context, DataOutcome, FIELD_MANAGER, FINALIZER, ResolvedData};
 use crate::audit::{AuditInput, AuditRecord, ComputeRecord, JobIdentity, RunResult, Timeline};
@@ -90,17 +90,7 @@ pub async fn reconcile(job: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Result<
 pub fn error_policy(job: Arc<SkillTrainingJob>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(error.category());
     let uid = job.uid().unwrap_or_default();
-    let mut attempt = 0;
-    ctx.update_memory(&uid, |m| {
-        attempt = m.error_attempt;
-        m.error_attempt = m.error_attempt.saturating_add(1);
-    });
-    let wait = error_backoff(
-        attempt,
-        ctx.config.error_backoff_base,
-        ctx.config.error_backoff_max,
-        ctx.jitter(),
-    );
+    let (_, wait) = ctx.next_error_backoff(&uid, ctx.config.error_backoff_base);
     warn!(job = %job.name_any(), namespace = job.namespace().as_deref().unwrap_or(""),
         category = error.category(), error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
@@ -1248,17 +1238,7 @@ async fn cxone_trouble(
     error: CxoneError,
     limiter_key: Option<(&str, &str)>,
 ) -> Result<Action, Error> {
-    let mut attempt = 0;
-    ctx.update_memory(&job.uid, |m| {
-        attempt = m.error_attempt;
-        m.error_attempt = m.error_attempt.saturating_add(1);
-    });
-    let backoff = error_backoff(
-        attempt,
-        ctx.config.error_backoff_base,
-        ctx.config.error_backoff_max,
-        ctx.jitter(),
-    );
+    let (attempt, backoff) = ctx.next_error_backoff(&job.uid, ctx.config.error_backoff_base);
     let (reason, wait) = match &error {
         CxoneError::RateLimited { retry_after, .. } => {
             if let Some((endpoint, client)) = limiter_key {
@@ -1322,18 +1302,9 @@ async fn credentials_problem(
         )
         .await;
     }
-    let mut attempt = 0;
-    ctx.update_memory(&job.uid, |m| {
-        attempt = m.error_attempt;
-        m.error_attempt = m.error_attempt.saturating_add(1);
-    });
     // The Secret watch brings the job back as soon as the Secret appears or changes.
-    Ok(Action::requeue(error_backoff(
-        attempt,
-        Duration::from_secs(10),
-        ctx.config.error_backoff_max,
-        ctx.jitter(),
-    )))
+    let (_, wait) = ctx.next_error_backoff(&job.uid, Duration::from_secs(10));
+    Ok(Action::requeue(wait))
 }
 
 /// The CXone endpoint of the job, if the allowlist permits it.

@@ -490,16 +490,7 @@ async fn submit_with(
             )
             .await
         }
-        Err(e) => {
-            cxone_trouble(
-                job,
-                ctx,
-                next,
-                e,
-                Some((endpoint.base_url().as_str(), &creds.client_id)),
-            )
-            .await
-        }
+        Err(e) => cxone_trouble(job, ctx, next, e, target).await,
     }
 }
 
@@ -533,14 +524,7 @@ async fn poll(
             match ctx.cxone.cancel(target, job_id).await {
                 Ok(_) => {}
                 Err(e) if e.is_transient() => {
-                    return cxone_trouble(
-                        job,
-                        ctx,
-                        next,
-                        e,
-                        Some((endpoint.base_url().as_str(), &creds.client_id)),
-                    )
-                    .await;
+                    return cxone_trouble(job, ctx, next, e, target).await;
                 }
                 Err(e) => warn!(job = %job.name, error = %e, "cancel after deadline failed"),
             }
@@ -579,8 +563,7 @@ async fn poll(
                     .await;
                 }
                 Err(e) => {
-                    let key = Some((endpoint.base_url().as_str(), creds.client_id.as_str()));
-                    return cxone_trouble(job, ctx, next, e, key).await;
+                    return cxone_trouble(job, ctx, next, e, target).await;
                 }
             }
         }
@@ -703,7 +686,6 @@ async fn complete(
         target.endpoint.base_url().as_str(),
         target.credentials.client_id.as_str(),
     );
-    let key = Some((base, client));
     let known = ctx
         .memory(&job.uid)
         .completion
@@ -731,7 +713,7 @@ async fn complete(
                     });
                     e
                 }
-                Err(e) => return cxone_trouble(job, ctx, next, e, key).await,
+                Err(e) => return cxone_trouble(job, ctx, next, e, target).await,
             }
         }
     };
@@ -764,7 +746,7 @@ async fn complete(
     }
     let export = match ctx.cxone.export(target, job_id).await {
         Ok(e) => e,
-        Err(e) => return cxone_trouble(job, ctx, next, e, key).await,
+        Err(e) => return cxone_trouble(job, ctx, next, e, target).await,
     };
     ctx.update_memory(&job.uid, |m| m.completion = None);
     next.training_duration_seconds = Some(format!("{:.1}", evaluation.training_duration_seconds));
@@ -1145,14 +1127,7 @@ async fn refresh_artifacts(
     let export = match ctx.cxone.export(target, &job_id).await {
         Ok(e) => e,
         Err(e) => {
-            return cxone_trouble(
-                job,
-                ctx,
-                next,
-                e,
-                Some((endpoint.base_url().as_str(), &creds.client_id)),
-            )
-            .await;
+            return cxone_trouble(job, ctx, next, e, target).await;
         }
     };
     set_artifacts(job, ctx, &mut next, &export).await?;
@@ -1236,14 +1211,16 @@ async fn cxone_trouble(
     ctx: &Context,
     mut next: SkillTrainingJobStatus,
     error: CxoneError,
-    limiter_key: Option<(&str, &str)>,
+    target: Target<'_>,
 ) -> Result<Action, Error> {
     let (attempt, backoff) = ctx.next_error_backoff(&job.uid, ctx.config.error_backoff_base);
     let (reason, wait) = match &error {
         CxoneError::RateLimited { retry_after, .. } => {
-            if let Some((endpoint, client)) = limiter_key {
-                ctx.limiter.throttled(endpoint, client, *retry_after);
-            }
+            ctx.limiter.throttled(
+                target.endpoint.base_url().as_str(),
+                &target.credentials.client_id,
+                *retry_after,
+            );
             // Spread the retries so jobs told the same Retry-After do not come back together.
             let spread = Duration::from_secs_f64(ctx.jitter() * retry_after.as_secs_f64().max(1.0));
             (

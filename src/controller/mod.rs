@@ -43,6 +43,9 @@ pub struct OperatorConfig {
     pub error_backoff_max: Duration,
     /// Give up cancelling a CXone job on deletion after this many failed attempts.
     pub cleanup_attempts: u32,
+    /// Jobs may ask for their artifact URLs in a Secret (`spec.artifacts.secretName`): the
+    /// operator was given create/patch on Secrets for it.
+    pub artifact_secrets: bool,
 }
 
 impl Default for OperatorConfig {
@@ -54,6 +57,7 @@ impl Default for OperatorConfig {
             error_backoff_base: Duration::from_secs(2),
             error_backoff_max: Duration::from_secs(300),
             cleanup_attempts: 10,
+            artifact_secrets: false,
         }
     }
 }

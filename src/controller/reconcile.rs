@@ -44,7 +44,16 @@ pub enum Error {
     Cxone(#[from] CxoneError),
     #[error("object has no {0}")]
     MissingField(&'static str),
+    #[error("{0}")]
+    NotOwned(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("reconciliation took longer than {0:?} and was stopped")]
+    Timeout(Duration),
 }
+
+/// Longest one reconciliation of one job may take.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Error {
     /// Static category for metrics labels and logs.
@@ -54,6 +63,9 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::Cxone(e) => e.category(),
             Error::MissingField(_) => "invalid_object",
+            Error::NotOwned(_) => "not_owned",
+            Error::Conflict(_) => "conflict",
+            Error::Timeout(_) => "timeout",
         }
     }
 }
@@ -63,14 +75,20 @@ pub async fn reconcile(job: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Result<
     let started = std::time::Instant::now();
     let ns = job.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<SkillTrainingJob> = Api::namespaced(ctx.kube.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, job, |event| async {
+    let work = finalizer(&api, FINALIZER, job, |event| async {
         match event {
-            Finalizer::Apply(job) => apply(&job, &ctx).await,
+            Finalizer::Apply(job) => apply_reporting(&job, &ctx).await,
             Finalizer::Cleanup(job) => cleanup(&job, &ctx).await,
         }
-    })
-    .await
-    .map_err(|e| match e {
+    });
+    // Every call inside has its own timeout; this bounds their sum, so no worker is held by one
+    // job for long whatever its remote ends do. Stopping here is like a crash between two
+    // writes, which every step survives (idempotent writes, idempotency key).
+    let Ok(result) = tokio::time::timeout(RECONCILE_TIMEOUT, work).await else {
+        ctx.metrics.reconciled("error", started.elapsed());
+        return Err(Error::Timeout(RECONCILE_TIMEOUT));
+    };
+    let result = result.map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         kube::runtime::finalizer::Error::AddFinalizer(e)
@@ -156,11 +174,43 @@ impl<'a> Job<'a> {
     }
 }
 
+/// `apply`, with the problems a user must fix (an object in the way that the job does not own)
+/// shown on the job as the Ready condition and a Warning Event instead of only in the log.
+async fn apply_reporting(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
+    match apply(obj, ctx).await {
+        Err(Error::NotOwned(problem)) => {
+            let job = Job::new(obj)?;
+            let mut next = job.status.clone();
+            job.cond(&mut next, READY, "False", "ObjectNotOwned", &problem);
+            write_status(&job, ctx, &next).await?;
+            warn_once(&job, ctx, "ObjectNotOwned", "WriteObject", &problem).await;
+            let (_, wait) = ctx.next_error_backoff(&job.uid, Duration::from_secs(10));
+            Ok(Action::requeue(wait))
+        }
+        other => other,
+    }
+}
+
+/// A Warning Event, unless the same reason was the job's last warning.
+async fn warn_once(job: &Job<'_>, ctx: &Context, reason: &str, action: &str, note: &str) {
+    if ctx.memory(&job.uid).last_warning.as_deref() == Some(reason) {
+        return;
+    }
+    ctx.update_memory(&job.uid, |m| m.last_warning = Some(reason.to_string()));
+    event(ctx, job.obj, EventType::Warning, reason, action, note).await;
+}
+
 async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
     let job = Job::new(obj)?;
-    let data = resolve_data(&job, ctx, false).await?;
     let mut next = job.status.clone();
     next.observed_generation = Some(job.generation);
+    // Names go into API paths: check them before any read (objects stored before the CRD
+    // enforced the patterns can still carry anything).
+    let problems = reference_problems(job.spec, &ctx.config);
+    if !problems.is_empty() {
+        return invalid(&job, ctx, next, "InvalidReference", &problems).await;
+    }
+    let data = resolve_data(&job, ctx, false).await?;
 
     let (report, digest) = match &*data.outcome {
         DataOutcome::Invalid { problems, .. } => {
@@ -990,10 +1040,9 @@ async fn create_report_config_map(
                     "app.kubernetes.io/managed-by".to_string(),
                     FIELD_MANAGER.to_string(),
                 ),
-                (
-                    super::REPORT_LABEL.to_string(),
-                    crate::training::validation::truncate(&job.name, 63),
-                ),
+                // The uid is a valid label value whatever the job's name (up to 253
+                // characters) is; the name is in the owner reference.
+                (super::REPORT_LABEL.to_string(), job.uid.clone()),
             ])),
             owner_references: Some(vec![owner_reference(job.obj)?]),
             ..ObjectMeta::default()
@@ -1014,8 +1063,18 @@ async fn create_report_config_map(
         .await
     {
         Ok(_) => Ok(()),
-        // Already written by an earlier attempt of this same run (the name is deterministic).
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        // Already written by an earlier attempt of this same run (the name is deterministic),
+        // unless somebody else put a ConfigMap of that name there first.
+        Err(kube::Error::Api(e)) if e.code == 409 => match api.get_metadata_opt(name).await? {
+            Some(meta) if owned_by(&meta.metadata, &job.uid) => Ok(()),
+            Some(_) => Err(Error::NotOwned(format!(
+                "ConfigMap {name:?} for the audit record exists and was not created by this job; \
+                 delete it so the run can be recorded"
+            ))),
+            None => Err(Error::Conflict(format!(
+                "ConfigMap {name:?} disappeared while the audit record was written; retrying"
+            ))),
+        },
         Err(e) => Err(e.into()),
     }
 }
@@ -1025,7 +1084,7 @@ fn owner_reference(obj: &SkillTrainingJob) -> Result<OwnerReference, Error> {
         .ok_or(Error::MissingField("metadata.uid"))
 }
 
-/// Puts fresh artifact URLs into status (or, if requested, into a Secret).
+/// Puts fresh artifact URLs into status (or, if requested, into a Secret the job owns).
 async fn set_artifacts(
     job: &Job<'_>,
     ctx: &Context,
@@ -1038,29 +1097,7 @@ async fn set_artifacts(
         .as_ref()
         .and_then(|a| a.secret_name.clone());
     if let Some(name) = &secret_name {
-        let secret = json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": job.ns,
-                "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER},
-                "ownerReferences": [owner_reference(job.obj)?],
-            },
-            "type": "Opaque",
-            "stringData": {
-                "modelWeightsUrl": export.artifacts.model_weights_url,
-                "configUrl": export.artifacts.config_url,
-                "expiresAt": export.expires_at.to_string(),
-            }
-        });
-        let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), &job.ns);
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(secret),
-        )
-        .await?;
+        write_artifact_secret(job, ctx, name, export).await?;
     }
     next.artifacts = Some(ArtifactsStatus {
         model_weights_url: secret_name
@@ -1073,6 +1110,82 @@ async fn set_artifacts(
         secret_name,
     });
     Ok(())
+}
+
+/// Writes the signed URLs into the Secret `name`, which must be absent (it is created, owned by
+/// the job) or already owned by this job: a Secret anybody else made is never modified. The
+/// update carries the resourceVersion that was checked, so a Secret replaced in between is not
+/// touched either (409).
+async fn write_artifact_secret(
+    job: &Job<'_>,
+    ctx: &Context,
+    name: &str,
+    export: &ExportResponse,
+) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), &job.ns);
+    let existing = api.get_metadata_opt(name).await?;
+    let version = match &existing {
+        None => None,
+        Some(meta) if owned_by(&meta.metadata, &job.uid) => meta.metadata.resource_version.clone(),
+        Some(_) => {
+            return Err(Error::NotOwned(format!(
+                "Secret {name:?} (spec.artifacts.secretName) exists and was not created by this job; \
+                 the operator modifies only Secrets it created for the job: choose another name or delete that Secret"
+            )));
+        }
+    };
+    let mut secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(job.ns.clone()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_string(),
+                FIELD_MANAGER.to_string(),
+            )])),
+            owner_references: Some(vec![owner_reference(job.obj)?]),
+            resource_version: version.clone(),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([
+            (
+                "modelWeightsUrl".to_string(),
+                export.artifacts.model_weights_url.clone(),
+            ),
+            ("configUrl".to_string(), export.artifacts.config_url.clone()),
+            ("expiresAt".to_string(), export.expires_at.to_string()),
+        ])),
+        ..Secret::default()
+    };
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let result = match version {
+        None => api.create(&params, &secret).await.map(|_| ()),
+        Some(_) => {
+            // Replace keeps exactly our keys; the resourceVersion makes it conditional.
+            secret.data = None;
+            api.replace(name, &params, &secret).await.map(|_| ())
+        }
+    };
+    match result {
+        Ok(()) => Ok(()),
+        // Created or changed by someone else since we looked: look again next time.
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Conflict(format!(
+            "Secret {name:?} changed while the artifact URLs were written; retrying"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The object's controlling owner is the job with this uid.
+fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o.uid == uid && o.controller == Some(true))
 }
 
 fn refresh_before(spec: &SkillTrainingJobSpec) -> Duration {
@@ -1282,6 +1395,43 @@ async fn credentials_problem(
     // The Secret watch brings the job back as soon as the Secret appears or changes.
     let (_, wait) = ctx.next_error_backoff(&job.uid, Duration::from_secs(10));
     Ok(Action::requeue(wait))
+}
+
+/// Object names the job refers to that cannot be used, and features it asks for that this
+/// operator was installed without.
+fn reference_problems(spec: &SkillTrainingJobSpec, config: &super::OperatorConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |field: String, name: &str| {
+        if let Err(e) = crate::names::check_object_name(&field, name) {
+            problems.push(e);
+        }
+    };
+    check(
+        "spec.connection.credentialsSecretRef.name".into(),
+        &spec.connection.credentials_secret_ref.name,
+    );
+    for (i, src) in spec.utterances_from.iter().enumerate() {
+        check(
+            format!("spec.utterancesFrom[{i}].configMapKeyRef.name"),
+            &src.config_map_key_ref.name,
+        );
+    }
+    if let Some(name) = spec
+        .artifacts
+        .as_ref()
+        .and_then(|a| a.secret_name.as_deref())
+    {
+        check("spec.artifacts.secretName".into(), name);
+        if !config.artifact_secrets {
+            problems.push(
+                "spec.artifacts.secretName: this operator is installed without permission to write \
+                 Secrets (Helm value artifactSecrets.enabled, flag --enable-artifact-secrets); \
+                 remove the field to get the URLs in status, or ask its administrators"
+                    .to_string(),
+            );
+        }
+    }
+    problems
 }
 
 /// The CXone endpoint of the job, if the allowlist permits it.
@@ -1522,6 +1672,12 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
         Ok(e) => e,
         Err(e) => return give_up(e),
     };
+    if let Err(e) = crate::names::check_object_name(
+        "spec.connection.credentialsSecretRef.name",
+        &job.spec.connection.credentials_secret_ref.name,
+    ) {
+        return give_up(e);
+    }
     let creds = match credentials(&job, ctx).await? {
         Ok(c) => c,
         Err(problem) => {
@@ -1568,5 +1724,72 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
             ctx.update_memory(&job.uid, |m| m.cleanup_attempt += 1);
             Err(e.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: serde_json::Value) -> SkillTrainingJobSpec {
+        let mut spec = serde_json::json!({
+            "skillId": "s", "language": "en", "labels": [{"id": "a", "name": "A"}],
+            "connection": {"region": "r", "credentialsSecretRef": {"name": "cxone-credentials"}},
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        serde_json::from_value(spec).unwrap()
+    }
+
+    #[test]
+    fn names_that_would_change_an_api_path_are_refused_before_any_read() {
+        let config = super::super::OperatorConfig::default();
+        assert!(reference_problems(&spec(serde_json::json!({})), &config).is_empty());
+        for bad in [
+            "cxone-credentials?watch=true",
+            "../x",
+            "../../ns/secrets/stolen",
+            "?watch=true",
+            "A",
+        ] {
+            let s = spec(serde_json::json!({
+                "connection": {"region": "r", "credentialsSecretRef": {"name": bad}},
+                "utterancesFrom": [{"configMapKeyRef": {"name": bad, "key": "k"}, "format": "jsonl"}],
+            }));
+            let problems = reference_problems(&s, &config);
+            assert_eq!(problems.len(), 2, "{bad}: {problems:?}");
+            assert!(problems[0].starts_with("spec.connection.credentialsSecretRef.name"));
+            assert!(problems[1].starts_with("spec.utterancesFrom[0].configMapKeyRef.name"));
+        }
+    }
+
+    #[test]
+    fn an_artifact_secret_needs_the_feature_and_a_valid_name() {
+        let s = spec(serde_json::json!({"artifacts": {"secretName": "urls"}}));
+        let mut config = super::super::OperatorConfig::default();
+        let problems = reference_problems(&s, &config);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("--enable-artifact-secrets"));
+        config.artifact_secrets = true;
+        assert!(reference_problems(&s, &config).is_empty());
+        let s = spec(serde_json::json!({"artifacts": {"secretName": "../urls"}}));
+        assert_eq!(reference_problems(&s, &config).len(), 1);
+    }
+
+    #[test]
+    fn ownership_is_the_controlling_owner_uid() {
+        let meta = |controller: Option<bool>| ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                uid: "u1".into(),
+                controller,
+                ..OwnerReference::default()
+            }]),
+            ..ObjectMeta::default()
+        };
+        assert!(owned_by(&meta(Some(true)), "u1"));
+        assert!(!owned_by(&meta(Some(true)), "u2"));
+        assert!(!owned_by(&meta(None), "u1"));
+        assert!(!owned_by(&ObjectMeta::default(), "u1"));
     }
 }

@@ -69,7 +69,15 @@ pub struct RunArgs {
     /// job); N: also whenever it advanced N percentage points.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=100))]
     pub progress_step: i32,
+    /// Let jobs put their artifact URLs into a Secret of their own (`spec.artifacts.secretName`);
+    /// needs create/patch on Secrets (Helm value `artifactSecrets.enabled`).
+    #[arg(long)]
+    pub enable_artifact_secrets: bool,
 }
+
+/// Longest wait for one answer of the API server to a reconciliation's request (watches have
+/// their own idle timeout and use a client without this limit).
+const KUBE_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -98,7 +106,22 @@ fn trigger_hash(job: &SkillTrainingJob) -> Option<u64> {
     Some(h.finish())
 }
 
-async fn kube_client(args: &RunArgs) -> anyhow::Result<Client> {
+/// Two clients on one configuration: one for watches (long-lived, idle between events) and one
+/// for everything reconciliation calls, where no answer within [`KUBE_READ_TIMEOUT`] is an error
+/// of that job rather than a worker stuck until the API server gives up.
+async fn kube_clients(args: &RunArgs) -> anyhow::Result<(Client, Client)> {
+    let config = kube_config(args).await?;
+    let mut bounded = config.clone();
+    bounded.read_timeout = Some(KUBE_READ_TIMEOUT);
+    bounded.reset_reader_on_write = true;
+    bounded.write_timeout = Some(KUBE_READ_TIMEOUT);
+    bounded.connect_timeout = Some(Duration::from_secs(10));
+    let watch = Client::try_from(config).context("cannot build the Kubernetes client")?;
+    let calls = Client::try_from(bounded).context("cannot build the Kubernetes client")?;
+    Ok((watch, calls))
+}
+
+async fn kube_config(args: &RunArgs) -> anyhow::Result<kube::Config> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -111,7 +134,7 @@ async fn kube_client(args: &RunArgs) -> anyhow::Result<Client> {
             "no Kubernetes configuration found (in-cluster, $KUBECONFIG or ~/.kube/config)",
         )?,
     };
-    Client::try_from(config).context("cannot build the Kubernetes client")
+    Ok(config)
 }
 
 /// Waits until SkillTrainingJobs can be listed (the CRD is installed and established).
@@ -164,7 +187,7 @@ async fn signal() {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let allowlist = EndpointAllowlist::parse(&args.allowed_endpoints)
         .map_err(|e| anyhow::anyhow!("--allowed-endpoints: {e}"))?;
-    let client = kube_client(&args).await?;
+    let (client, calls) = kube_clients(&args).await?;
     let scopes: Vec<Option<String>> = if args.watch_namespaces.iter().all(|n| n.trim().is_empty()) {
         vec![None]
     } else {
@@ -215,7 +238,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "default".into());
         let identity = format!("{identity}-{}", std::process::id());
         let manager =
-            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_election_id)
+            kube_lease_manager::LeaseManagerBuilder::new(calls.clone(), &args.leader_election_id)
                 .with_namespace(&ns)
                 .with_identity(&identity)
                 .with_duration(args.leader_election_lease_seconds)
@@ -263,7 +286,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_observer(metrics.clone());
     let rate = (args.cxone_rate_limit > 0.0).then_some(args.cxone_rate_limit);
     let recorder = Recorder::new(
-        client.clone(),
+        calls.clone(),
         Reporter {
             controller: "cxone-skill-operator".into(),
             instance: Some(identity.clone()),
@@ -284,11 +307,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cm_writers.push(w);
     }
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        calls,
         cxone,
         OperatorConfig {
             allowlist,
             progress_step: args.progress_step,
+            artifact_secrets: args.enable_artifact_secrets,
             ..OperatorConfig::default()
         },
         CxoneRateLimiter::new(rate),
@@ -326,7 +350,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // and they are a large part of every object.
         let jobs = watcher(jobs_api, watcher::Config::default())
             .default_backoff()
-            .modify(|job: &mut SkillTrainingJob| job.metadata.managed_fields = None)
+            .modify(|job: &mut SkillTrainingJob| {
+                job.metadata.managed_fields = None;
+                // `kubectl apply` keeps a whole copy of the object here; nothing reads it.
+                if let Some(a) = job.metadata.annotations.as_mut() {
+                    a.remove(LAST_APPLIED);
+                }
+            })
             .reflect(writer)
             .inspect(move |event| {
                 if first_sync && matches!(event, Ok(watcher::Event::InitDone)) {
@@ -344,7 +374,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         let secrets = watcher(secrets_api, watcher::Config::default())
             .default_backoff()
-            .modify(|m: &mut PartialObjectMeta<Secret>| m.metadata.managed_fields = None)
+            .modify(|m: &mut PartialObjectMeta<Secret>| strip_metadata(&mut m.metadata))
             .reflect(secret_writer)
             .touched_objects()
             .predicate_filter(predicates::resource_version, PredicateConfig::default());
@@ -355,7 +385,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             watcher::Config::default().labels(&format!("!{}", crate::controller::REPORT_LABEL)),
         )
         .default_backoff()
-        .modify(|m: &mut PartialObjectMeta<ConfigMap>| m.metadata.managed_fields = None)
+        .modify(|m: &mut PartialObjectMeta<ConfigMap>| strip_metadata(&mut m.metadata))
         .reflect(cm_writer)
         .touched_objects()
         .predicate_filter(predicates::resource_version, PredicateConfig::default());
@@ -399,6 +429,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the Secret and ConfigMap caches keep of an object: its name, namespace, uid and
+/// resourceVersion. Annotations go (`kubectl apply` copies a Secret's data into one), and so do
+/// labels, managedFields and owner references, which the operator never reads from the cache.
+fn strip_metadata(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+}
+
 /// Jobs in `ns` that `matches` selects, as reconcile requests.
 fn referencing(
     store: &Store<SkillTrainingJob>,
@@ -428,6 +471,25 @@ mod tests {
             "127.0.0.1:9".parse().unwrap()
         );
         assert!(parse_bind_address("8080").is_err());
+    }
+
+    #[test]
+    fn cached_metadata_keeps_no_annotations_or_labels() {
+        let mut meta: kube::api::ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "app-config", "namespace": "n", "resourceVersion": "7", "uid": "u",
+            "annotations": {LAST_APPLIED: "{\"data\":{\"password\":\"c2VjcmV0\"}}"},
+            "labels": {"a": "b"},
+            "managedFields": [{"manager": "kubectl"}]
+        }))
+        .unwrap();
+        strip_metadata(&mut meta);
+        let kept = serde_json::to_string(&meta).unwrap();
+        assert!(!kept.contains("c2VjcmV0"), "{kept}");
+        assert_eq!(meta.annotations, None);
+        assert_eq!(meta.labels, None);
+        assert_eq!(meta.managed_fields, None);
+        assert_eq!(meta.resource_version.as_deref(), Some("7"));
+        assert_eq!(meta.name.as_deref(), Some("app-config"));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! Dockerfile and the Argo CD health check (deploy/argocd/).
 //!
 //! The static checks run the pinned tools that `hack/tools.sh` installs (helm, hadolint,
-//! kubernetes-validate, lua5.1; the script is run once per test binary and is a no-op when they
-//! are cached; `CXONE_TOOLS_BIN` may name a directory that already holds them). The install
+//! kubernetes-validate, and argocd-lua: hack/argocd-lua, the Argo CD health script runtime; the
+//! script is run once per test binary and is a no-op when they are cached; `CXONE_TOOLS_BIN` may
+//! name a directory that already holds them). The install
 //! tests use the real kube-apiserver of `tests/support`: `helm install` into it, then the operator
 //! binary runs with a token of the chart's ServiceAccount, so a job that reaches Succeeded proves
 //! the chart's RBAC is sufficient. There is no kube-controller-manager, so the chart's own
@@ -54,12 +55,12 @@ fn health_dir() -> PathBuf {
     repo().join("deploy/argocd/resource_customizations/ai.cxone.io/SkillTrainingJob")
 }
 
-/// The directory with helm, hadolint, kubernetes-validate and lua5.1 (hack/tools.sh).
+/// The directory with helm, hadolint, kubernetes-validate and argocd-lua (hack/tools.sh).
 fn tools_bin() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let result = BIN.get_or_init(|| {
         if let Some(dir) = std::env::var_os("CXONE_TOOLS_BIN").map(PathBuf::from)
-            && ["helm", "hadolint", "kubernetes-validate", "lua5.1"]
+            && ["helm", "hadolint", "kubernetes-validate", "argocd-lua"]
                 .iter()
                 .all(|t| dir.join(t).is_file())
         {
@@ -1072,70 +1073,59 @@ fn dockerfile_passes_hadolint_and_builds_a_non_root_image() {
 
 // ---- Argo CD health check ---------------------------------------------------------------------
 
-/// A Lua 5.1 table constructor for a JSON value (null becomes nil).
-fn lua_literal(v: &Value) -> String {
-    match v {
-        Value::Null => "nil".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => lua_string(s),
-        Value::Array(items) => {
-            let parts: Vec<String> = items.iter().map(lua_literal).collect();
-            format!("{{{}}}", parts.join(", "))
-        }
-        Value::Object(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| format!("[{}] = {}", lua_string(k), lua_literal(v)))
-                .collect();
-            format!("{{{}}}", parts.join(", "))
-        }
+/// Runs `argocd-lua` (hack/argocd-lua, built by hack/tools.sh): `script` in gopher-lua with the
+/// libraries Argo CD opens for an argocd-cm health check (all of them with `open_libs`, as
+/// `useOpenLibs: true` does), `obj` = the JSON or YAML file `object`.
+fn argocd_lua(script: &Path, object: &Path, open_libs: bool) -> Command {
+    let mut cmd = tool("argocd-lua");
+    if open_libs {
+        cmd.arg("-use-open-libs");
     }
+    cmd.arg(script).arg(object);
+    cmd
 }
 
-fn lua_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\{:03}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// The (status, message) the runner printed.
+fn health_of(stdout: &str) -> (String, String) {
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("argocd-lua printed no JSON health ({e}): {stdout}"));
+    let field = |k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("argocd-lua printed no {k}: {stdout}"))
+            .to_string()
+    };
+    (field("status"), field("message"))
 }
 
-/// Runs health.lua with `obj` set as Argo CD does; returns (status, message).
-fn run_health(obj: &Value) -> (String, String) {
-    let script = format!(
-        "obj = {}\nlocal hs = dofile({})\nio.write(tostring(hs.status), \"\\n\", tostring(hs.message))\n",
-        lua_literal(obj),
-        lua_string(&health_dir().join("health.lua").to_string_lossy())
+/// health.lua on `object` (a JSON or YAML file), as Argo CD evaluates it.
+fn run_health(object: &Path) -> (String, String) {
+    health_of(&ok(&mut argocd_lua(
+        &health_dir().join("health.lua"),
+        object,
+        false,
+    )))
+}
+
+/// Runs the Lua `script` on a minimal object; Ok(health) or Err(stdout + stderr).
+fn run_script(script: &str, open_libs: bool) -> Result<(String, String), String> {
+    let file = temp_file("probe.lua", script);
+    let object = temp_file(
+        "probe.json",
+        r#"{"apiVersion":"ai.cxone.io/v1alpha1","kind":"SkillTrainingJob","metadata":{"name":"x","generation":2}}"#,
     );
-    let file = temp_file("health-case.lua", &script);
-    let out = ok(tool("lua5.1").arg(&file));
+    let out = run(&mut argocd_lua(&file, &object, open_libs));
     let _ = std::fs::remove_file(file);
-    let (status, message) = out.split_once('\n').unwrap_or((&out, ""));
-    (status.to_string(), message.to_string())
+    let _ = std::fs::remove_file(object);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(health_of(&stdout))
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 #[test]
-fn argo_cd_health_check_passes_every_test_case_in_lua_5_1() {
-    let version = run(tool("lua5.1").arg("-v"));
-    let version = format!(
-        "{}{}",
-        String::from_utf8_lossy(&version.stdout),
-        String::from_utf8_lossy(&version.stderr)
-    );
-    assert!(version.starts_with("Lua 5.1"), "{version}");
+fn argo_cd_health_check_passes_every_test_case_in_argo_cds_lua_runtime() {
     let dir = health_dir();
     let tests = docs(&read(&dir.join("health_test.yaml"))).remove(0);
     let cases = tests["tests"].as_array().expect("tests");
@@ -1145,11 +1135,10 @@ fn argo_cd_health_check_passes_every_test_case_in_lua_5_1() {
     for case in cases {
         let input = case["inputPath"].as_str().expect("inputPath");
         used.insert(input.to_string());
-        let obj = docs(&read(&dir.join(input))).remove(0);
         let want_status = case["healthStatus"]["status"].as_str().unwrap();
-        let want_message = case["healthStatus"]["message"].as_str().unwrap_or("nil");
+        let want_message = case["healthStatus"]["message"].as_str().unwrap_or("");
         statuses.insert(want_status.to_string());
-        let (status, message) = run_health(&obj);
+        let (status, message) = run_health(&dir.join(input));
         if status != want_status || message != want_message {
             failures.push(format!(
                 "{input}: want {want_status} {want_message:?}, got {status} {message:?}"
@@ -1168,19 +1157,187 @@ fn argo_cd_health_check_passes_every_test_case_in_lua_5_1() {
     for s in ["Healthy", "Progressing", "Degraded", "Suspended"] {
         assert!(statuses.contains(s), "no case expects {s}");
     }
-    // Strings the YAML-to-Lua conversion must carry through unchanged.
+    // Strings the JSON-to-Lua conversion must carry through unchanged, and a generation that
+    // arrives as a string or with a fraction is still printed as a whole number.
     let tricky = json!({
         "metadata": {"generation": 1},
         "status": {"observedGeneration": 1, "phase": "Training",
                    "message": "quote \" backslash \\ newline\nend ünïcode"}
     });
+    let file = temp_file("tricky.json", &tricky.to_string());
     assert_eq!(
-        run_health(&tricky),
+        run_health(&file),
         (
             "Progressing".to_string(),
             "quote \" backslash \\ newline\nend ünïcode".to_string()
         )
     );
+    for (generation, want) in [(json!("7"), "7"), (json!(12.5), "12"), (json!(null), "0")] {
+        let obj = json!({"metadata": {"generation": generation}, "status": {"phase": "Pending"}});
+        let file = temp_file("generation.json", &obj.to_string());
+        assert_eq!(
+            run_health(&file),
+            (
+                "Progressing".to_string(),
+                format!("waiting for the operator to observe generation {want}")
+            ),
+            "generation {generation}"
+        );
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[test]
+fn argocd_lua_runner_is_as_strict_as_argo_cd() {
+    // What a health script sees: package, base and table; the safe os only through require.
+    let (_, seen) = run_script(
+        r#"local seen = {}
+        for _, name in ipairs({"math", "string", "os", "io", "debug", "coroutine", "channel",
+                               "package", "table", "require", "pairs", "ipairs", "tostring",
+                               "tonumber", "type", "pcall", "obj"}) do
+          if _G[name] ~= nil then table.insert(seen, name) end
+        end
+        local safe = require("os")
+        for _, name in ipairs({"time", "date", "clock", "exit", "execute", "getenv", "remove"}) do
+          if safe[name] ~= nil then table.insert(seen, "os." .. name) end
+        end
+        return {status = "Healthy", message = table.concat(seen, " ")}"#,
+        false,
+    )
+    .expect("the probe runs");
+    assert_eq!(
+        seen,
+        "package table require pairs ipairs tostring tonumber type pcall obj os.time os.date"
+    );
+    // Scripts that work in Lua 5.1 with every library open, and fail in Argo CD: the runner
+    // fails them, and succeeds with the same script once every library is open (so the failure
+    // is the missing library, nothing else).
+    for (script, error, open_result) in [
+        (
+            r#"return {status = "Healthy", message = tostring(math.floor(2.5))}"#,
+            "'floor'",
+            "2",
+        ),
+        (
+            r#"return {status = "Healthy", message = ("x"):upper()}"#,
+            "upper",
+            "X",
+        ),
+        (
+            r#"local s = "abc" return {status = "Healthy", message = s:sub(1, 2)}"#,
+            "sub",
+            "ab",
+        ),
+        (
+            r#"return {status = "Healthy", message = string.format("%d", 3)}"#,
+            "'format'",
+            "3",
+        ),
+        (
+            r#"return {status = "Healthy", message = tostring(os.time() > 0)}"#,
+            "'time'",
+            "true",
+        ),
+    ] {
+        let err = run_script(script, false)
+            .expect_err(&format!("{script} must fail in Argo CD's runtime"));
+        assert!(
+            err.contains("probe.lua") && err.contains(error),
+            "{script}: the error should name {error}: {err}"
+        );
+        assert_eq!(
+            run_script(script, true),
+            Ok(("Healthy".to_string(), open_result.to_string())),
+            "{script} with every library open"
+        );
+    }
+    // The safe os works where Argo CD offers it.
+    assert_eq!(
+        run_script(
+            r#"local os = require("os") return {status = "Healthy", message = os.date("!%Y-%m-%d", 86400)}"#,
+            false
+        ),
+        Ok(("Healthy".to_string(), "1970-01-02".to_string()))
+    );
+    // What Argo CD does with the result: an unknown status is Unknown; a non-table is an error.
+    assert_eq!(
+        run_script(r#"return {status = "Fine", message = "x"}"#, false),
+        Ok((
+            "Unknown".to_string(),
+            "Lua returned an invalid health status".to_string()
+        ))
+    );
+    for (script, error) in [
+        (
+            r#"return "Healthy""#,
+            "expect table output from Lua script, not string",
+        ),
+        ("local hs = {}", "not nil"),
+        ("return {status = ", "does not load"),
+        (r#"error("boom")"#, "boom"),
+        (
+            r#"return {status = "Healthy", message = {1, 2}}"#,
+            "cannot unmarshal array",
+        ),
+        ("while true do end", "ran longer than 1s"),
+    ] {
+        let err = run_script(script, false).expect_err(script);
+        assert!(err.contains(error), "{script}: want {error:?} in: {err}");
+    }
+    // Bad input is named, with exit code 2.
+    let script = health_dir().join("health.lua");
+    let two = temp_file("two.yaml", "kind: A\n---\nkind: B\n");
+    let list = temp_file("list.json", "[1, 2]");
+    let broken = temp_file("broken.yaml", "metadata: {name: [\n");
+    for (object, error) in [
+        (two.clone(), "holds 2 YAML documents"),
+        (list.clone(), "not an object"),
+        (broken.clone(), "not valid JSON or YAML"),
+        (
+            PathBuf::from("/nonexistent/obj.yaml"),
+            "cannot read the object",
+        ),
+    ] {
+        let out = run(&mut argocd_lua(&script, &object, false));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{object:?}: {stderr}");
+        assert!(
+            stderr.contains(error),
+            "{object:?}: want {error:?} in {stderr}"
+        );
+    }
+    for f in [two, list, broken] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
+fn health_lua_uses_no_library_argo_cd_leaves_out() {
+    // A cheap guard next to the runtime test: no reference to a library Argo CD does not open
+    // for an argocd-cm health script (comments included, so nobody is misled).
+    let script = read(&health_dir().join("health.lua"));
+    for lib in ["math", "string", "os", "io", "debug", "coroutine", "utf8"] {
+        for (at, _) in script.match_indices(lib) {
+            let before = script[..at].chars().next_back();
+            let after = script[at + lib.len()..].chars().next();
+            let word_start = !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            assert!(
+                !(word_start && matches!(after, Some('.') | Some('[') | Some(':'))),
+                "health.lua uses {lib}{}, which Argo CD does not open: line {}",
+                after.unwrap(),
+                script[..at].lines().count()
+            );
+        }
+    }
+    // The guard sees such a use.
+    let sample = "local x = math.floor(1)";
+    assert!(sample.match_indices("math").any(|(at, _)| {
+        sample[at + 4..].starts_with('.')
+            && !sample[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    }));
 }
 
 #[test]

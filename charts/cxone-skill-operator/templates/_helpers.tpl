@@ -130,9 +130,14 @@ watchNamespaces is empty, else in a Role per watched namespace. Each rule says w
     - skilltrainingjobs/finalizers
   verbs:
     - update
+{{- if .Values.artifactSecrets.enabled }}
 # Secrets: CXone credentials are read (get); a metadata-only watch maps Secret changes to jobs
-# (list, watch); the optional artifact-URL Secret, owned by the job, is written by server-side
-# apply (create, patch).
+# (list, watch); the artifact-URL Secret of a job with spec.artifacts.secretName, owned by the
+# job, is written by server-side apply (create, patch; artifactSecrets.enabled is true).
+{{- else }}
+# Secrets: CXone credentials are read (get); a metadata-only watch maps Secret changes to jobs
+# (list, watch). No writes: artifactSecrets.enabled is false, so no artifact-URL Secrets.
+{{- end }}
 - apiGroups:
     - ""
   resources:
@@ -141,8 +146,10 @@ watchNamespaces is empty, else in a Role per watched namespace. Each rule says w
     - get
     - list
     - watch
+{{- if .Values.artifactSecrets.enabled }}
     - create
     - patch
+{{- end }}
 # ConfigMaps: utterance sources are read (get); a metadata-only watch maps changes to jobs
 # (list, watch); the immutable audit/report ConfigMap, owned by the job, is created (create).
 - apiGroups:

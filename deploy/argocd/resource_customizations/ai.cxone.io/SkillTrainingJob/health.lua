@@ -1,4 +1,7 @@
 -- Argo CD health of an ai.cxone.io/SkillTrainingJob (gopher-lua, Lua 5.1).
+-- Argo CD opens only the base, table and package libraries for an argocd-cm health script:
+-- no math, no string library (so no string methods either). Use neither; hack/argocd-lua runs
+-- health_test.yaml in that runtime (tests/packaging.rs).
 --   status missing, or status.observedGeneration < metadata.generation -> Progressing
 --   spec.suspend                                                       -> Suspended
 --   phase Failed, Invalid or Cancelled -> Degraded, with the message of the failing condition
@@ -19,6 +22,11 @@ local function condition(status, type_, value)
   return nil
 end
 
+-- A number rounded down, as text ("3", not "3.5"), with operators only (there is no math library).
+local function whole(n)
+  return tostring(n - n % 1)
+end
+
 local function number(v)
   if type(v) == "number" then
     return v
@@ -35,7 +43,7 @@ local observed = status ~= nil and number(status.observedGeneration) or nil
 
 if status == nil or observed == nil or observed < generation then
   hs.status = "Progressing"
-  hs.message = "waiting for the operator to observe generation " .. tostring(math.floor(generation))
+  hs.message = "waiting for the operator to observe generation " .. whole(generation)
   return hs
 end
 

@@ -1844,9 +1844,8 @@ async fn install_and_train(mode: Mode) {
 
     // The flags the chart's Deployment passes, as a process: the harness sets the bind
     // addresses and the log format; POD_NAMESPACE (downward API) becomes the Lease namespace;
-    // the only allowed endpoint is the simulator. --enable-artifact-secrets is in the rendered
-    // args; the `run` subcommand built from this tree does not define it (and writes artifact
-    // Secrets without it), so the process is started without it.
+    // the only allowed endpoint is the simulator. --enable-artifact-secrets (the job writes its
+    // artifact URLs into a Secret) comes from the rendered args like every other flag.
     let deployment = operator_deployment(&manifest);
     let rendered_args = container_args(deployment);
     assert!(
@@ -1859,7 +1858,6 @@ async fn install_and_train(mode: Mode) {
         .into_iter()
         .filter(|a| {
             a != "run"
-                && a != "--enable-artifact-secrets"
                 && !a.starts_with("--metrics-bind-address")
                 && !a.starts_with("--health-probe-bind-address")
                 && !a.starts_with("--log-format")

@@ -26,6 +26,20 @@ pub const HISTORY_LIMIT: usize = 5;
 pub const STATUS_MATRIX_MAX_LABELS: usize = 10;
 /// Longest condition message written (the API server allows 32 KiB).
 pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// Longest CXone `stage` text kept in status.
+pub const MAX_STAGE_CHARS: usize = 200;
+/// Longest CXone `failureReason` text kept in status.
+pub const MAX_FAILURE_REASON_CHARS: usize = 1000;
+
+/// Text from CXone as status may carry it: control characters replaced, at most `max_chars`.
+pub fn clip_remote_text(text: &str, max_chars: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    crate::training::validation::truncate(clean.trim(), max_chars)
+}
+
 /// Default refresh margin before artifact URLs expire.
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
@@ -293,6 +307,43 @@ pub fn refresh_in(expires_at: Timestamp, refresh_before: Duration, now: Timestam
     Duration::from_secs(wait.max(0) as u64)
 }
 
+/// Object names the job refers to that cannot be used, and features it asks for that this
+/// operator was installed without.
+pub fn reference_problems(spec: &SkillTrainingJobSpec, artifact_secrets: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |field: String, name: &str| {
+        if let Err(e) = crate::names::check_object_name(&field, name) {
+            problems.push(e);
+        }
+    };
+    check(
+        "spec.connection.credentialsSecretRef.name".into(),
+        &spec.connection.credentials_secret_ref.name,
+    );
+    for (i, src) in spec.utterances_from.iter().enumerate() {
+        check(
+            format!("spec.utterancesFrom[{i}].configMapKeyRef.name"),
+            &src.config_map_key_ref.name,
+        );
+    }
+    if let Some(name) = spec
+        .artifacts
+        .as_ref()
+        .and_then(|a| a.secret_name.as_deref())
+    {
+        check("spec.artifacts.secretName".into(), name);
+        if !artifact_secrets {
+            problems.push(
+                "spec.artifacts.secretName: this operator is installed without permission to write \
+                 Secrets (Helm value artifactSecrets.enabled, flag --enable-artifact-secrets); \
+                 remove the field to get the URLs in status, or ask its administrators"
+                    .to_string(),
+            );
+        }
+    }
+    problems
+}
+
 /// Name of the ConfigMap holding a run's report and audit record. Deterministic, so a retried
 /// create finds the one already made; at most 253 characters.
 pub fn report_config_map_name(job_name: &str, uid: &str, generation: i64, job_id: &str) -> String {
@@ -492,6 +543,63 @@ mod tests {
         assert_eq!(n, report_config_map_name(&long, "uid", 1, "job-1"));
         assert_ne!(n, report_config_map_name(&long, "uid", 2, "job-1"));
         assert!(report_config_map_name("faq", "u", 1, "j").starts_with("faq-audit-"));
+    }
+
+    #[test]
+    fn remote_text_is_clipped_and_cleaned() {
+        let huge = "x".repeat(10 * 1024 * 1024);
+        assert!(clip_remote_text(&huge, MAX_STAGE_CHARS).chars().count() <= MAX_STAGE_CHARS + 1);
+        assert_eq!(clip_remote_text("a\nb\u{0}c", 50), "a b c");
+        let wide = "é".repeat(5000);
+        assert!(
+            clip_remote_text(&wide, MAX_FAILURE_REASON_CHARS)
+                .chars()
+                .count()
+                <= 1001
+        );
+    }
+
+    fn spec(extra: serde_json::Value) -> SkillTrainingJobSpec {
+        let mut spec = serde_json::json!({
+            "skillId": "s", "language": "en", "labels": [{"id": "a", "name": "A"}],
+            "connection": {"region": "r", "credentialsSecretRef": {"name": "cxone-credentials"}},
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        serde_json::from_value(spec).unwrap()
+    }
+
+    #[test]
+    fn names_that_would_change_an_api_path_are_refused_before_any_read() {
+        assert!(reference_problems(&spec(serde_json::json!({})), false).is_empty());
+        for bad in [
+            "cxone-credentials?watch=true",
+            "../x",
+            "../../ns/secrets/stolen",
+            "?watch=true",
+            "A",
+        ] {
+            let s = spec(serde_json::json!({
+                "connection": {"region": "r", "credentialsSecretRef": {"name": bad}},
+                "utterancesFrom": [{"configMapKeyRef": {"name": bad, "key": "k"}, "format": "jsonl"}],
+            }));
+            let problems = reference_problems(&s, false);
+            assert_eq!(problems.len(), 2, "{bad}: {problems:?}");
+            assert!(problems[0].starts_with("spec.connection.credentialsSecretRef.name"));
+            assert!(problems[1].starts_with("spec.utterancesFrom[0].configMapKeyRef.name"));
+        }
+    }
+
+    #[test]
+    fn an_artifact_secret_needs_the_feature_and_a_valid_name() {
+        let s = spec(serde_json::json!({"artifacts": {"secretName": "urls"}}));
+        let problems = reference_problems(&s, false);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("--enable-artifact-secrets"));
+        assert!(reference_problems(&s, true).is_empty());
+        let s = spec(serde_json::json!({"artifacts": {"secretName": "../urls"}}));
+        assert_eq!(reference_problems(&s, true).len(), 1);
     }
 
     #[test]

@@ -206,7 +206,7 @@ async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
     next.observed_generation = Some(job.generation);
     // Names go into API paths: check them before any read (objects stored before the CRD
     // enforced the patterns can still carry anything).
-    let problems = reference_problems(job.spec, &ctx.config);
+    let problems = core::reference_problems(job.spec, ctx.config.artifact_secrets);
     if !problems.is_empty() {
         return invalid(&job, ctx, next, "InvalidReference", &problems).await;
     }
@@ -625,9 +625,12 @@ async fn poll(
             complete(job, ctx, next, target, job_id, &remote, report, digest).await
         }
         JobState::Failed => {
+            // Remote text is clipped before it reaches status: an oversized value would make
+            // every status write fail.
             let reason = remote
                 .failure_reason
-                .clone()
+                .as_deref()
+                .map(|r| core::clip_remote_text(r, core::MAX_FAILURE_REASON_CHARS))
                 .unwrap_or_else(|| "no reason given".into());
             finish_run(
                 job,
@@ -673,7 +676,10 @@ async fn poll(
                 )
             {
                 next.progress = Some(progress);
-                next.message = Some(format!("CXone job {job_id} {state}: {}", remote.stage));
+                next.message = Some(format!(
+                    "CXone job {job_id} {state}: {}",
+                    core::clip_remote_text(&remote.stage, core::MAX_STAGE_CHARS)
+                ));
                 let reason = match phase {
                     Phase::Evaluating => "Evaluating",
                     Phase::Queued => "Queued",
@@ -710,7 +716,8 @@ async fn poll(
 
 /// Copies what CXone reported into status fields.
 fn apply_remote(next: &mut SkillTrainingJobStatus, remote: &JobStatus) {
-    next.stage = (!remote.stage.is_empty()).then(|| remote.stage.clone());
+    next.stage = (!remote.stage.is_empty())
+        .then(|| core::clip_remote_text(&remote.stage, core::MAX_STAGE_CHARS));
     next.compute_units_allocated = Some(core::decimal(remote.compute_units_allocated));
     next.compute_units_used = Some(core::decimal(remote.compute_units_used));
     if let Some(t) = remote.started_at {
@@ -964,7 +971,10 @@ async fn finish_run(
         next.progress = Some(100);
     }
     next.completed_at = Some(next.completed_at.clone().unwrap_or(Time(job.now)));
-    next.message = Some(run.message.clone());
+    next.message = Some(crate::training::validation::truncate(
+        &run.message,
+        core::MAX_MESSAGE_CHARS,
+    ));
     next.audit = Some(AuditStatus {
         config_map: cm_name.clone(),
         recorded_at: Time(job.now),
@@ -1397,43 +1407,6 @@ async fn credentials_problem(
     Ok(Action::requeue(wait))
 }
 
-/// Object names the job refers to that cannot be used, and features it asks for that this
-/// operator was installed without.
-fn reference_problems(spec: &SkillTrainingJobSpec, config: &super::OperatorConfig) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut check = |field: String, name: &str| {
-        if let Err(e) = crate::names::check_object_name(&field, name) {
-            problems.push(e);
-        }
-    };
-    check(
-        "spec.connection.credentialsSecretRef.name".into(),
-        &spec.connection.credentials_secret_ref.name,
-    );
-    for (i, src) in spec.utterances_from.iter().enumerate() {
-        check(
-            format!("spec.utterancesFrom[{i}].configMapKeyRef.name"),
-            &src.config_map_key_ref.name,
-        );
-    }
-    if let Some(name) = spec
-        .artifacts
-        .as_ref()
-        .and_then(|a| a.secret_name.as_deref())
-    {
-        check("spec.artifacts.secretName".into(), name);
-        if !config.artifact_secrets {
-            problems.push(
-                "spec.artifacts.secretName: this operator is installed without permission to write \
-                 Secrets (Helm value artifactSecrets.enabled, flag --enable-artifact-secrets); \
-                 remove the field to get the URLs in status, or ask its administrators"
-                    .to_string(),
-            );
-        }
-    }
-    problems
-}
-
 /// The CXone endpoint of the job, if the allowlist permits it.
 fn endpoint(spec: &SkillTrainingJobSpec, ctx: &Context) -> Result<Endpoint, String> {
     let c = &spec.connection;
@@ -1730,52 +1703,6 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spec(extra: serde_json::Value) -> SkillTrainingJobSpec {
-        let mut spec = serde_json::json!({
-            "skillId": "s", "language": "en", "labels": [{"id": "a", "name": "A"}],
-            "connection": {"region": "r", "credentialsSecretRef": {"name": "cxone-credentials"}},
-        });
-        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-            s.extend(e.clone());
-        }
-        serde_json::from_value(spec).unwrap()
-    }
-
-    #[test]
-    fn names_that_would_change_an_api_path_are_refused_before_any_read() {
-        let config = super::super::OperatorConfig::default();
-        assert!(reference_problems(&spec(serde_json::json!({})), &config).is_empty());
-        for bad in [
-            "cxone-credentials?watch=true",
-            "../x",
-            "../../ns/secrets/stolen",
-            "?watch=true",
-            "A",
-        ] {
-            let s = spec(serde_json::json!({
-                "connection": {"region": "r", "credentialsSecretRef": {"name": bad}},
-                "utterancesFrom": [{"configMapKeyRef": {"name": bad, "key": "k"}, "format": "jsonl"}],
-            }));
-            let problems = reference_problems(&s, &config);
-            assert_eq!(problems.len(), 2, "{bad}: {problems:?}");
-            assert!(problems[0].starts_with("spec.connection.credentialsSecretRef.name"));
-            assert!(problems[1].starts_with("spec.utterancesFrom[0].configMapKeyRef.name"));
-        }
-    }
-
-    #[test]
-    fn an_artifact_secret_needs_the_feature_and_a_valid_name() {
-        let s = spec(serde_json::json!({"artifacts": {"secretName": "urls"}}));
-        let mut config = super::super::OperatorConfig::default();
-        let problems = reference_problems(&s, &config);
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("--enable-artifact-secrets"));
-        config.artifact_secrets = true;
-        assert!(reference_problems(&s, &config).is_empty());
-        let s = spec(serde_json::json!({"artifacts": {"secretName": "../urls"}}));
-        assert_eq!(reference_problems(&s, &config).len(), 1);
-    }
 
     #[test]
     fn ownership_is_the_controlling_owner_uid() {

@@ -409,6 +409,9 @@ pub struct SkillTrainingJobStatus {
     /// idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submission: Option<Submission>,
+    /// Runs this object has started (never decreases); numbers the next run's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_started: Option<i64>,
     /// CXone training job id of the current run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
@@ -458,9 +461,23 @@ pub struct SkillTrainingJobStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Submission {
-    /// Sent as `Idempotency-Key`; derived from the object's uid, the run's fingerprint and the
-    /// time the run started, so each run has its own key and a retry of the same run reuses it.
+    /// Sent as `Idempotency-Key`; derived from stored state only (the object's uid, the run's
+    /// number and its fingerprint), so each run has its own key and every retry of the same run,
+    /// by any replica and from any cached copy of the object, reuses it.
     pub idempotency_key: String,
+    /// The run's number (1 for the first run of this object): `status.runsStarted` when the
+    /// run started.
+    #[serde(default)]
+    pub run: i64,
+    /// CXone base URL the run was submitted to; cancels go there even if the spec moved on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Token URL of that endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// Name of the credentials Secret the run was submitted with (same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
     /// The generation that started the run.
     pub generation: i64,
     /// The dataset being trained.

@@ -234,8 +234,10 @@ async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
 
     if !current_run {
         // New data, skill, endpoint or hyperparameters: a run still training is superseded.
-        if let Some(old) = job.in_flight().map(str::to_string) {
-            supersede(&job, ctx, &endpoint, &old, &mut next).await?;
+        if let Some(old) = job.in_flight().map(str::to_string)
+            && let Some(wait) = supersede(&job, ctx, &old, &mut next).await?
+        {
+            return Ok(Action::requeue(wait));
         }
         let data = resolve_data(&job, ctx, true).await?;
         let Some(validated) = dataset_of(&data) else {
@@ -275,9 +277,9 @@ async fn invalid(
     problems: &[String],
 ) -> Result<Action, Error> {
     if let Some(old) = job.in_flight().map(str::to_string)
-        && let Ok(endpoint) = endpoint(job.spec, ctx)
+        && let Some(wait) = supersede(job, ctx, &old, &mut next).await?
     {
-        supersede(job, ctx, &endpoint, &old, &mut next).await?;
+        return Ok(Action::requeue(wait));
     }
     let message = format!("{} problems: {}", problems.len(), problems.join("; "));
     let was_invalid = job.status.phase == Some(Phase::Invalid);
@@ -357,8 +359,14 @@ async fn start_run(
     });
     // The marker goes to the API server before the POST: a crash after the POST then finds the
     // same idempotency key and CXone returns the same job instead of training twice.
+    let run = job.status.runs_started.unwrap_or(0).saturating_add(1);
+    next.runs_started = Some(run);
     next.submission = Some(Submission {
-        idempotency_key: idempotency_key(&job.uid, job.generation, fingerprint, job.now),
+        idempotency_key: idempotency_key(&job.uid, run, fingerprint),
+        run,
+        base_url: Some(endpoint.base_url().to_string()),
+        token_url: Some(endpoint.token_url().to_string()),
+        credentials_secret: Some(job.spec.connection.credentials_secret_ref.name.clone()),
         generation: job.generation,
         dataset_digest: digest.to_string(),
         fingerprint: fingerprint.to_string(),
@@ -399,7 +407,7 @@ async fn start_run(
         "Submitting",
         "the training job is being submitted",
     );
-    write_status(job, ctx, &next).await?;
+    write_marker(job, ctx, &next).await?;
     // A spec that was Invalid and is now valid gets its own Event; otherwise the validation
     // summary rides on the Submitted Event (one API server write fewer per run).
     if job.status.phase == Some(Phase::Invalid) {
@@ -1274,25 +1282,43 @@ async fn refresh_artifacts(
     )))
 }
 
-/// Cancels the superseded in-flight run and records it in history.
+/// Cancels the superseded in-flight run (at the endpoint and with the credentials it was
+/// submitted with) and records it in history. `Some(wait)`: the shared rate limiter has no slot
+/// yet; nothing changed, come back after `wait`.
 async fn supersede(
     job: &Job<'_>,
     ctx: &Context,
-    endpoint: &Endpoint,
     old_job: &str,
     next: &mut SkillTrainingJobStatus,
-) -> Result<(), Error> {
-    if let Ok(creds) = credentials(job, ctx).await? {
-        let target = Target {
-            endpoint,
-            credentials: &creds,
-        };
-        match ctx.cxone.cancel(target, old_job).await {
-            Ok(_) => {}
-            Err(e) if e.is_transient() => return Err(e.into()),
-            Err(e) => {
-                warn!(job = %job.name, cxone_job = old_job, error = %e, "cancelling the superseded run failed")
+) -> Result<Option<Duration>, Error> {
+    match run_target(job, ctx).await? {
+        Ok((endpoint, creds)) => {
+            if let Err(wait) = ctx.permit(&job.uid, endpoint.base_url().as_str(), &creds.client_id)
+            {
+                return Ok(Some(wait));
             }
+            let target = Target {
+                endpoint: &endpoint,
+                credentials: &creds,
+            };
+            match ctx.cxone.cancel(target, old_job).await {
+                Ok(_) => {}
+                Err(CxoneError::RateLimited { retry_after, .. }) => {
+                    ctx.limiter.throttled(
+                        endpoint.base_url().as_str(),
+                        &creds.client_id,
+                        retry_after,
+                    );
+                    return Ok(Some(retry_after.max(PollSchedule::FLOOR)));
+                }
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(e) => {
+                    warn!(job = %job.name, cxone_job = old_job, error = %e, "cancelling the superseded run failed")
+                }
+            }
+        }
+        Err(problem) => {
+            warn!(job = %job.name, cxone_job = old_job, %problem, "cannot cancel the superseded run")
         }
     }
     let generation = job
@@ -1325,7 +1351,40 @@ async fn supersede(
         &format!("cancelled CXone job {old_job}: the spec or its data changed"),
     )
     .await;
-    Ok(())
+    Ok(None)
+}
+
+/// Where and with what the current run was submitted: the endpoint and credentials Secret
+/// recorded with it (the spec may point elsewhere by now), else the spec's. A Secret that is gone
+/// (a namespace being deleted removes it before the job) falls back to the last credentials the
+/// operator read from it. `Ok(Err(problem))`: nothing to cancel with.
+async fn run_target(
+    job: &Job<'_>,
+    ctx: &Context,
+) -> Result<Result<(Endpoint, Credentials), String>, Error> {
+    let recorded = job.status.submission.as_ref();
+    let endpoint = match recorded.and_then(|s| s.base_url.as_deref()) {
+        Some(base) => Endpoint::new(base, recorded.and_then(|s| s.token_url.as_deref()))
+            .and_then(|e| allowed(e, ctx)),
+        None => endpoint(job.spec, ctx),
+    };
+    let endpoint = match endpoint {
+        Ok(e) => e,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let secret = recorded
+        .and_then(|s| s.credentials_secret.clone())
+        .unwrap_or_else(|| job.spec.connection.credentials_secret_ref.name.clone());
+    if let Err(problem) = crate::names::check_object_name("credentials Secret", &secret) {
+        return Ok(Err(problem));
+    }
+    Ok(match credentials_named(job, ctx, &secret).await? {
+        Ok(creds) => Ok((endpoint, creds)),
+        Err(problem) => match ctx.cached_credentials(&job.ns, &secret) {
+            Some(creds) => Ok((endpoint, creds)),
+            None => Err(problem),
+        },
+    })
 }
 
 /// A CXone call failed: decide how long to wait, and say so in status when it is news.
@@ -1421,6 +1480,11 @@ fn endpoint(spec: &SkillTrainingJobSpec, ctx: &Context) -> Result<Endpoint, Stri
             .map_err(|e| format!("spec.connection: {e}"))?,
         _ => endpoint,
     };
+    allowed(endpoint, ctx)
+}
+
+/// The endpoint, if the allowlist permits both of its URLs.
+fn allowed(endpoint: Endpoint, ctx: &Context) -> Result<Endpoint, String> {
     for (field, url) in [
         ("baseUrl", endpoint.base_url()),
         ("tokenUrl", endpoint.token_url()),
@@ -1437,7 +1501,19 @@ fn endpoint(spec: &SkillTrainingJobSpec, ctx: &Context) -> Result<Endpoint, Stri
 
 /// Reads the credentials Secret (same namespace). `Ok(Err(problem))` is a user-fixable problem.
 async fn credentials(job: &Job<'_>, ctx: &Context) -> Result<Result<Credentials, String>, Error> {
-    let r = &job.spec.connection.credentials_secret_ref;
+    credentials_named(job, ctx, &job.spec.connection.credentials_secret_ref.name).await
+}
+
+/// Reads the credentials from Secret `name` (same namespace), with the spec's key names.
+async fn credentials_named(
+    job: &Job<'_>,
+    ctx: &Context,
+    name: &str,
+) -> Result<Result<Credentials, String>, Error> {
+    let r = &crate::crd::CredentialsSecretRef {
+        name: name.to_string(),
+        ..job.spec.connection.credentials_secret_ref.clone()
+    };
     let version = ctx.stores.secret_version(&job.ns, &r.name);
     if let (Some(v), Some(cached)) = (&version, ctx.cached_credentials(&job.ns, &r.name))
         && &cached.version == v
@@ -1601,6 +1677,38 @@ async fn write_status(
     Ok(())
 }
 
+/// Writes the submission marker on the condition that the object is still the version this
+/// reconciliation read: a stale cached copy, or a second replica, gets 409 and re-reads instead of
+/// recording (and sending) a submission of its own.
+async fn write_marker(
+    job: &Job<'_>,
+    ctx: &Context,
+    next: &SkillTrainingJobStatus,
+) -> Result<(), Error> {
+    ctx.metrics.set_phase(&job.uid, next.phase);
+    let patch = json!({
+        "apiVersion": "ai.cxone.io/v1alpha1",
+        "kind": "SkillTrainingJob",
+        "metadata": {"resourceVersion": job.obj.metadata.resource_version},
+        "status": next,
+    });
+    match job
+        .api(ctx)
+        .patch_status(
+            &job.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Conflict(
+            "the job changed since it was read; reading it again before submitting".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Publishes an Event; failures are logged, never fatal.
 async fn event(
     ctx: &Context,
@@ -1641,18 +1749,8 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
         ctx.forget(&job.uid);
         Ok(Action::await_change())
     };
-    let endpoint = match endpoint(job.spec, ctx) {
-        Ok(e) => e,
-        Err(e) => return give_up(e),
-    };
-    if let Err(e) = crate::names::check_object_name(
-        "spec.connection.credentialsSecretRef.name",
-        &job.spec.connection.credentials_secret_ref.name,
-    ) {
-        return give_up(e);
-    }
-    let creds = match credentials(&job, ctx).await? {
-        Ok(c) => c,
+    let (endpoint, creds) = match run_target(&job, ctx).await? {
+        Ok(t) => t,
         Err(problem) => {
             event(
                 ctx,
@@ -1666,6 +1764,10 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
             return give_up(problem);
         }
     };
+    // Cancels share the rate limit with every other call; waiting for a slot is no attempt.
+    if let Err(wait) = ctx.permit(&job.uid, endpoint.base_url().as_str(), &creds.client_id) {
+        return Ok(Action::requeue(wait));
+    }
     let target = Target {
         endpoint: &endpoint,
         credentials: &creds,
@@ -1687,6 +1789,15 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
         Ok(CancelOutcome::AlreadyTerminal | CancelOutcome::NotFound) => {
             ctx.forget(&job.uid);
             Ok(Action::await_change())
+        }
+        // A 429 is CXone asking us to wait, not a failure to cancel.
+        Err(CxoneError::RateLimited { retry_after, .. }) => {
+            ctx.limiter
+                .throttled(endpoint.base_url().as_str(), &creds.client_id, retry_after);
+            let spread = Duration::from_secs_f64(ctx.jitter() * retry_after.as_secs_f64().max(1.0));
+            Ok(Action::requeue(
+                retry_after.max(PollSchedule::FLOOR) + spread,
+            ))
         }
         Err(e) if attempts + 1 >= ctx.config.cleanup_attempts => give_up(e.to_string()),
         Err(CxoneError::Auth {

@@ -12,6 +12,5 @@ pub mod crd;
 pub mod cxone;
 pub mod duration;
 pub mod evaluation;
-pub mod names;
 pub mod simulator;
 pub mod training;

@@ -284,7 +284,7 @@ fn check_data_file(path: &str, format: DataFormat, bytes: &[u8]) -> Result<Strin
 }
 
 fn clip_error(s: &str) -> String {
-    crate::training::validation::truncate(s.lines().next().unwrap_or(s), 300)
+    crate::text::truncate_chars(s.lines().next().unwrap_or(s), 300)
 }
 
 /// Output format of `evaluate`.

@@ -13,4 +13,5 @@ pub mod cxone;
 pub mod duration;
 pub mod evaluation;
 pub mod simulator;
+pub mod text;
 pub mod training;

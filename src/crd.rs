@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cxone::model::{Hyperparameters, LabelDef, Utterance};
 use crate::evaluation::{EvaluationOptions, ThresholdSweep};
+use crate::names::{DATA_KEY_PATTERN, DNS_SUBDOMAIN_PATTERN};
 use crate::training::{DataFormat, Dataset, LoadError, ValidationRules, parse_utterances};
 
 /// Most utterances allowed inline in the spec; larger sets belong in ConfigMaps.
@@ -111,16 +112,17 @@ pub struct Connection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSecretRef {
-    /// Secret name.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the Secret, in the job's namespace: a DNS subdomain (lower-case letters, digits,
+    /// `-` and `.`, at most 253 characters).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// Key of the client id (default `clientId`).
+    /// Key in the Secret's `data` holding the OAuth2 client id (default `clientId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(DATA_KEY_PATTERN))]
     pub client_id_key: Option<String>,
-    /// Key of the client secret (default `clientSecret`).
+    /// Key in the Secret's `data` holding the OAuth2 client secret (default `clientSecret`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(DATA_KEY_PATTERN))]
     pub client_secret_key: Option<String>,
 }
 
@@ -180,11 +182,13 @@ pub struct UtteranceSource {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapKeyRef {
-    /// ConfigMap name.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the ConfigMap, in the job's namespace: a DNS subdomain (lower-case letters,
+    /// digits, `-` and `.`, at most 253 characters).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// Key in the ConfigMap's `data`.
-    #[schemars(length(min = 1, max = 253))]
+    /// Key in the ConfigMap's `data` (letters, digits, `-`, `_` and `.`, at most 253
+    /// characters), e.g. `utterances.jsonl`.
+    #[schemars(length(min = 1, max = 253), pattern(DATA_KEY_PATTERN))]
     pub key: String,
 }
 
@@ -279,10 +283,12 @@ pub struct ArtifactsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400))]
     pub refresh_before_seconds: Option<u32>,
-    /// Also write the artifact URLs into this Secret (same namespace, owned by the job), for
-    /// consumers and for clusters where status is readable too widely.
+    /// Write the signed artifact URLs into a Secret of this name (same namespace, created and
+    /// owned by the job) instead of status, for consumers and for clusters where status is
+    /// readable too widely. A DNS subdomain (lower-case letters, digits, `-` and `.`, at most
+    /// 253 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub secret_name: Option<String>,
 }
 
@@ -499,6 +505,7 @@ pub struct EvaluationStatus {
     /// Whether CXone's reported metrics agree with the recomputed ones.
     pub server_metrics_consistent: bool,
     /// ConfigMap holding the full evaluation report and the audit record.
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub report_config_map: String,
 }
 
@@ -539,6 +546,7 @@ pub struct ArtifactsStatus {
     pub expires_at: Time,
     /// Secret holding the URLs, when requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub secret_name: Option<String>,
 }
 
@@ -547,6 +555,7 @@ pub struct ArtifactsStatus {
 #[serde(rename_all = "camelCase")]
 pub struct AuditStatus {
     /// Immutable ConfigMap (owned by the job) holding `audit.json`.
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub config_map: String,
     pub recorded_at: Time,
 }

@@ -60,3 +60,60 @@ fn crd_has_the_status_subresource_printer_columns_and_rules() {
         Some(&["cxone".to_string()][..])
     );
 }
+
+/// The schema of the CRD's first version as JSON.
+fn open_api_schema() -> serde_json::Value {
+    use kube::CustomResourceExt;
+    let crd = cxone_skill_operator::crd::SkillTrainingJob::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("the CRD has a schema");
+    serde_json::to_value(schema).unwrap()
+}
+
+#[test]
+fn every_field_naming_an_object_or_a_data_key_has_the_kubernetes_pattern() {
+    use cxone_skill_operator::names::{DATA_KEY_PATTERN, DNS_SUBDOMAIN_PATTERN};
+    let schema = open_api_schema();
+    let at = |path: &[&str]| {
+        let mut s = &schema;
+        for p in path {
+            s = if *p == "[]" {
+                &s["items"]
+            } else {
+                &s["properties"][*p]
+            };
+        }
+        s.clone()
+    };
+    let names: [&[&str]; 6] = [
+        &["spec", "connection", "credentialsSecretRef", "name"],
+        &["spec", "utterancesFrom", "[]", "configMapKeyRef", "name"],
+        &["spec", "artifacts", "secretName"],
+        &["status", "artifacts", "secretName"],
+        &["status", "audit", "configMap"],
+        &["status", "evaluation", "reportConfigMap"],
+    ];
+    for path in names {
+        let s = at(path);
+        assert_eq!(s["pattern"], DNS_SUBDOMAIN_PATTERN, "{path:?}: {s}");
+        assert_eq!(s["maxLength"], 253, "{path:?}: {s}");
+    }
+    let keys: [&[&str]; 3] = [
+        &["spec", "connection", "credentialsSecretRef", "clientIdKey"],
+        &[
+            "spec",
+            "connection",
+            "credentialsSecretRef",
+            "clientSecretKey",
+        ],
+        &["spec", "utterancesFrom", "[]", "configMapKeyRef", "key"],
+    ];
+    for path in keys {
+        let s = at(path);
+        assert_eq!(s["pattern"], DATA_KEY_PATTERN, "{path:?}: {s}");
+        assert_eq!(s["maxLength"], 253, "{path:?}: {s}");
+    }
+}

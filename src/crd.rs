@@ -267,10 +267,14 @@ pub struct EvaluationSpec {
 #[x_kube(validation = Rule::new("self.start <= self.end").message("thresholdSweep.start must not exceed end"))]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdSweepSpec {
+    /// Lowest confidence threshold tried, 0-1 (default 0.30).
     #[schemars(range(min = 0.0, max = 1.0))]
     pub start: f64,
+    /// Highest confidence threshold tried, 0-1, at least `start` (default 0.90); included when
+    /// it lies on the grid `start + n * step`.
     #[schemars(range(min = 0.0, max = 1.0))]
     pub end: f64,
+    /// Distance between consecutive thresholds, 0.001-1 (default 0.05).
     #[schemars(range(min = 0.001, max = 1.0))]
     pub step: f64,
 }
@@ -485,12 +489,19 @@ pub struct Submission {
 pub struct EvaluationStatus {
     /// Number of validation examples.
     pub examples: i64,
+    /// Share of validation examples predicted correctly, 0-1 (decimal string, e.g. `0.8000`).
     pub accuracy: String,
+    /// Precision averaged over labels with equal weight, 0-1 (decimal string).
     pub macro_precision: String,
+    /// Recall averaged over labels with equal weight, 0-1 (decimal string).
     pub macro_recall: String,
+    /// F1 averaged over labels with equal weight, 0-1 (decimal string).
     pub macro_f1: String,
+    /// F1 averaged over labels weighted by their number of validation examples, 0-1 (decimal
+    /// string).
     pub weighted_f1: String,
-    /// Per-label metrics.
+    /// Per-label metrics (omitted when there are more than 50 labels; the report ConfigMap has
+    /// them all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_label: Vec<LabelEvaluation>,
     /// Label ids in confusion matrix order (present when there are at most 10 labels).
@@ -513,10 +524,16 @@ pub struct EvaluationStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelEvaluation {
+    /// Label id.
     pub label: String,
+    /// Of the examples predicted as this label, the share that really has it, 0-1 (decimal
+    /// string; 0 when nothing was predicted as it).
     pub precision: String,
+    /// Of the examples that have this label, the share predicted as it, 0-1 (decimal string).
     pub recall: String,
+    /// Harmonic mean of precision and recall, 0-1 (decimal string).
     pub f1: String,
+    /// Number of validation examples that have this label.
     pub support: i64,
 }
 
@@ -524,11 +541,18 @@ pub struct LabelEvaluation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdRecommendation {
+    /// Confidence threshold, 0-1 (decimal string): answer when the top score is at least this,
+    /// otherwise abstain.
     pub threshold: String,
+    /// Share of answered examples answered correctly at this threshold, 0-1 (decimal string).
     pub precision: String,
+    /// Harmonic mean of the precision and of the share of all examples answered correctly, 0-1
+    /// (decimal string).
     pub f1: String,
+    /// Share of examples answered (score at or above the threshold), 0-1 (decimal string).
     pub coverage: String,
-    /// `maxF1` or `minPrecision`.
+    /// What the threshold optimises: `maxF1` (best F1) or `minPrecision` (most coverage with at
+    /// least `spec.evaluation.minPrecision`).
     pub objective: String,
 }
 
@@ -557,6 +581,7 @@ pub struct AuditStatus {
     /// Immutable ConfigMap (owned by the job) holding `audit.json`.
     #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub config_map: String,
+    /// When the audit record was written.
     pub recorded_at: Time,
 }
 
@@ -564,17 +589,23 @@ pub struct AuditStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunHistory {
+    /// The `metadata.generation` that started the run.
     pub generation: i64,
+    /// CXone training job id (absent when the run ended before CXone accepted it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// SHA-256 of the run's dataset (`sha256:<hex>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_digest: Option<String>,
     /// How the run ended.
     pub phase: Phase,
+    /// Macro-averaged F1 of the run's evaluation, 0-1 (decimal string), when it was evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub macro_f1: Option<String>,
+    /// When the run finished or was superseded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
+    /// Summary of how the run ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

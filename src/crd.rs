@@ -262,9 +262,10 @@ pub struct EvaluationSpec {
     pub min_precision: Option<f64>,
 }
 
-/// A range of confidence thresholds.
+/// A range of confidence thresholds: `start, start + step, …` up to `end`, at most 1000 of them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new("self.start <= self.end").message("thresholdSweep.start must not exceed end"))]
+#[x_kube(validation = Rule::new("self.end - self.start <= 999.0 * self.step").message("thresholdSweep has more than 1000 thresholds: (end - start) / step must not exceed 999"))]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdSweepSpec {
     /// Lowest confidence threshold tried, 0-1 (default 0.30).
@@ -795,6 +796,11 @@ impl SkillTrainingJobSpec {
                 rules.max_class_imbalance_ratio
             ));
         }
+        if self.evaluation.is_some()
+            && let Err(e) = self.evaluation_options().sweep.points()
+        {
+            problems.push(format!("spec.evaluation.thresholdSweep: {e}"));
+        }
         if let Some(p) = &self.polling
             && let (Some(i), Some(m)) = (p.initial_interval_seconds, p.max_interval_seconds)
             && i > m
@@ -873,5 +879,32 @@ mod tests {
             ],
             "{problems:#?}"
         );
+    }
+
+    #[test]
+    fn a_threshold_sweep_the_analysis_would_refuse_is_reported_before_training() {
+        let mut s = spec();
+        s.evaluation = Some(EvaluationSpec {
+            threshold_sweep: Some(ThresholdSweepSpec {
+                start: 0.0,
+                end: 1.0,
+                step: 0.001,
+            }),
+            min_precision: None,
+        });
+        let problems = s.check_parameters();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("spec.evaluation.thresholdSweep: invalid threshold sweep")
+                && problems[0].contains("more than the maximum of 1000"),
+            "{problems:?}"
+        );
+        // 1000 thresholds are fine.
+        if let Some(e) = &mut s.evaluation
+            && let Some(t) = &mut e.threshold_sweep
+        {
+            t.end = 0.999;
+        }
+        assert_eq!(s.check_parameters(), Vec::<String>::new());
     }
 }

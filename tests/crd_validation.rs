@@ -55,6 +55,17 @@ async fn the_api_server_rejects_invalid_specs_with_clear_messages() {
         .create(&PostParams::default(), &ok)
         .await
         .expect("a valid job is accepted");
+    // The finest sweep the analysis accepts (1000 thresholds) is accepted too.
+    let mut finest = base();
+    finest["metadata"]["name"] = "finest-sweep".into();
+    finest["spec"]["evaluation"] =
+        json!({"thresholdSweep": {"start": 0.0, "end": 0.999, "step": 0.001}});
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(finest).unwrap(),
+    )
+    .await
+    .expect("a sweep of 1000 thresholds is accepted");
 
     let cases: Vec<Case> = vec![
         (
@@ -106,6 +117,14 @@ async fn the_api_server_rejects_invalid_specs_with_clear_messages() {
                     json!({"thresholdSweep": {"start": 0.9, "end": 0.3, "step": 0.05}})
             }),
             "thresholdSweep.start must not exceed end",
+        ),
+        (
+            "sweep-too-fine",
+            Box::new(|m| {
+                m["spec"]["evaluation"] =
+                    json!({"thresholdSweep": {"start": 0.0, "end": 1.0, "step": 0.001}})
+            }),
+            "thresholdSweep has more than 1000 thresholds",
         ),
         (
             "no-data",

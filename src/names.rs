@@ -1,7 +1,7 @@
 //! Kubernetes names: checking the names a job refers to, and building names and label values the
 //! operator writes. Pure; never panics, whatever the input.
 //!
-//! The rules are the API server's own (`k8s.io/apimachinery/pkg/util/validation`):
+//! The rules are the ones the Kubernetes API server applies:
 //!
 //! * object names of Secrets, ConfigMaps and custom resources are DNS subdomains (RFC 1123): at
 //!   most 253 characters, lower-case letters, digits, `-` and `.`, every dot-separated part

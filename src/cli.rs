@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::crd::{DataSources, SkillTrainingJob};
 use crate::cxone::model::{EvaluationResponse, LabelDef};
 use crate::evaluation::{EvaluationOptions, EvaluationReport, analyze};
+use crate::names;
 use crate::training::{
     DataFormat, Dataset, DatasetDigest, ValidationRules, parse_utterances, validate,
 };
@@ -215,16 +216,38 @@ fn job_label(index: usize, value: &serde_json::Value) -> String {
     }
 }
 
+/// The job's own `metadata.name` and `metadata.namespace` (when given), checked as the API
+/// server would.
+fn check_metadata(value: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(name) = value.pointer("/metadata/name").and_then(|n| n.as_str()) {
+        problems.extend(names::check_object_name("metadata.name", name).err());
+    }
+    if let Some(ns) = value
+        .pointer("/metadata/namespace")
+        .and_then(|n| n.as_str())
+    {
+        problems.extend(names::check_namespace("metadata.namespace", ns).err());
+    }
+    problems
+}
+
 fn check_job(value: serde_json::Value, maps: &ConfigMaps) -> Result<String, Vec<String>> {
     let namespace = value
         .pointer("/metadata/namespace")
         .and_then(|n| n.as_str())
         .unwrap_or("default")
         .to_string();
-    let job: SkillTrainingJob = serde_json::from_value(value)
-        .map_err(|e| vec![format!("not a valid SkillTrainingJob: {e}")])?;
+    let mut problems = check_metadata(&value);
+    let job: SkillTrainingJob = match serde_json::from_value(value) {
+        Ok(job) => job,
+        Err(e) => {
+            problems.push(format!("not a valid SkillTrainingJob: {e}"));
+            return Err(problems);
+        }
+    };
     let spec = &job.spec;
-    let mut problems = spec.check_parameters();
+    problems.extend(spec.check_parameters());
     let sources = NamespacedSources {
         maps,
         namespace: &namespace,
@@ -284,7 +307,7 @@ fn check_data_file(path: &str, format: DataFormat, bytes: &[u8]) -> Result<Strin
 }
 
 fn clip_error(s: &str) -> String {
-    crate::training::validation::truncate(s.lines().next().unwrap_or(s), 300)
+    crate::text::truncate_chars(s.lines().next().unwrap_or(s), 300)
 }
 
 /// Output format of `evaluate`.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cxone::model::{Hyperparameters, LabelDef, Utterance};
 use crate::evaluation::{EvaluationOptions, ThresholdSweep};
+use crate::names::{DATA_KEY_PATTERN, DNS_SUBDOMAIN_PATTERN};
 use crate::training::{DataFormat, Dataset, LoadError, ValidationRules, parse_utterances};
 
 /// Most utterances allowed inline in the spec; larger sets belong in ConfigMaps.
@@ -111,16 +112,17 @@ pub struct Connection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSecretRef {
-    /// Secret name.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the Secret, in the job's namespace: a DNS subdomain (lower-case letters, digits,
+    /// `-` and `.`, at most 253 characters).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// Key of the client id (default `clientId`).
+    /// Key in the Secret's `data` holding the OAuth2 client id (default `clientId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(DATA_KEY_PATTERN))]
     pub client_id_key: Option<String>,
-    /// Key of the client secret (default `clientSecret`).
+    /// Key in the Secret's `data` holding the OAuth2 client secret (default `clientSecret`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(DATA_KEY_PATTERN))]
     pub client_secret_key: Option<String>,
 }
 
@@ -180,11 +182,13 @@ pub struct UtteranceSource {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapKeyRef {
-    /// ConfigMap name.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the ConfigMap, in the job's namespace: a DNS subdomain (lower-case letters,
+    /// digits, `-` and `.`, at most 253 characters).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// Key in the ConfigMap's `data`.
-    #[schemars(length(min = 1, max = 253))]
+    /// Key in the ConfigMap's `data` (letters, digits, `-`, `_` and `.`, at most 253
+    /// characters), e.g. `utterances.jsonl`.
+    #[schemars(length(min = 1, max = 253), pattern(DATA_KEY_PATTERN))]
     pub key: String,
 }
 
@@ -258,15 +262,20 @@ pub struct EvaluationSpec {
     pub min_precision: Option<f64>,
 }
 
-/// A range of confidence thresholds.
+/// A range of confidence thresholds: `start, start + step, …` up to `end`, at most 1000 of them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new("self.start <= self.end").message("thresholdSweep.start must not exceed end"))]
+#[x_kube(validation = Rule::new("self.end - self.start <= 999.0 * self.step").message("thresholdSweep has more than 1000 thresholds: (end - start) / step must not exceed 999"))]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdSweepSpec {
+    /// Lowest confidence threshold tried, 0-1 (default 0.30).
     #[schemars(range(min = 0.0, max = 1.0))]
     pub start: f64,
+    /// Highest confidence threshold tried, 0-1, at least `start` (default 0.90); included when
+    /// it lies on the grid `start + n * step`.
     #[schemars(range(min = 0.0, max = 1.0))]
     pub end: f64,
+    /// Distance between consecutive thresholds, 0.001-1 (default 0.05).
     #[schemars(range(min = 0.001, max = 1.0))]
     pub step: f64,
 }
@@ -279,10 +288,12 @@ pub struct ArtifactsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400))]
     pub refresh_before_seconds: Option<u32>,
-    /// Also write the artifact URLs into this Secret (same namespace, owned by the job), for
-    /// consumers and for clusters where status is readable too widely.
+    /// Write the signed artifact URLs into a Secret of this name (same namespace, created and
+    /// owned by the job) instead of status, for consumers and for clusters where status is
+    /// readable too widely. A DNS subdomain (lower-case letters, digits, `-` and `.`, at most
+    /// 253 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub secret_name: Option<String>,
 }
 
@@ -496,12 +507,19 @@ pub struct Submission {
 pub struct EvaluationStatus {
     /// Number of validation examples.
     pub examples: i64,
+    /// Share of validation examples predicted correctly, 0-1 (decimal string, e.g. `0.8000`).
     pub accuracy: String,
+    /// Precision averaged over labels with equal weight, 0-1 (decimal string).
     pub macro_precision: String,
+    /// Recall averaged over labels with equal weight, 0-1 (decimal string).
     pub macro_recall: String,
+    /// F1 averaged over labels with equal weight, 0-1 (decimal string).
     pub macro_f1: String,
+    /// F1 averaged over labels weighted by their number of validation examples, 0-1 (decimal
+    /// string).
     pub weighted_f1: String,
-    /// Per-label metrics.
+    /// Per-label metrics (omitted when there are more than 50 labels; the report ConfigMap has
+    /// them all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_label: Vec<LabelEvaluation>,
     /// Label ids in confusion matrix order (present when there are at most 10 labels).
@@ -516,6 +534,7 @@ pub struct EvaluationStatus {
     /// Whether CXone's reported metrics agree with the recomputed ones.
     pub server_metrics_consistent: bool,
     /// ConfigMap holding the full evaluation report and the audit record.
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub report_config_map: String,
 }
 
@@ -523,10 +542,16 @@ pub struct EvaluationStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelEvaluation {
+    /// Label id.
     pub label: String,
+    /// Of the examples predicted as this label, the share that really has it, 0-1 (decimal
+    /// string; 0 when nothing was predicted as it).
     pub precision: String,
+    /// Of the examples that have this label, the share predicted as it, 0-1 (decimal string).
     pub recall: String,
+    /// Harmonic mean of precision and recall, 0-1 (decimal string).
     pub f1: String,
+    /// Number of validation examples that have this label.
     pub support: i64,
 }
 
@@ -534,11 +559,18 @@ pub struct LabelEvaluation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdRecommendation {
+    /// Confidence threshold, 0-1 (decimal string): answer when the top score is at least this,
+    /// otherwise abstain.
     pub threshold: String,
+    /// Share of answered examples answered correctly at this threshold, 0-1 (decimal string).
     pub precision: String,
+    /// Harmonic mean of the precision and of the share of all examples answered correctly, 0-1
+    /// (decimal string).
     pub f1: String,
+    /// Share of examples answered (score at or above the threshold), 0-1 (decimal string).
     pub coverage: String,
-    /// `maxF1` or `minPrecision`.
+    /// What the threshold optimises: `maxF1` (best F1) or `minPrecision` (most coverage with at
+    /// least `spec.evaluation.minPrecision`).
     pub objective: String,
 }
 
@@ -556,6 +588,7 @@ pub struct ArtifactsStatus {
     pub expires_at: Time,
     /// Secret holding the URLs, when requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub secret_name: Option<String>,
 }
 
@@ -564,7 +597,9 @@ pub struct ArtifactsStatus {
 #[serde(rename_all = "camelCase")]
 pub struct AuditStatus {
     /// Immutable ConfigMap (owned by the job) holding `audit.json`.
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub config_map: String,
+    /// When the audit record was written.
     pub recorded_at: Time,
 }
 
@@ -572,17 +607,23 @@ pub struct AuditStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunHistory {
+    /// The `metadata.generation` that started the run.
     pub generation: i64,
+    /// CXone training job id (absent when the run ended before CXone accepted it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// SHA-256 of the run's dataset (`sha256:<hex>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_digest: Option<String>,
     /// How the run ended.
     pub phase: Phase,
+    /// Macro-averaged F1 of the run's evaluation, 0-1 (decimal string), when it was evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub macro_f1: Option<String>,
+    /// When the run finished or was superseded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
+    /// Summary of how the run ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -704,10 +745,38 @@ impl SkillTrainingJobSpec {
         opts
     }
 
-    /// Checks of the spec that the dataset rules do not cover (they are also CEL rules in the
-    /// CRD, but `validate` runs offline and old API servers may skip CEL).
+    /// Every field that names a Kubernetes object (the credentials Secret, the utterance
+    /// ConfigMaps, the artifacts Secret) or a key in one, checked with the API server's rules
+    /// ([`crate::names`]). The CRD's schema enforces the same patterns; this catches objects
+    /// stored before it did, and manifests checked offline. One message per bad field, naming it.
+    pub fn check_names(&self) -> Vec<String> {
+        use crate::names::{check_data_key, check_object_name};
+        let r = &self.connection.credentials_secret_ref;
+        let path = "spec.connection.credentialsSecretRef";
+        let mut results = vec![check_object_name(&format!("{path}.name"), &r.name)];
+        if let Some(k) = &r.client_id_key {
+            results.push(check_data_key(&format!("{path}.clientIdKey"), k));
+        }
+        if let Some(k) = &r.client_secret_key {
+            results.push(check_data_key(&format!("{path}.clientSecretKey"), k));
+        }
+        for (i, src) in self.utterances_from.iter().enumerate() {
+            let path = format!("spec.utterancesFrom[{i}].configMapKeyRef");
+            let r = &src.config_map_key_ref;
+            results.push(check_object_name(&format!("{path}.name"), &r.name));
+            results.push(check_data_key(&format!("{path}.key"), &r.key));
+        }
+        if let Some(name) = self.artifacts.as_ref().and_then(|a| a.secret_name.as_ref()) {
+            results.push(check_object_name("spec.artifacts.secretName", name));
+        }
+        results.into_iter().filter_map(Result::err).collect()
+    }
+
+    /// Checks of the spec that the dataset rules do not cover (they are also schema patterns and
+    /// CEL rules in the CRD, but `validate` runs offline and old API servers may skip CEL),
+    /// [`Self::check_names`] included.
     pub fn check_parameters(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = self.check_names();
         let c = &self.connection;
         match (&c.region, &c.base_url) {
             (Some(_), Some(_)) => {
@@ -744,6 +813,11 @@ impl SkillTrainingJobSpec {
                 rules.max_class_imbalance_ratio
             ));
         }
+        if self.evaluation.is_some()
+            && let Err(e) = self.evaluation_options().sweep.points()
+        {
+            problems.push(format!("spec.evaluation.thresholdSweep: {e}"));
+        }
         if let Some(p) = &self.polling
             && let (Some(i), Some(m)) = (p.initial_interval_seconds, p.max_interval_seconds)
             && i > m
@@ -764,4 +838,90 @@ pub fn crd_yaml() -> Result<String, String> {
     Ok(format!(
         "# Generated by `cxone-skill-operator crd`; do not edit.\n---\n{yaml}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SkillTrainingJobSpec {
+        serde_json::from_value(serde_json::json!({
+            "skillId": "skill-1",
+            "connection": {"region": "us2-01", "credentialsSecretRef": {"name": "creds"}},
+            "language": "en",
+            "labels": [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}],
+            "utterances": [{"text": "hello", "label": "a"}, {"text": "bye", "label": "b"}],
+            "utterancesFrom": [
+                {"configMapKeyRef": {"name": "data", "key": "u.jsonl"}, "format": "jsonl"},
+                {"configMapKeyRef": {"name": "more.data", "key": "u.csv"}, "format": "csv"}
+            ],
+            "artifacts": {"secretName": "urls"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn valid_names_pass() {
+        assert_eq!(spec().check_names(), Vec::<String>::new());
+        assert_eq!(spec().check_parameters(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_field_naming_an_object_or_key_is_checked_and_named() {
+        let mut s = spec();
+        let r = &mut s.connection.credentials_secret_ref;
+        r.name = "creds?watch=true".into();
+        r.client_id_key = Some("../id".into());
+        r.client_secret_key = Some("..".into());
+        s.utterances_from[1].config_map_key_ref.name = "../x".into();
+        s.utterances_from[1].config_map_key_ref.key = "a/b".into();
+        s.artifacts = Some(ArtifactsSpec {
+            secret_name: Some("../../ns/secrets/stolen".into()),
+            ..ArtifactsSpec::default()
+        });
+        let problems = s.check_parameters();
+        let fields: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.connection.credentialsSecretRef.name",
+                "spec.connection.credentialsSecretRef.clientIdKey",
+                "spec.connection.credentialsSecretRef.clientSecretKey",
+                "spec.utterancesFrom[1].configMapKeyRef.name",
+                "spec.utterancesFrom[1].configMapKeyRef.key",
+                "spec.artifacts.secretName",
+            ],
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_threshold_sweep_the_analysis_would_refuse_is_reported_before_training() {
+        let mut s = spec();
+        s.evaluation = Some(EvaluationSpec {
+            threshold_sweep: Some(ThresholdSweepSpec {
+                start: 0.0,
+                end: 1.0,
+                step: 0.001,
+            }),
+            min_precision: None,
+        });
+        let problems = s.check_parameters();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("spec.evaluation.thresholdSweep: invalid threshold sweep")
+                && problems[0].contains("more than the maximum of 1000"),
+            "{problems:?}"
+        );
+        // 1000 thresholds are fine.
+        if let Some(e) = &mut s.evaluation
+            && let Some(t) = &mut e.threshold_sweep
+        {
+            t.end = 0.999;
+        }
+        assert_eq!(s.check_parameters(), Vec::<String>::new());
+    }
 }

@@ -641,10 +641,7 @@ fn format_pair(a: f64, b: f64) -> (String, String) {
 
 /// Cuts an id to [`MAX_ID_CHARS`] characters (marking the cut with `…`).
 fn truncate_id(id: &str) -> String {
-    match id.char_indices().nth(MAX_ID_CHARS) {
-        Some((end, _)) => format!("{}…", &id[..end]),
-        None => id.to_owned(),
-    }
+    crate::text::truncate_chars(id, MAX_ID_CHARS)
 }
 
 #[cfg(test)]

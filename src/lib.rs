@@ -12,5 +12,7 @@ pub mod crd;
 pub mod cxone;
 pub mod duration;
 pub mod evaluation;
+pub mod names;
 pub mod simulator;
+pub mod text;
 pub mod training;

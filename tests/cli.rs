@@ -230,3 +230,139 @@ fn validate_checks_the_examples() {
         "{stdout}"
     );
 }
+
+/// A temporary directory for one test, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("cxone-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn write(&self, file: &str, contents: &str) -> std::path::PathBuf {
+        let path = self.0.join(file);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A SkillTrainingJob manifest with the given names; the inline data is valid.
+fn job_manifest(
+    name: &str,
+    secret: &str,
+    client_id_key: &str,
+    config_map: &str,
+    key: &str,
+    artifacts_secret: &str,
+) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: "{config_map}", namespace: demo}}
+data:
+  "{key}": |
+    {{"text": "where is my parcel", "label": "track"}}
+    {{"text": "has my order shipped", "label": "track"}}
+    {{"text": "cancel my order", "label": "cancel"}}
+    {{"text": "I do not want the order anymore", "label": "cancel"}}
+---
+apiVersion: ai.cxone.io/v1alpha1
+kind: SkillTrainingJob
+metadata: {{name: "{name}", namespace: demo}}
+spec:
+  skillId: skill-orders
+  connection:
+    region: us2-01
+    credentialsSecretRef: {{name: "{secret}", clientIdKey: "{client_id_key}"}}
+  language: en
+  labels:
+    - {{id: track, name: Track}}
+    - {{id: cancel, name: Cancel}}
+  utterancesFrom:
+    - configMapKeyRef: {{name: "{config_map}", key: "{key}"}}
+      format: jsonl
+  artifacts: {{secretName: "{artifacts_secret}"}}
+"#
+    )
+}
+
+#[test]
+fn validate_rejects_names_that_are_not_kubernetes_names_and_says_which_field() {
+    let dir = TempDir::new("names");
+    let bad = dir.write(
+        "bad-names.yaml",
+        &job_manifest(
+            "orders",
+            "cxone-credentials?watch=true",
+            "../client-id",
+            "../x",
+            "a/b",
+            "../../ns/secrets/stolen",
+        ),
+    );
+    let out = bin().arg("validate").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "SkillTrainingJob demo/orders: spec.connection.credentialsSecretRef.name: \"cxone-credentials?watch=true\" is not a valid Kubernetes object name: character 18 is '?'",
+        "spec.connection.credentialsSecretRef.clientIdKey: \"../client-id\" is not a valid ConfigMap or Secret key: character 3 is '/'",
+        "spec.utterancesFrom[0].configMapKeyRef.name: \"../x\" is not a valid Kubernetes object name: character 3 is '/'",
+        "spec.utterancesFrom[0].configMapKeyRef.key: \"a/b\" is not a valid ConfigMap or Secret key: character 2 is '/'",
+        "spec.artifacts.secretName: \"../../ns/secrets/stolen\" is not a valid Kubernetes object name: character 3 is '/'",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+
+    // The job's own name and namespace are checked too.
+    let bad_meta = dir.write(
+        "bad-metadata.yaml",
+        &job_manifest("Orders_1", "creds", "clientId", "data", "u.jsonl", "urls")
+            .replace("namespace: demo}\nspec", "namespace: team.a}\nspec"),
+    );
+    let out = bin().arg("validate").arg(&bad_meta).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("metadata.name: \"Orders_1\" is not a valid Kubernetes object name: character 1 is 'O' (upper-case letters are not allowed)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("metadata.namespace: \"team.a\" is not a valid namespace name"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_accepts_the_longest_valid_names_and_keys() {
+    let dir = TempDir::new("long-names");
+    let long = format!(
+        "{}.{}.{}",
+        "a".repeat(63),
+        "b-c".repeat(21),
+        "d".repeat(125)
+    );
+    assert_eq!(long.len(), 253);
+    let key = format!(".{}", "K_-.".repeat(63));
+    assert_eq!(key.len(), 253);
+    let file = dir.write(
+        "long.yaml",
+        &job_manifest(&long, &long, ".client_id", &long, &key, &long),
+    );
+    let out = bin().arg("validate").arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("valid: SkillTrainingJob demo/aaa") && stdout.contains("4 utterances"),
+        "{stdout}"
+    );
+}

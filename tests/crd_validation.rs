@@ -55,6 +55,17 @@ async fn the_api_server_rejects_invalid_specs_with_clear_messages() {
         .create(&PostParams::default(), &ok)
         .await
         .expect("a valid job is accepted");
+    // The finest sweep the analysis accepts (1000 thresholds) is accepted too.
+    let mut finest = base();
+    finest["metadata"]["name"] = "finest-sweep".into();
+    finest["spec"]["evaluation"] =
+        json!({"thresholdSweep": {"start": 0.0, "end": 0.999, "step": 0.001}});
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(finest).unwrap(),
+    )
+    .await
+    .expect("a sweep of 1000 thresholds is accepted");
 
     let cases: Vec<Case> = vec![
         (
@@ -108,6 +119,14 @@ async fn the_api_server_rejects_invalid_specs_with_clear_messages() {
             "thresholdSweep.start must not exceed end",
         ),
         (
+            "sweep-too-fine",
+            Box::new(|m| {
+                m["spec"]["evaluation"] =
+                    json!({"thresholdSweep": {"start": 0.0, "end": 1.0, "step": 0.001}})
+            }),
+            "thresholdSweep has more than 1000 thresholds",
+        ),
+        (
             "no-data",
             Box::new(|m| {
                 m["spec"].as_object_mut().unwrap().remove("utterances");
@@ -128,5 +147,150 @@ async fn the_api_server_rejects_invalid_specs_with_clear_messages() {
             message.contains(expected),
             "{name}: expected {expected:?} in {message:?}"
         );
+    }
+}
+
+/// Where a manifest names a Kubernetes object or a key of one, and how to set it.
+struct NameField {
+    /// The field path the API server names in its message.
+    path: &'static str,
+    /// Whether the field is a `data` key (rather than an object name).
+    key: bool,
+    set: fn(&mut Value, &str),
+}
+
+fn name_fields() -> Vec<NameField> {
+    vec![
+        NameField {
+            path: "spec.connection.credentialsSecretRef.name",
+            key: false,
+            set: |m, v| m["spec"]["connection"]["credentialsSecretRef"]["name"] = v.into(),
+        },
+        NameField {
+            path: "spec.connection.credentialsSecretRef.clientIdKey",
+            key: true,
+            set: |m, v| m["spec"]["connection"]["credentialsSecretRef"]["clientIdKey"] = v.into(),
+        },
+        NameField {
+            path: "spec.connection.credentialsSecretRef.clientSecretKey",
+            key: true,
+            set: |m, v| {
+                m["spec"]["connection"]["credentialsSecretRef"]["clientSecretKey"] = v.into()
+            },
+        },
+        NameField {
+            path: "spec.utterancesFrom[0].configMapKeyRef.name",
+            key: false,
+            set: |m, v| {
+                m["spec"]["utterancesFrom"] = json!([{
+                    "configMapKeyRef": {"name": v, "key": "utterances.jsonl"},
+                    "format": "jsonl"
+                }])
+            },
+        },
+        NameField {
+            path: "spec.utterancesFrom[0].configMapKeyRef.key",
+            key: true,
+            set: |m, v| {
+                m["spec"]["utterancesFrom"] = json!([{
+                    "configMapKeyRef": {"name": "data", "key": v},
+                    "format": "jsonl"
+                }])
+            },
+        },
+        NameField {
+            path: "spec.artifacts.secretName",
+            key: false,
+            set: |m, v| m["spec"]["artifacts"] = json!({"secretName": v}),
+        },
+    ]
+}
+
+/// A valid object name of exactly 253 characters with dots.
+fn longest_name() -> String {
+    let name = format!(
+        "{}.{}.{}",
+        "a".repeat(63),
+        "b-c".repeat(21),
+        "d".repeat(125)
+    );
+    assert_eq!(name.len(), 253);
+    name
+}
+
+#[tokio::test]
+async fn the_api_server_rejects_names_that_are_not_kubernetes_names_naming_the_field() {
+    use cxone_skill_operator::names::{is_data_key, is_dns_subdomain};
+    let cp = support::control_plane().await;
+    let ns = cp.namespace("crd-names").await;
+    let resource = ApiResource::erase::<SkillTrainingJob>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &resource);
+
+    // What the operator would otherwise have put into API paths, and other non-names.
+    let bad_names = [
+        "cxone-credentials?watch=true",
+        "../x",
+        "../../ns/secrets/stolen",
+        "Creds",
+        "a_b",
+        "-a",
+        "a.",
+        "creds%2f..",
+        "créds",
+    ];
+    let bad_keys = ["../x", "..", ".", "..x", "a/b", "k?x=1", "a b", "clé"];
+    let too_long = "a".repeat(254);
+    let mut case = 0;
+    for field in name_fields() {
+        let values: &[&str] = if field.key { &bad_keys } else { &bad_names };
+        for value in values.iter().copied().chain([too_long.as_str()]) {
+            // The operator's own check agrees with the API server.
+            let valid = if field.key {
+                is_data_key(value)
+            } else {
+                is_dns_subdomain(value)
+            };
+            assert!(!valid, "{value:?} passes the operator's check");
+            let mut m = base();
+            (field.set)(&mut m, value);
+            case += 1;
+            let message = rejection(&api, &format!("bad-name-{case}"), m).await;
+            let expected = if value.len() > 253 {
+                format!("{}: Too long", field.path)
+            } else {
+                format!("{}: Invalid value: {value:?}", field.path)
+            };
+            assert!(
+                message.contains(&expected),
+                "{} = {value:?}: expected {expected:?} in {message:?}",
+                field.path
+            );
+        }
+    }
+
+    // The longest valid names and unusual but valid keys are accepted.
+    let long = longest_name();
+    assert!(is_dns_subdomain(&long));
+    for field in name_fields() {
+        let values: Vec<String> = if field.key {
+            vec![
+                ".hidden".into(),
+                "a..b".into(),
+                "UPPER_lower-1.x".into(),
+                "k".repeat(253),
+            ]
+        } else {
+            vec![long.clone(), "a".into(), "0.1-x".into()]
+        };
+        for value in &values {
+            let mut m = base();
+            (field.set)(&mut m, value);
+            case += 1;
+            m["metadata"]["name"] = format!("good-name-{case}").into();
+            let obj: DynamicObject = serde_json::from_value(m).unwrap();
+            api.create(&PostParams::default(), &obj)
+                .await
+                .unwrap_or_else(|e| panic!("{} = {value:?} rejected: {e}", field.path));
+        }
     }
 }

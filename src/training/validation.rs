@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::dataset::{Dataset, Origin};
 use super::iso639;
 use crate::cxone::model::{LabelDef, TrainingJobRequest, Utterance};
+use crate::text::truncate_chars;
 
 /// Language assumed for utterances when neither they nor the dataset name one (as the guide does).
 pub const DEFAULT_LANGUAGE: &str = "en";
@@ -413,14 +414,14 @@ fn check_dataset(
         if let Some(problem) = label_id_problem(id) {
             violations.push(Violation::InvalidLabelId {
                 index,
-                id: truncate(id, 80),
+                id: truncate_chars(id, 80),
                 problem,
             });
         }
         if let Some(&first) = label_index.get(id.as_str()) {
             violations.push(Violation::DuplicateLabelId {
                 index,
-                id: truncate(id, 80),
+                id: truncate_chars(id, 80),
                 first,
             });
         } else {
@@ -476,7 +477,7 @@ fn check_dataset(
                 Some(&j) if utterances[j].label != *label => {
                     violations.push(Violation::ConflictingLabels {
                         origin: dataset.origin(i),
-                        text: truncate(trimmed, 80),
+                        text: truncate_chars(trimmed, 80),
                         label: label.clone(),
                         other_origin: dataset.origin(j),
                         other_label: utterances[j].label.clone(),
@@ -502,7 +503,7 @@ fn check_dataset(
 
     for (label, (count, first)) in &undefined {
         violations.push(Violation::UndefinedLabel {
-            label: truncate(label, 80),
+            label: truncate_chars(label, 80),
             count: *count,
             first: dataset.origin(*first),
         });
@@ -548,9 +549,9 @@ fn check_dataset(
             violations.push(Violation::ClassImbalance {
                 ratio,
                 limit: rules.max_class_imbalance_ratio,
-                largest: truncate(max_label, 80),
+                largest: truncate_chars(max_label, 80),
                 largest_count: max,
-                smallest: truncate(min_label, 80),
+                smallest: truncate_chars(min_label, 80),
                 smallest_count: min,
             });
         }
@@ -569,7 +570,7 @@ fn check_dataset(
 fn invalid_language(field: String, value: &str) -> Violation {
     Violation::InvalidLanguage {
         field,
-        value: truncate(value, 32),
+        value: truncate_chars(value, 32),
         suggestion: iso639::suggest(value),
     }
 }
@@ -601,13 +602,9 @@ fn normalize_text(text: &str) -> String {
     out
 }
 
-/// Shortens user data for messages (character-safe).
-pub(crate) fn truncate(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        None => s.to_string(),
-        Some((pos, _)) => format!("{}…", &s[..pos]),
-    }
-}
+/// Kept for modules that still call it by its old name; new code uses
+/// [`crate::text::truncate_chars`].
+pub(crate) use crate::text::truncate_chars as truncate;
 
 #[cfg(test)]
 mod tests {

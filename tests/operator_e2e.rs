@@ -669,7 +669,7 @@ async fn active_deadline_cancels_and_fails() {
 #[tokio::test]
 async fn artifact_urls_are_refreshed_before_they_expire() {
     let config = SimulatorConfig {
-        artifact_ttl: Duration::from_secs(6),
+        artifact_ttl: Duration::from_secs(40),
         ..sim(1000)
     };
     let w = world("refresh", config).await;
@@ -677,9 +677,9 @@ async fn artifact_urls_are_refreshed_before_they_expire() {
         .await;
     let first = w.wait_job("fresh", T, "Succeeded", succeeded).await;
     let expires = first.status.unwrap().artifacts.unwrap().expires_at;
-    // A 6 s URL is refreshed at half its remaining life, well before it expires.
+    // A 40 s URL is refreshed at half its remaining life (20 s), well before it expires.
     let refreshed = w
-        .wait_job("fresh", Duration::from_secs(20), "new artifact URLs", |j| {
+        .wait_job("fresh", Duration::from_secs(35), "new artifact URLs", |j| {
             j.status
                 .as_ref()
                 .and_then(|s| s.artifacts.as_ref())
@@ -688,7 +688,8 @@ async fn artifact_urls_are_refreshed_before_they_expire() {
         .await;
     let now = jiff::Timestamp::now();
     assert!(refreshed.status.unwrap().artifacts.unwrap().expires_at.0 > now);
-    assert!(w.sim.stats().count("export", 200) >= 2);
+    // One export at completion and one refresh: no storm.
+    assert_eq!(w.sim.stats().count("export", 200), 2);
 }
 
 #[tokio::test]

@@ -37,7 +37,7 @@ pub fn clip_remote_text(text: &str, max_chars: usize) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    crate::training::validation::truncate(clean.trim(), max_chars)
+    crate::text::truncate_chars(clean.trim(), max_chars)
 }
 
 /// Default refresh margin before artifact URLs expire.
@@ -175,7 +175,7 @@ pub fn set_condition(
     generation: Option<i64>,
     now: Timestamp,
 ) {
-    let message = crate::training::validation::truncate(message, MAX_MESSAGE_CHARS);
+    let message = crate::text::truncate_chars(message, MAX_MESSAGE_CHARS);
     if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
         if c.status != status {
             c.last_transition_time = Time(now);
@@ -337,6 +337,19 @@ pub fn reference_problems(spec: &SkillTrainingJobSpec, artifact_secrets: bool) -
         }
     }
     problems
+}
+
+/// Shortest wait between two artifact refreshes: URLs that CXone hands out already expired, or a
+/// skewed clock, must not make a job export every second.
+pub const REFRESH_FLOOR: Duration = Duration::from_secs(30);
+
+/// Time until artifact URLs expiring at `expires_at` need refreshing. URLs that live shorter than
+/// twice the margin are refreshed at half their remaining life; never sooner than
+/// [`REFRESH_FLOOR`].
+pub fn refresh_wait(refresh_before: Duration, expires_at: Timestamp, now: Timestamp) -> Duration {
+    let remaining = Duration::from_secs((expires_at.as_second() - now.as_second()).max(0) as u64);
+    let margin = refresh_before.min(remaining / 2);
+    refresh_in(expires_at, margin, now).max(REFRESH_FLOOR)
 }
 
 /// Name of the ConfigMap holding a run's report and audit record. Deterministic, so a retried
@@ -591,6 +604,23 @@ mod tests {
         assert!(reference_problems(&s, true).is_empty());
         let s = spec(serde_json::json!({"artifacts": {"secretName": "../urls"}}));
         assert_eq!(reference_problems(&s, true).len(), 1);
+    }
+
+    #[test]
+    fn artifact_refresh_never_storms() {
+        let now = Timestamp::from_second(10_000).unwrap();
+        let margin = Duration::from_secs(300);
+        let at = |s: i64| Timestamp::from_second(10_000 + s).unwrap();
+        assert_eq!(
+            refresh_wait(margin, at(3600), now),
+            Duration::from_secs(3300)
+        );
+        // Short-lived URLs: half their life.
+        assert_eq!(refresh_wait(margin, at(400), now), Duration::from_secs(200));
+        // Already expired, about to expire, or a skewed clock: the floor, not a second.
+        for s in [-3600, -1, 0, 1, 10, 59] {
+            assert_eq!(refresh_wait(margin, at(s), now), REFRESH_FLOOR, "{s}");
+        }
     }
 
     #[test]

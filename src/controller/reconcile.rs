@@ -107,6 +107,10 @@ pub async fn reconcile(job: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Result<
 /// Backoff for errors that escaped reconciliation (Kubernetes API failures, mostly).
 pub fn error_policy(job: Arc<SkillTrainingJob>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(error.category());
+    if matches!(error, Error::Conflict(_)) {
+        // Someone wrote the object since it was read: read it again soon, no backoff.
+        return Action::requeue(Duration::from_secs(1));
+    }
     let uid = job.uid().unwrap_or_default();
     let (_, wait) = ctx.next_error_backoff(&uid, ctx.config.error_backoff_base);
     warn!(job = %job.name_any(), namespace = job.namespace().as_deref().unwrap_or(""),
@@ -286,7 +290,7 @@ async fn invalid(
     // Whatever was running or pending is over; a fixed spec starts a new run.
     next.submission = None;
     next.phase = Some(Phase::Invalid);
-    next.message = Some(crate::training::validation::truncate(&message, 1000));
+    next.message = Some(crate::text::truncate_chars(&message, 1000));
     job.cond(&mut next, VALIDATED, "False", reason, &message);
     job.cond(
         &mut next,
@@ -769,6 +773,20 @@ async fn complete(
                 return Ok(Action::requeue(wait));
             }
             match ctx.cxone.evaluation(target, job_id).await {
+                Err(e) if is_gone(&e) => {
+                    return results_gone(
+                        job,
+                        ctx,
+                        next,
+                        job_id,
+                        "evaluation",
+                        e,
+                        remote,
+                        report,
+                        digest,
+                    )
+                    .await;
+                }
                 Ok(e) => {
                     let e = Arc::new(e);
                     ctx.update_memory(&job.uid, |m| {
@@ -811,6 +829,21 @@ async fn complete(
     }
     let export = match ctx.cxone.export(target, job_id).await {
         Ok(e) => e,
+        Err(e) if is_gone(&e) => {
+            ctx.update_memory(&job.uid, |m| m.completion = None);
+            return results_gone(
+                job,
+                ctx,
+                next,
+                job_id,
+                "artifact export",
+                e,
+                remote,
+                report,
+                digest,
+            )
+            .await;
+        }
         Err(e) => return cxone_trouble(job, ctx, next, e, target).await,
     };
     ctx.update_memory(&job.uid, |m| m.completion = None);
@@ -841,6 +874,43 @@ async fn complete(
         },
     )
     .await
+}
+
+/// CXone answered that a completed job's results do not exist (404, 410): asking again every few
+/// minutes forever cannot help.
+fn is_gone(e: &CxoneError) -> bool {
+    matches!(
+        e,
+        CxoneError::Rejected {
+            status: 404 | 410,
+            ..
+        }
+    )
+}
+
+/// Ends a run whose results CXone no longer has.
+#[allow(clippy::too_many_arguments)]
+async fn results_gone(
+    job: &Job<'_>,
+    ctx: &Context,
+    next: SkillTrainingJobStatus,
+    job_id: &str,
+    what: &str,
+    error: CxoneError,
+    remote: &JobStatus,
+    report: &ValidationReport,
+    digest: &DatasetDigest,
+) -> Result<Action, Error> {
+    let message = format!("the {what} of CXone job {job_id} is not available: {error}");
+    let run = FinishedRun::unsuccessful(
+        Phase::Failed,
+        "ResultsUnavailable",
+        message,
+        Some(remote),
+        report,
+        digest,
+    );
+    finish_run(job, ctx, next, run).await
 }
 
 impl<'a> FinishedRun<'a> {
@@ -979,7 +1049,7 @@ async fn finish_run(
         next.progress = Some(100);
     }
     next.completed_at = Some(next.completed_at.clone().unwrap_or(Time(job.now)));
-    next.message = Some(crate::training::validation::truncate(
+    next.message = Some(crate::text::truncate_chars(
         &run.message,
         core::MAX_MESSAGE_CHARS,
     ));
@@ -996,7 +1066,7 @@ async fn finish_run(
             phase: run.phase,
             macro_f1: run.evaluation.map(|e| core::decimal(e.macro_average.f1)),
             completed_at: next.completed_at.clone(),
-            message: Some(crate::training::validation::truncate(&run.message, 300)),
+            message: Some(crate::text::truncate_chars(&run.message, 300)),
         },
     );
     let (succeeded, ready, ready_reason) = match run.phase {
@@ -1214,12 +1284,8 @@ fn refresh_before(spec: &SkillTrainingJobSpec) -> Duration {
         .unwrap_or(core::DEFAULT_REFRESH_BEFORE)
 }
 
-/// Time until the artifact URLs need refreshing. URLs that live shorter than twice the margin
-/// are refreshed at half their remaining life, so a short TTL cannot cause a refresh storm.
 fn refresh_wait(spec: &SkillTrainingJobSpec, expires_at: Timestamp, now: Timestamp) -> Duration {
-    let remaining = Duration::from_secs((expires_at.as_second() - now.as_second()).max(0) as u64);
-    let margin = refresh_before(spec).min(remaining / 2);
-    core::refresh_in(expires_at, margin, now).max(Duration::from_secs(1))
+    core::refresh_wait(refresh_before(spec), expires_at, now)
 }
 
 async fn refresh_artifacts(
@@ -1257,6 +1323,14 @@ async fn refresh_artifacts(
     };
     let export = match ctx.cxone.export(target, &job_id).await {
         Ok(e) => e,
+        Err(e) if is_gone(&e) => {
+            // The model was trained and evaluated; only its files are gone. Say so, stop asking.
+            let message = format!("artifact URLs cannot be refreshed: {e}");
+            job.cond(&mut next, READY, "False", "ArtifactsUnavailable", &message);
+            write_status(job, ctx, &next).await?;
+            warn_once(job, ctx, "ArtifactsUnavailable", "Export", &message).await;
+            return Ok(Action::await_change());
+        }
         Err(e) => {
             return cxone_trouble(job, ctx, next, e, target).await;
         }
@@ -1721,7 +1795,8 @@ async fn event(
     let ev = KubeEvent {
         type_,
         reason: reason.to_string(),
-        note: Some(crate::training::validation::truncate(note, 1000)),
+        // The API server refuses notes over 1024 bytes; cut at a character boundary.
+        note: Some(crate::text::truncate_bytes(note, 1024)),
         action: action.to_string(),
         secondary: None,
     };

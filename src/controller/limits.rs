@@ -95,7 +95,25 @@ pub struct CxoneRateLimiter {
     /// Calls per second; `None`: no limit of our own (429s still block).
     rate: Option<f64>,
     buckets: Mutex<HashMap<(String, String), Bucket>>,
+    /// Endpoints that stopped answering (timeouts, refused connections), by base URL.
+    silent: Mutex<HashMap<String, Silence>>,
 }
+
+/// An endpoint that did not answer: no call goes there before `until`, then one call at a time
+/// probes it until one gets an answer. Without this, jobs pointing at an endpoint that accepts
+/// connections and never answers would hold the workers for a whole call timeout each, again and
+/// again, and starve every other job.
+struct Silence {
+    strikes: u32,
+    until: Instant,
+}
+
+/// First pause after an endpoint failed to answer; it doubles with every further failure.
+const SILENCE_BASE: Duration = Duration::from_secs(15);
+/// Longest pause.
+const SILENCE_MAX: Duration = Duration::from_secs(300);
+/// While one call probes a silent endpoint, the others wait this long (a call's longest timeout).
+const PROBE_WINDOW: Duration = Duration::from_secs(45);
 
 struct Bucket {
     tokens: f64,
@@ -125,6 +143,7 @@ impl CxoneRateLimiter {
         Self {
             rate: rate.filter(|r| r.is_finite() && *r > 0.0),
             buckets: Mutex::new(HashMap::new()),
+            silent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -153,10 +172,48 @@ impl CxoneRateLimiter {
         f(bucket, rate, now)
     }
 
+    /// `endpoint` did not answer (timeout, connection failure): pause calls to it, longer with
+    /// each failure in a row.
+    pub fn unanswered(&self, endpoint: &str) {
+        let now = Instant::now();
+        let mut silent = self.silent.lock().unwrap_or_else(|p| p.into_inner());
+        let s = silent.entry(endpoint.to_string()).or_insert(Silence {
+            strikes: 0,
+            until: now,
+        });
+        s.strikes = s.strikes.saturating_add(1);
+        let pause = SILENCE_BASE.as_secs_f64() * 2f64.powi(s.strikes.min(16) as i32 - 1);
+        s.until = now + Duration::from_secs_f64(pause).min(SILENCE_MAX);
+    }
+
+    /// `endpoint` answered (whatever it said): calls to it go through again.
+    pub fn answered(&self, endpoint: &str) {
+        let mut silent = self.silent.lock().unwrap_or_else(|p| p.into_inner());
+        if !silent.is_empty() {
+            silent.remove(endpoint);
+        }
+    }
+
+    /// `Some(wait)` while `endpoint` is paused; once the pause is over, the first caller gets
+    /// `None` (it probes) and the others wait for the probe.
+    fn silence(&self, endpoint: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut silent = self.silent.lock().unwrap_or_else(|p| p.into_inner());
+        let s = silent.get_mut(endpoint)?;
+        if s.until > now {
+            return Some(s.until - now);
+        }
+        s.until = now + PROBE_WINDOW;
+        None
+    }
+
     /// Reserves one call: `None` means call now; `Some(wait)` means the call has a slot `wait`
     /// from now (the bucket goes into debt for it), so callers that requeue for their slot come
     /// back once each instead of retrying in a tight loop.
     pub fn reserve(&self, endpoint: &str, client_id: &str) -> Option<Duration> {
+        if let Some(wait) = self.silence(endpoint) {
+            return Some(wait);
+        }
         let limited = self.rate.is_some();
         self.with_bucket(endpoint, client_id, |b, rate, now| {
             let blocked = b.blocked_until.filter(|u| *u > now).map(|u| u - now);
@@ -260,6 +317,40 @@ mod tests {
             waits.last()
         );
         assert_eq!(waits.last().copied(), Some(MAX_RESERVATION));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_endpoint_is_paused_then_probed_by_one_call() {
+        let l = CxoneRateLimiter::new(None);
+        assert_eq!(l.reserve("e", "c"), None);
+        l.unanswered("e");
+        assert_eq!(l.reserve("e", "c"), Some(SILENCE_BASE));
+        assert_eq!(
+            l.reserve("e", "other"),
+            Some(SILENCE_BASE),
+            "every client waits"
+        );
+        assert_eq!(
+            l.reserve("f", "c"),
+            None,
+            "other endpoints are not affected"
+        );
+        tokio::time::advance(SILENCE_BASE).await;
+        assert_eq!(l.reserve("e", "c"), None, "one probe");
+        assert_eq!(
+            l.reserve("e", "c"),
+            Some(PROBE_WINDOW),
+            "the others wait for it"
+        );
+        // The probe failed too: a longer pause.
+        l.unanswered("e");
+        assert_eq!(l.reserve("e", "c"), Some(SILENCE_BASE * 2));
+        for _ in 0..20 {
+            l.unanswered("e");
+        }
+        assert_eq!(l.reserve("e", "c"), Some(SILENCE_MAX));
+        l.answered("e");
+        assert_eq!(l.reserve("e", "c"), None, "an answer ends the pause");
     }
 
     #[tokio::test(start_paused = true)]

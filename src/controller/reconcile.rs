@@ -28,7 +28,7 @@ use crate::crd::{
 };
 use crate::cxone::model::{ExportResponse, JobState, JobStatus};
 use crate::cxone::{
-    AuthProblem, CancelOutcome, Credentials, CxoneError, Endpoint, SecretString, Target,
+    AuthProblem, CancelOutcome, Credentials, CxoneError, Endpoint, SecretString, Target, Transient,
 };
 use crate::evaluation::{EvaluationReport, analyze};
 use crate::training::{DatasetDigest, ValidationReport, build_payload, validate};
@@ -476,7 +476,9 @@ async fn submit_with(
         endpoint,
         credentials: creds,
     };
-    match ctx.cxone.submit(target, &payload, &key).await {
+    let outcome = ctx.cxone.submit(target, &payload, &key).await;
+    answered_if_ok(ctx, target, &outcome);
+    match outcome {
         Ok(resp) => {
             let phase = phase_for(resp.status);
             next.job_id = Some(resp.job_id.clone());
@@ -606,7 +608,9 @@ async fn poll(
             {
                 return Ok(Action::requeue(wait));
             }
-            match ctx.cxone.status(target, job_id).await {
+            let outcome = ctx.cxone.status(target, job_id).await;
+            answered_if_ok(ctx, target, &outcome);
+            match outcome {
                 Ok(s) => s,
                 Err(CxoneError::Rejected { status: 404, .. }) => {
                     return finish_run(
@@ -772,7 +776,9 @@ async fn complete(
             if let Err(wait) = ctx.permit(&job.uid, base, client) {
                 return Ok(Action::requeue(wait));
             }
-            match ctx.cxone.evaluation(target, job_id).await {
+            let outcome = ctx.cxone.evaluation(target, job_id).await;
+            answered_if_ok(ctx, target, &outcome);
+            match outcome {
                 Err(e) if is_gone(&e) => {
                     return results_gone(
                         job,
@@ -827,7 +833,9 @@ async fn complete(
     if let Err(wait) = ctx.permit(&job.uid, base, client) {
         return Ok(Action::requeue(wait));
     }
-    let export = match ctx.cxone.export(target, job_id).await {
+    let outcome = ctx.cxone.export(target, job_id).await;
+    answered_if_ok(ctx, target, &outcome);
+    let export = match outcome {
         Ok(e) => e,
         Err(e) if is_gone(&e) => {
             ctx.update_memory(&job.uid, |m| m.completion = None);
@@ -1321,7 +1329,9 @@ async fn refresh_artifacts(
         endpoint,
         credentials: &creds,
     };
-    let export = match ctx.cxone.export(target, &job_id).await {
+    let outcome = ctx.cxone.export(target, &job_id).await;
+    answered_if_ok(ctx, target, &outcome);
+    let export = match outcome {
         Ok(e) => e,
         Err(e) if is_gone(&e) => {
             // The model was trained and evaluated; only its files are gone. Say so, stop asking.
@@ -1375,7 +1385,9 @@ async fn supersede(
                 endpoint: &endpoint,
                 credentials: &creds,
             };
-            match ctx.cxone.cancel(target, old_job).await {
+            let outcome = ctx.cxone.cancel(target, old_job).await;
+            answered_if_ok(ctx, target, &outcome);
+            match outcome {
                 Ok(_) => {}
                 Err(CxoneError::RateLimited { retry_after, .. }) => {
                     ctx.limiter.throttled(
@@ -1461,6 +1473,13 @@ async fn run_target(
     })
 }
 
+/// A successful call ends any pause of its endpoint (see `CxoneRateLimiter::unanswered`).
+fn answered_if_ok<T>(ctx: &Context, target: Target<'_>, outcome: &Result<T, CxoneError>) {
+    if outcome.is_ok() {
+        ctx.limiter.answered(target.endpoint.base_url().as_str());
+    }
+}
+
 /// A CXone call failed: decide how long to wait, and say so in status when it is news.
 async fn cxone_trouble(
     job: &Job<'_>,
@@ -1485,8 +1504,19 @@ async fn cxone_trouble(
             )
         }
         CxoneError::Auth { .. } => ("CredentialsError", backoff.max(Duration::from_secs(10))),
+        CxoneError::Retryable {
+            kind: Transient::Timeout | Transient::Connection,
+            ..
+        } => {
+            // Nobody answered: every job of this endpoint pauses, not only this one.
+            ctx.limiter.unanswered(target.endpoint.base_url().as_str());
+            ("CxoneUnavailable", backoff)
+        }
         _ => ("CxoneUnavailable", backoff),
     };
+    if !matches!(error, CxoneError::Retryable { .. }) {
+        ctx.limiter.answered(target.endpoint.base_url().as_str());
+    }
     warn!(job = %job.name, namespace = %job.ns, category = error.category(), error = %error, retry_in = ?wait, "CXone call failed");
     let message = error.to_string();
     let is_news = ctx.memory(&job.uid).last_warning.as_deref() != Some(reason);
@@ -1847,7 +1877,9 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
         endpoint: &endpoint,
         credentials: &creds,
     };
-    match ctx.cxone.cancel(target, &job_id).await {
+    let outcome = ctx.cxone.cancel(target, &job_id).await;
+    answered_if_ok(ctx, target, &outcome);
+    match outcome {
         Ok(CancelOutcome::Cancelled(_)) => {
             event(
                 ctx,

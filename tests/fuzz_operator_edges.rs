@@ -123,10 +123,10 @@ proptest! {
             body["recall"] = json!(0.5);
             body["confusionMatrix"] = json!([[1, 0], [0, 1]]);
         }
-        if let Ok(eval) = serde_json::from_value::<EvaluationResponse>(body) {
-            if let Ok(report) = analyze(&eval, &EvaluationOptions::default()) {
-                prop_assert!(report.accuracy.is_nan() || (0.0..=1.0).contains(&report.accuracy));
-            }
+        if let Ok(eval) = serde_json::from_value::<EvaluationResponse>(body)
+            && let Ok(report) = analyze(&eval, &EvaluationOptions::default())
+        {
+            prop_assert!(report.accuracy.is_nan() || (0.0..=1.0).contains(&report.accuracy));
         }
     }
 

@@ -318,7 +318,12 @@ async fn delete_mid_training_cancels_the_cxone_job() {
         .await
         .unwrap();
     w.wait_gone("doomed", T).await;
-    assert_eq!(w.sim.stats().jobs_in("CANCELLED"), 1);
+    assert_eq!(
+        w.sim.stats().jobs_in("CANCELLED"),
+        1,
+        "{}",
+        w.operator_log()
+    );
 }
 
 #[tokio::test]

@@ -50,6 +50,10 @@ pub enum Error {
     Conflict(String),
     #[error("reconciliation took longer than {0:?} and was stopped")]
     Timeout(Duration),
+    /// Not a failure: come back after this long (used where an Ok would end the step, as in
+    /// cleanup, whose Ok removes the finalizer).
+    #[error("waiting {0:?} for the CXone rate limit")]
+    Wait(Duration),
 }
 
 /// Longest one reconciliation of one job may take.
@@ -66,6 +70,7 @@ impl Error {
             Error::NotOwned(_) => "not_owned",
             Error::Conflict(_) => "conflict",
             Error::Timeout(_) => "timeout",
+            Error::Wait(_) => "rate_limited",
         }
     }
 }
@@ -106,6 +111,9 @@ pub async fn reconcile(job: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Result<
 
 /// Backoff for errors that escaped reconciliation (Kubernetes API failures, mostly).
 pub fn error_policy(job: Arc<SkillTrainingJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::Wait(wait) = error {
+        return Action::requeue(*wait);
+    }
     ctx.metrics.reconcile_failed(error.category());
     if matches!(error, Error::Conflict(_)) {
         // Someone wrote the object since it was read: read it again soon, no backoff.
@@ -1870,8 +1878,9 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
         }
     };
     // Cancels share the rate limit with every other call; waiting for a slot is no attempt.
+    // (An Ok from cleanup removes the finalizer, so waiting is an error here.)
     if let Err(wait) = ctx.permit(&job.uid, endpoint.base_url().as_str(), &creds.client_id) {
-        return Ok(Action::requeue(wait));
+        return Err(Error::Wait(wait));
     }
     let target = Target {
         endpoint: &endpoint,
@@ -1902,9 +1911,7 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
             ctx.limiter
                 .throttled(endpoint.base_url().as_str(), &creds.client_id, retry_after);
             let spread = Duration::from_secs_f64(ctx.jitter() * retry_after.as_secs_f64().max(1.0));
-            Ok(Action::requeue(
-                retry_after.max(PollSchedule::FLOOR) + spread,
-            ))
+            Err(Error::Wait(retry_after.max(PollSchedule::FLOOR) + spread))
         }
         Err(e) if attempts + 1 >= ctx.config.cleanup_attempts => give_up(e.to_string()),
         Err(CxoneError::Auth {

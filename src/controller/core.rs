@@ -44,7 +44,7 @@ pub fn clip_remote_text(text: &str, max_chars: usize) -> String {
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
 /// The poll schedule of a running CXone job: start at `initial`, multiply by `multiplier` after
-/// each poll, never above `max` (DESIGN §3: 2 s, ×1.5, 30 s).
+/// each poll, never above `max` (docs/cxone-api.md: 2 s, ×1.5, 30 s).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PollSchedule {
     pub initial: Duration,

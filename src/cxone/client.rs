@@ -627,7 +627,7 @@ fn token_key(target: Target<'_>) -> TokenKey {
     }
 }
 
-/// Scopes each call needs (DESIGN §3).
+/// Scopes each call needs (docs/cxone-api.md).
 pub fn required_scopes(call: Call) -> &'static [&'static str] {
     match call {
         Call::Token => &[],

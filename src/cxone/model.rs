@@ -1,4 +1,4 @@
-//! Wire models of the CXone AI training API (DESIGN §3).
+//! Wire models of the CXone AI training API (docs/cxone-api.md).
 //!
 //! The same types are used by the client (to send requests and decode responses) and by the
 //! simulator (to decode requests and encode responses), so the two cannot drift apart.

@@ -1,4 +1,4 @@
-//! A stateful simulator of the CXone AI training API (DESIGN §3 and §4).
+//! A stateful simulator of the CXone AI training API (docs/cxone-api.md).
 //!
 //! It speaks the same wire types as the client ([`crate::cxone::model`]) and is held to the same
 //! standards as the operator: it checks client credentials and scopes, issues expiring tokens,

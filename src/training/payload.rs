@@ -76,7 +76,7 @@ fn canonical_utterances(utterances: &[Utterance], language: &str) -> Vec<Utteran
     out
 }
 
-/// Builds the submission for a validated dataset (DESIGN §3). Utterances are sent in canonical
+/// Builds the submission for a validated dataset (docs/cxone-api.md). Utterances are sent in canonical
 /// order with an explicit language each, so the payload is a function of the digest's content.
 pub fn build_payload(
     skill_id: &str,

@@ -7,18 +7,13 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use sha2::{Digest, Sha256};
 
+use super::vocab::{ConditionStatus, ConditionType, Reason};
 use crate::crd::{
     EvaluationStatus, LabelEvaluation, Phase, RunHistory, SkillTrainingJobSpec,
     SkillTrainingJobStatus, ThresholdRecommendation,
 };
 use crate::cxone::model::JobState;
 use crate::evaluation::EvaluationReport;
-
-/// Condition types.
-pub const VALIDATED: &str = "Validated";
-pub const SUBMITTED: &str = "Submitted";
-pub const SUCCEEDED: &str = "Succeeded";
-pub const READY: &str = "Ready";
 
 /// Runs kept in `status.history`.
 pub const HISTORY_LIMIT: usize = 5;
@@ -168,14 +163,15 @@ pub fn run_fingerprint(spec: &SkillTrainingJobSpec, base_url: &str, digest: &str
 /// Sets a condition, keeping `lastTransitionTime` when its status did not change.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: &str,
-    reason: &str,
+    type_: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
     message: &str,
     generation: Option<i64>,
     now: Timestamp,
 ) {
     let message = crate::text::truncate_chars(message, MAX_MESSAGE_CHARS);
+    let (type_, status, reason) = (type_.as_str(), status.as_str(), reason.as_str());
     if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
         if c.status != status {
             c.last_transition_time = Time(now);
@@ -198,14 +194,14 @@ pub fn set_condition(
 }
 
 fn condition_rank(type_: &str) -> usize {
-    [VALIDATED, SUBMITTED, SUCCEEDED, READY]
+    ConditionType::ALL
         .iter()
-        .position(|t| *t == type_)
+        .position(|t| t.as_str() == type_)
         .unwrap_or(usize::MAX)
 }
 
-pub fn condition<'a>(status: &'a SkillTrainingJobStatus, type_: &str) -> Option<&'a Condition> {
-    status.conditions.iter().find(|c| c.type_ == type_)
+pub fn condition(status: &SkillTrainingJobStatus, type_: ConditionType) -> Option<&Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_.as_str())
 }
 
 /// Decimal string with four places, as status carries metrics.
@@ -449,46 +445,56 @@ mod tests {
 
     #[test]
     fn conditions_keep_transition_time_unless_status_changes() {
+        use ConditionStatus::{False, True};
+        use ConditionType::{Ready, Validated};
         let t0 = Timestamp::from_second(1_000).unwrap();
         let t1 = Timestamp::from_second(2_000).unwrap();
         let mut c = Vec::new();
-        set_condition(&mut c, READY, "False", "Training", "training", Some(1), t0);
         set_condition(
             &mut c,
-            VALIDATED,
-            "True",
-            "ValidationPassed",
+            Ready,
+            False,
+            Reason::Training,
+            "training",
+            Some(1),
+            t0,
+        );
+        set_condition(
+            &mut c,
+            Validated,
+            True,
+            Reason::ValidationPassed,
             "ok",
             Some(1),
             t0,
         );
         assert_eq!(
-            c[0].type_, VALIDATED,
+            c[0].type_, "Validated",
             "conditions are kept in a stable order"
         );
         set_condition(
             &mut c,
-            READY,
-            "False",
-            "Evaluating",
+            Ready,
+            False,
+            Reason::Evaluating,
             "evaluating",
             Some(2),
             t1,
         );
-        let ready = c.iter().find(|x| x.type_ == READY).unwrap();
+        let ready = c.iter().find(|x| x.type_ == "Ready").unwrap();
         assert_eq!(ready.last_transition_time, Time(t0));
         assert_eq!(ready.reason, "Evaluating");
         assert_eq!(ready.observed_generation, Some(2));
         set_condition(
             &mut c,
-            READY,
-            "True",
-            "ArtifactsAvailable",
+            Ready,
+            True,
+            Reason::ArtifactsAvailable,
             "done",
             Some(2),
             t1,
         );
-        let ready = c.iter().find(|x| x.type_ == READY).unwrap();
+        let ready = c.iter().find(|x| x.type_ == "Ready").unwrap();
         assert_eq!(ready.last_transition_time, Time(t1));
     }
 

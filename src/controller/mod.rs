@@ -7,6 +7,7 @@ pub mod metrics;
 mod reconcile;
 mod run;
 pub mod server;
+pub mod vocab;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -16,10 +16,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::core::{
-    self, PollSchedule, READY, SUBMITTED, SUCCEEDED, VALIDATED, idempotency_key, phase_for,
-    set_condition,
-};
+use super::core::{self, PollSchedule, idempotency_key, phase_for, set_condition};
+use super::vocab::{ConditionStatus as Status, ConditionType as Cond, Reason};
 use super::{Context, DataOutcome, FIELD_MANAGER, FINALIZER, ResolvedData};
 use crate::audit::{AuditInput, AuditRecord, ComputeRecord, JobIdentity, RunResult, Timeline};
 use crate::crd::{
@@ -159,9 +157,9 @@ impl<'a> Job<'a> {
     fn cond(
         &self,
         next: &mut SkillTrainingJobStatus,
-        type_: &str,
-        status: &str,
-        reason: &str,
+        type_: Cond,
+        status: Status,
+        reason: Reason,
         message: &str,
     ) {
         set_condition(
@@ -193,9 +191,15 @@ async fn apply_reporting(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action
         Err(Error::NotOwned(problem)) => {
             let job = Job::new(obj)?;
             let mut next = job.status.clone();
-            job.cond(&mut next, READY, "False", "ObjectNotOwned", &problem);
+            job.cond(
+                &mut next,
+                Cond::Ready,
+                Status::False,
+                Reason::ObjectNotOwned,
+                &problem,
+            );
             write_status(&job, ctx, &next).await?;
-            warn_once(&job, ctx, "ObjectNotOwned", "WriteObject", &problem).await;
+            warn_once(&job, ctx, Reason::ObjectNotOwned, "WriteObject", &problem).await;
             let (_, wait) = ctx.next_error_backoff(&job.uid, Duration::from_secs(10));
             Ok(Action::requeue(wait))
         }
@@ -204,11 +208,13 @@ async fn apply_reporting(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action
 }
 
 /// A Warning Event, unless the same reason was the job's last warning.
-async fn warn_once(job: &Job<'_>, ctx: &Context, reason: &str, action: &str, note: &str) {
-    if ctx.memory(&job.uid).last_warning.as_deref() == Some(reason) {
+async fn warn_once(job: &Job<'_>, ctx: &Context, reason: Reason, action: &str, note: &str) {
+    if ctx.memory(&job.uid).last_warning.as_deref() == Some(reason.as_str()) {
         return;
     }
-    ctx.update_memory(&job.uid, |m| m.last_warning = Some(reason.to_string()));
+    ctx.update_memory(&job.uid, |m| {
+        m.last_warning = Some(reason.as_str().to_string())
+    });
     event(ctx, job.obj, EventType::Warning, reason, action, note).await;
 }
 
@@ -220,20 +226,22 @@ async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
     // enforced the patterns can still carry anything).
     let problems = core::reference_problems(job.spec, ctx.config.artifact_secrets);
     if !problems.is_empty() {
-        return invalid(&job, ctx, next, "InvalidReference", &problems).await;
+        return invalid(&job, ctx, next, Reason::InvalidReference, &problems).await;
     }
     let data = resolve_data(&job, ctx, false).await?;
 
     let (report, digest) = match &*data.outcome {
         DataOutcome::Invalid { problems, .. } => {
-            return invalid(&job, ctx, next, "ValidationFailed", problems).await;
+            return invalid(&job, ctx, next, Reason::ValidationFailed, problems).await;
         }
         DataOutcome::Valid { report, digest, .. } => (report, digest),
     };
 
     let endpoint = match endpoint(job.spec, ctx) {
         Ok(e) => e,
-        Err(problem) => return invalid(&job, ctx, next, "EndpointNotAllowed", &[problem]).await,
+        Err(problem) => {
+            return invalid(&job, ctx, next, Reason::EndpointNotAllowed, &[problem]).await;
+        }
     };
 
     let fingerprint =
@@ -285,7 +293,7 @@ async fn invalid(
     job: &Job<'_>,
     ctx: &Context,
     mut next: SkillTrainingJobStatus,
-    reason: &str,
+    reason: Reason,
     problems: &[String],
 ) -> Result<Action, Error> {
     if let Some(old) = job.in_flight().map(str::to_string)
@@ -299,12 +307,12 @@ async fn invalid(
     next.submission = None;
     next.phase = Some(Phase::Invalid);
     next.message = Some(crate::text::truncate_chars(&message, 1000));
-    job.cond(&mut next, VALIDATED, "False", reason, &message);
+    job.cond(&mut next, Cond::Validated, Status::False, reason, &message);
     job.cond(
         &mut next,
-        READY,
-        "False",
-        "InvalidSpec",
+        Cond::Ready,
+        Status::False,
+        Reason::InvalidSpec,
         "fix the problems in the Validated condition; nothing was submitted",
     );
     write_status(job, ctx, &next).await?;
@@ -313,7 +321,7 @@ async fn invalid(
             ctx,
             job.obj,
             EventType::Warning,
-            "InvalidSpec",
+            Reason::InvalidSpec,
             "Validate",
             &message,
         )
@@ -339,22 +347,28 @@ async fn start_run(
         validated.language(),
         digest
     );
-    job.cond(&mut next, VALIDATED, "True", "ValidationPassed", &summary);
+    job.cond(
+        &mut next,
+        Cond::Validated,
+        Status::True,
+        Reason::ValidationPassed,
+        &summary,
+    );
     if job.spec.suspend == Some(true) {
         next.phase = Some(Phase::Pending);
         next.message = Some("suspended: set spec.suspend to false to train".into());
         job.cond(
             &mut next,
-            SUBMITTED,
-            "False",
-            "Suspended",
+            Cond::Submitted,
+            Status::False,
+            Reason::Suspended,
             "spec.suspend is true",
         );
         job.cond(
             &mut next,
-            READY,
-            "False",
-            "Suspended",
+            Cond::Ready,
+            Status::False,
+            Reason::Suspended,
             "spec.suspend is true",
         );
         write_status(job, ctx, &next).await?;
@@ -400,23 +414,23 @@ async fn start_run(
     next.message = Some(format!("validated ({summary}); submitting to CXone"));
     job.cond(
         &mut next,
-        SUBMITTED,
-        "False",
-        "Submitting",
+        Cond::Submitted,
+        Status::False,
+        Reason::Submitting,
         "sending the training job to CXone",
     );
     job.cond(
         &mut next,
-        SUCCEEDED,
-        "Unknown",
-        "InProgress",
+        Cond::Succeeded,
+        Status::Unknown,
+        Reason::InProgress,
         "training has not finished",
     );
     job.cond(
         &mut next,
-        READY,
-        "False",
-        "Submitting",
+        Cond::Ready,
+        Status::False,
+        Reason::Submitting,
         "the training job is being submitted",
     );
     write_marker(job, ctx, &next).await?;
@@ -427,7 +441,7 @@ async fn start_run(
             ctx,
             job.obj,
             EventType::Normal,
-            "Validated",
+            Reason::Validated,
             "Validate",
             &summary,
         )
@@ -496,16 +510,16 @@ async fn submit_with(
             next.message = Some(format!("CXone job {} {}", resp.job_id, resp.status));
             job.cond(
                 &mut next,
-                SUBMITTED,
-                "True",
-                "JobSubmitted",
+                Cond::Submitted,
+                Status::True,
+                Reason::JobSubmitted,
                 &format!("CXone job {}", resp.job_id),
             );
             job.cond(
                 &mut next,
-                READY,
-                "False",
-                "Training",
+                Cond::Ready,
+                Status::False,
+                Reason::Training,
                 "the skill is being trained",
             );
             write_status(job, ctx, &next).await?;
@@ -520,12 +534,12 @@ async fn submit_with(
                 ctx,
                 job.obj,
                 EventType::Normal,
-                "Submitted",
+                Reason::Submitted,
                 "Submit",
                 &format!(
                     "CXone job {}; validated {}",
                     resp.job_id,
-                    core::condition(&next, VALIDATED)
+                    core::condition(&next, Cond::Validated)
                         .map(|c| c.message.as_str())
                         .unwrap_or_default()
                 ),
@@ -553,7 +567,7 @@ async fn submit_with(
                 next,
                 FinishedRun::unsuccessful(
                     Phase::Failed,
-                    "SubmissionRejected",
+                    Reason::SubmissionRejected,
                     text,
                     None,
                     validated.report(),
@@ -600,7 +614,7 @@ async fn poll(
                 }
                 Err(e) => warn!(job = %job.name, error = %e, "cancel after deadline failed"),
             }
-            return finish_run(job, ctx, next, FinishedRun::unsuccessful(Phase::Failed, "DeadlineExceeded", format!("not finished within activeDeadlineSeconds ({deadline} s); the CXone job was cancelled"), None, report, digest))
+            return finish_run(job, ctx, next, FinishedRun::unsuccessful(Phase::Failed, Reason::DeadlineExceeded, format!("not finished within activeDeadlineSeconds ({deadline} s); the CXone job was cancelled"), None, report, digest))
             .await;
         }
     }
@@ -627,7 +641,7 @@ async fn poll(
                         next,
                         FinishedRun::unsuccessful(
                             Phase::Failed,
-                            "JobNotFound",
+                            Reason::JobNotFound,
                             format!("CXone no longer knows job {job_id}"),
                             None,
                             report,
@@ -662,7 +676,7 @@ async fn poll(
                 next,
                 FinishedRun::unsuccessful(
                     Phase::Failed,
-                    "TrainingFailed",
+                    Reason::TrainingFailed,
                     format!("CXone job {job_id} failed: {reason}"),
                     Some(&remote),
                     report,
@@ -678,7 +692,7 @@ async fn poll(
                 next,
                 FinishedRun::unsuccessful(
                     Phase::Cancelled,
-                    "Cancelled",
+                    Reason::Cancelled,
                     format!("CXone job {job_id} was cancelled outside the operator"),
                     Some(&remote),
                     report,
@@ -705,14 +719,14 @@ async fn poll(
                     core::clip_remote_text(&remote.stage, core::MAX_STAGE_CHARS)
                 ));
                 let reason = match phase {
-                    Phase::Evaluating => "Evaluating",
-                    Phase::Queued => "Queued",
-                    _ => "Training",
+                    Phase::Evaluating => Reason::Evaluating,
+                    Phase::Queued => Reason::Queued,
+                    _ => Reason::Training,
                 };
                 job.cond(
                     &mut next,
-                    READY,
-                    "False",
+                    Cond::Ready,
+                    Status::False,
                     reason,
                     &format!("CXone job {job_id} is {state}"),
                 );
@@ -824,7 +838,7 @@ async fn complete(
                 next,
                 FinishedRun {
                     phase: Phase::Failed,
-                    reason: "EvaluationInvalid",
+                    reason: Reason::EvaluationInvalid,
                     message: format!(
                         "the evaluation of CXone job {job_id} cannot be analysed: {e}"
                     ),
@@ -880,7 +894,7 @@ async fn complete(
         next,
         FinishedRun {
             phase: Phase::Succeeded,
-            reason: "TrainingSucceeded",
+            reason: Reason::TrainingSucceeded,
             message: summary,
             remote: Some(remote),
             evaluation: Some(&analysed),
@@ -920,7 +934,7 @@ async fn results_gone(
     let message = format!("the {what} of CXone job {job_id} is not available: {error}");
     let run = FinishedRun::unsuccessful(
         Phase::Failed,
-        "ResultsUnavailable",
+        Reason::ResultsUnavailable,
         message,
         Some(remote),
         report,
@@ -933,7 +947,7 @@ impl<'a> FinishedRun<'a> {
     /// A run that ended without an evaluation (failed, cancelled, rejected).
     fn unsuccessful(
         phase: Phase,
-        reason: &'static str,
+        reason: Reason,
         message: String,
         remote: Option<&'a JobStatus>,
         report: &'a ValidationReport,
@@ -954,7 +968,7 @@ impl<'a> FinishedRun<'a> {
 
 struct FinishedRun<'a> {
     phase: Phase,
-    reason: &'static str,
+    reason: Reason,
     message: String,
     remote: Option<&'a JobStatus>,
     evaluation: Option<&'a EvaluationReport>,
@@ -1086,25 +1100,31 @@ async fn finish_run(
         },
     );
     let (succeeded, ready, ready_reason) = match run.phase {
-        Phase::Succeeded => ("True", "True", "ArtifactsAvailable"),
-        _ => ("False", "False", run.reason),
+        Phase::Succeeded => (Status::True, Status::True, Reason::ArtifactsAvailable),
+        _ => (Status::False, Status::False, run.reason),
     };
-    job.cond(&mut next, SUCCEEDED, succeeded, run.reason, &run.message);
-    if run.reason == "SubmissionRejected" {
+    job.cond(
+        &mut next,
+        Cond::Succeeded,
+        succeeded,
+        run.reason,
+        &run.message,
+    );
+    if run.reason == Reason::SubmissionRejected {
         job.cond(
             &mut next,
-            SUBMITTED,
-            "False",
-            "SubmissionRejected",
+            Cond::Submitted,
+            Status::False,
+            Reason::SubmissionRejected,
             &run.message,
         );
     }
-    job.cond(&mut next, READY, ready, ready_reason, &run.message);
+    job.cond(&mut next, Cond::Ready, ready, ready_reason, &run.message);
     write_status(job, ctx, &next).await?;
     let (kind, reason) = match run.phase {
-        Phase::Succeeded => (EventType::Normal, "Succeeded"),
-        Phase::Cancelled => (EventType::Warning, "Cancelled"),
-        _ => (EventType::Warning, "TrainingFailed"),
+        Phase::Succeeded => (EventType::Normal, Reason::Succeeded),
+        Phase::Cancelled => (EventType::Warning, Reason::Cancelled),
+        _ => (EventType::Warning, Reason::TrainingFailed),
     };
     event(
         ctx,
@@ -1344,9 +1364,15 @@ async fn refresh_artifacts(
         Err(e) if is_gone(&e) => {
             // The model was trained and evaluated; only its files are gone. Say so, stop asking.
             let message = format!("artifact URLs cannot be refreshed: {e}");
-            job.cond(&mut next, READY, "False", "ArtifactsUnavailable", &message);
+            job.cond(
+                &mut next,
+                Cond::Ready,
+                Status::False,
+                Reason::ArtifactsUnavailable,
+                &message,
+            );
             write_status(job, ctx, &next).await?;
-            warn_once(job, ctx, "ArtifactsUnavailable", "Export", &message).await;
+            warn_once(job, ctx, Reason::ArtifactsUnavailable, "Export", &message).await;
             return Ok(Action::await_change());
         }
         Err(e) => {
@@ -1359,7 +1385,7 @@ async fn refresh_artifacts(
         ctx,
         job.obj,
         EventType::Normal,
-        "ArtifactsRefreshed",
+        Reason::ArtifactsRefreshed,
         "Export",
         &format!(
             "artifact URLs refreshed; they expire at {}",
@@ -1440,7 +1466,7 @@ async fn supersede(
         ctx,
         job.obj,
         EventType::Normal,
-        "Superseded",
+        Reason::Superseded,
         "Cancel",
         &format!("cancelled CXone job {old_job}: the spec or its data changed"),
     )
@@ -1507,29 +1533,34 @@ async fn cxone_trouble(
             // Spread the retries so jobs told the same Retry-After do not come back together.
             let spread = Duration::from_secs_f64(ctx.jitter() * retry_after.as_secs_f64().max(1.0));
             (
-                "RateLimited",
+                Reason::RateLimited,
                 (*retry_after).max(PollSchedule::FLOOR) + spread,
             )
         }
-        CxoneError::Auth { .. } => ("CredentialsError", backoff.max(Duration::from_secs(10))),
+        CxoneError::Auth { .. } => (
+            Reason::CredentialsError,
+            backoff.max(Duration::from_secs(10)),
+        ),
         CxoneError::Retryable {
             kind: Transient::Timeout | Transient::Connection,
             ..
         } => {
             // Nobody answered: every job of this endpoint pauses, not only this one.
             ctx.limiter.unanswered(target.endpoint.base_url().as_str());
-            ("CxoneUnavailable", backoff)
+            (Reason::CxoneUnavailable, backoff)
         }
-        _ => ("CxoneUnavailable", backoff),
+        _ => (Reason::CxoneUnavailable, backoff),
     };
     if !matches!(error, CxoneError::Retryable { .. }) {
         ctx.limiter.answered(target.endpoint.base_url().as_str());
     }
     warn!(job = %job.name, namespace = %job.ns, category = error.category(), error = %error, retry_in = ?wait, "CXone call failed");
     let message = error.to_string();
-    let is_news = ctx.memory(&job.uid).last_warning.as_deref() != Some(reason);
+    let is_news = ctx.memory(&job.uid).last_warning.as_deref() != Some(reason.as_str());
     if is_news {
-        ctx.update_memory(&job.uid, |m| m.last_warning = Some(reason.to_string()));
+        ctx.update_memory(&job.uid, |m| {
+            m.last_warning = Some(reason.as_str().to_string())
+        });
         event(
             ctx,
             job.obj,
@@ -1542,7 +1573,7 @@ async fn cxone_trouble(
     }
     // Auth problems need a human: show them in Ready. Transient ones only after a few attempts.
     if matches!(error, CxoneError::Auth { .. }) || attempt >= 3 {
-        job.cond(&mut next, READY, "False", reason, &message);
+        job.cond(&mut next, Cond::Ready, Status::False, reason, &message);
         write_status(job, ctx, &next).await?;
     }
     Ok(Action::requeue(wait))
@@ -1558,7 +1589,13 @@ async fn credentials_problem(
         next.phase = Some(Phase::Pending);
     }
     next.message = Some(problem.to_string());
-    job.cond(&mut next, READY, "False", "CredentialsError", problem);
+    job.cond(
+        &mut next,
+        Cond::Ready,
+        Status::False,
+        Reason::CredentialsError,
+        problem,
+    );
     write_status(job, ctx, &next).await?;
     let is_news = ctx.memory(&job.uid).last_warning.as_deref() != Some(problem);
     if is_news {
@@ -1567,7 +1604,7 @@ async fn credentials_problem(
             ctx,
             job.obj,
             EventType::Warning,
-            "CredentialsError",
+            Reason::CredentialsError,
             "ReadSecret",
             problem,
         )
@@ -1826,13 +1863,13 @@ async fn event(
     ctx: &Context,
     obj: &SkillTrainingJob,
     type_: EventType,
-    reason: &str,
+    reason: Reason,
     action: &str,
     note: &str,
 ) {
     let ev = KubeEvent {
         type_,
-        reason: reason.to_string(),
+        reason: reason.as_str().to_string(),
         // The API server refuses notes over 1024 bytes; cut at a character boundary.
         note: Some(crate::text::truncate_bytes(note, 1024)),
         action: action.to_string(),
@@ -1869,7 +1906,7 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
                 ctx,
                 obj,
                 EventType::Warning,
-                "CredentialsError",
+                Reason::CredentialsError,
                 "Cancel",
                 &format!("cannot cancel CXone job {job_id}: {problem}"),
             )
@@ -1894,7 +1931,7 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
                 ctx,
                 obj,
                 EventType::Normal,
-                "Cancelled",
+                Reason::Cancelled,
                 "Cancel",
                 &format!("cancelled CXone job {job_id} because the resource was deleted"),
             )

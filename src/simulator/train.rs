@@ -294,9 +294,9 @@ pub(crate) fn train(
         actuals: ids(&actual),
         predictions: ids(&predicted),
         scores,
-        precision,
-        recall,
-        confusion_matrix: confusion,
+        precision: Some(precision),
+        recall: Some(recall),
+        confusion_matrix: Some(confusion),
         training_duration_seconds: training_seconds,
     };
     Training {
@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(e.predictions.len(), 3);
         assert_eq!(e.scores.len(), 3);
         assert!(e.scores.iter().all(|s| (0.0..=1.0).contains(s)));
-        let total: u64 = e.confusion_matrix.iter().flatten().sum();
+        let total: u64 = e.confusion_matrix.iter().flatten().flatten().sum();
         assert_eq!(total, 3);
         assert_eq!(e.training_duration_seconds, 1.5);
     }
@@ -422,8 +422,8 @@ mod tests {
         }
         let t = train(&labels, &data, 0.25, 0.0);
         assert_eq!(t.evaluation.actuals, t.evaluation.predictions);
-        assert_eq!(t.evaluation.precision, 1.0);
-        assert_eq!(t.evaluation.recall, 1.0);
+        assert_eq!(t.evaluation.precision, Some(1.0));
+        assert_eq!(t.evaluation.recall, Some(1.0));
         assert!(t.evaluation.scores.iter().all(|&s| s > 0.9));
     }
 

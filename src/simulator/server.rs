@@ -675,7 +675,8 @@ fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
 
 async fn token(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, SMALL_BODY_LIMIT).await?;
+    let limit = SMALL_BODY_LIMIT.min(sim.config.max_request_bytes);
+    let bytes = read_body(&parts.headers, body, limit).await?;
     let is_json = parts
         .headers
         .get(CONTENT_TYPE)
@@ -1242,7 +1243,8 @@ async fn get_faults(State(sim): State<Arc<Simulator>>) -> Response {
 
 async fn put_faults(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, SMALL_BODY_LIMIT).await?;
+    let limit = SMALL_BODY_LIMIT.min(sim.config.max_request_bytes);
+    let bytes = read_body(&parts.headers, body, limit).await?;
     let faults: Faults = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid_request(format!("invalid fault settings: {e}")))?;
     faults.validate().map_err(ApiError::invalid_request)?;

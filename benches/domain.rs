@@ -88,9 +88,9 @@ fn evaluation() -> EvaluationResponse {
         actuals,
         predictions,
         scores,
-        precision: 0.0,
-        recall: 0.0,
-        confusion_matrix: Vec::new(),
+        precision: Some(0.0),
+        recall: Some(0.0),
+        confusion_matrix: None,
         training_duration_seconds: 0.0,
     }
 }

@@ -151,6 +151,9 @@ async fn run(s: &Scenario) -> Report {
     let config = SimulatorConfig {
         job_duration: s.job_duration,
         faults,
+        // The scenarios measure the operator: the simulator keeps every job they create.
+        max_jobs: 100_000,
+        max_job_memory: 1 << 30,
         ..SimulatorConfig::default()
     };
     let mut w = World::new(&format!("bench-{}", s.name), config).await;

@@ -64,6 +64,10 @@ pub struct CheckRecord {
     pub passed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The check could not be decided (e.g. the server reported nothing to compare); `passed`
+    /// is then false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unknown: bool,
 }
 
 /// Summary flags, each the outcome of checks listed in `checks`.
@@ -76,7 +80,9 @@ pub struct ComplianceFlags {
     pub class_balance_checked: bool,
     /// The language-code and single-language checks ran and passed.
     pub language_constraint_enforced: bool,
-    /// Server-reported metrics were recomputed and agree (false when no evaluation was analysed).
+    /// Server-reported metrics were recomputed and agree (false when no evaluation was analysed,
+    /// or when the server reported no summary to compare: see the `metrics.serverAgreement`
+    /// check).
     pub metrics_verified: bool,
     /// The record was scanned and holds none of the run's signed URLs.
     pub signed_urls_redacted: bool,
@@ -181,19 +187,25 @@ impl AuditRecord {
                 name: format!("data.{}", check_name(c.check)),
                 passed: c.passed,
                 detail: (!c.passed).then(|| format!("{} violations", c.violations)),
+                unknown: false,
             })
             .collect();
         let ran_and_passed = |check: Check| v.passed(check);
         let data_validation_passed = !v.checks.is_empty() && v.checks.iter().all(|c| c.passed);
         let metrics_verified = match input.evaluation {
             Some(e) => {
+                let comparison = &e.server_comparison;
                 checks.push(CheckRecord {
                     name: "metrics.serverAgreement".into(),
-                    passed: e.server_comparison.consistent,
-                    detail: (!e.server_comparison.consistent)
-                        .then(|| e.server_comparison.mismatches.join("; ")),
+                    passed: comparison.agrees(),
+                    detail: match comparison.consistent {
+                        Some(true) if comparison.not_reported.is_empty() => None,
+                        Some(false) => Some(comparison.mismatches.join("; ")),
+                        Some(true) | None => Some(comparison.describe()),
+                    },
+                    unknown: comparison.consistent.is_none(),
                 });
-                e.server_comparison.consistent
+                comparison.agrees()
             }
             None => false,
         };
@@ -240,6 +252,7 @@ impl AuditRecord {
             name: "artifacts.signedUrlsRedacted".into(),
             passed: redacted,
             detail: None,
+            unknown: false,
         });
         record.compliance.signed_urls_redacted = redacted;
         record
@@ -299,7 +312,7 @@ mod tests {
         d
     }
 
-    fn evaluation(server_precision: f64) -> EvaluationReport {
+    fn evaluation(server_precision: Option<f64>) -> EvaluationReport {
         let resp = EvaluationResponse {
             labels: ["a", "b"]
                 .iter()
@@ -312,8 +325,8 @@ mod tests {
             predictions: vec!["a".into(), "b".into()],
             scores: vec![0.9, 0.8],
             precision: server_precision,
-            recall: 1.0,
-            confusion_matrix: vec![vec![1, 0], vec![0, 1]],
+            recall: server_precision.map(|_| 1.0),
+            confusion_matrix: server_precision.map(|_| vec![vec![1, 0], vec![0, 1]]),
             training_duration_seconds: 3.0,
         };
         analyze(&resp, &EvaluationOptions::default()).unwrap()
@@ -355,7 +368,7 @@ mod tests {
     #[test]
     fn flags_follow_the_checks_that_ran() {
         let valid = validate(dataset(false), &ValidationRules::default()).unwrap();
-        let eval = evaluation(1.0);
+        let eval = evaluation(Some(1.0));
         let hp = Hyperparameters::default();
         let r = AuditRecord::build(input(valid.report(), Some(&eval), &[], &hp));
         assert_eq!(
@@ -381,7 +394,7 @@ mod tests {
     #[test]
     fn failed_checks_and_disagreeing_metrics_clear_their_flags() {
         let rejected = validate(dataset(true), &ValidationRules::default()).unwrap_err();
-        let eval = evaluation(0.5);
+        let eval = evaluation(Some(0.5));
         let hp = Hyperparameters::default();
         let r = AuditRecord::build(input(&rejected.report, Some(&eval), &[], &hp));
         assert!(!r.compliance.data_validation_passed);
@@ -408,5 +421,39 @@ mod tests {
         let mut leaky = input(valid.report(), None, &urls, &hp);
         leaky.reason = Some(format!("download {url}"));
         assert!(!AuditRecord::build(leaky).compliance.signed_urls_redacted);
+    }
+
+    #[test]
+    fn an_unreported_server_summary_is_unknown_not_agreement() {
+        let valid = validate(dataset(false), &ValidationRules::default()).unwrap();
+        let eval = evaluation(None);
+        let hp = Hyperparameters::default();
+        let r = AuditRecord::build(input(valid.report(), Some(&eval), &[], &hp));
+        assert!(!r.compliance.metrics_verified);
+        assert!(r.compliance.data_validation_passed);
+        let agreement = r
+            .checks
+            .iter()
+            .find(|c| c.name == "metrics.serverAgreement")
+            .unwrap();
+        assert!(!agreement.passed && agreement.unknown);
+        let detail = agreement.detail.as_deref().unwrap();
+        assert!(
+            detail.starts_with(
+                "unknown: not reported by the server (precision, recall, confusionMatrix)"
+            ),
+            "{detail}"
+        );
+        // Decided checks do not carry the flag; the record says it only when it is set.
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        let checks = json["checks"].as_array().unwrap();
+        assert_eq!(
+            checks.iter().filter(|c| c.get("unknown").is_some()).count(),
+            1
+        );
+        assert_eq!(
+            json["metrics"]["accuracy"], 1.0,
+            "metrics are still recorded"
+        );
     }
 }

@@ -424,17 +424,40 @@ pub fn render_table(report: &EvaluationReport) -> String {
             let _ = writeln!(s, "\nno threshold reaches the requested minimum precision");
         }
     }
-    if let Some(m) = v
-        .pointer("/serverComparison/mismatches")
-        .and_then(|x| x.as_array())
-        && !m.is_empty()
-    {
-        let _ = writeln!(
-            s,
-            "\nserver-reported metrics disagree with the recomputed ones:"
-        );
-        for x in m {
-            let _ = writeln!(s, "  - {}", x.as_str().unwrap_or(""));
+    let comparison = &report.server_comparison;
+    match comparison.consistent {
+        Some(false) => {
+            let _ = writeln!(
+                s,
+                "\nserver-reported metrics disagree with the recomputed ones:"
+            );
+            for x in &comparison.mismatches {
+                let _ = writeln!(s, "  - {x}");
+            }
+            if !comparison.not_reported.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  (not reported by the server: {})",
+                    comparison.not_reported.join(", ")
+                );
+            }
+        }
+        Some(true) if comparison.not_reported.is_empty() => {
+            let _ = writeln!(s, "\nserver summary: agrees with the recomputed metrics");
+        }
+        Some(true) => {
+            let _ = writeln!(
+                s,
+                "\nserver summary: agrees with the recomputed metrics (not reported by the server: {})",
+                comparison.not_reported.join(", ")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "\nserver summary: unknown, not reported by the server ({}); the metrics above are recomputed from the per-example results",
+                comparison.not_reported.join(", ")
+            );
         }
     }
     s

@@ -531,8 +531,10 @@ pub struct EvaluationStatus {
     /// The recommended confidence threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recommended_threshold: Option<ThresholdRecommendation>,
-    /// Whether CXone's reported metrics agree with the recomputed ones.
-    pub server_metrics_consistent: bool,
+    /// Whether CXone's reported metrics agree with the recomputed ones; absent (unknown) when
+    /// CXone reported no summary metrics to compare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics_consistent: Option<bool>,
     /// ConfigMap holding the full evaluation report and the audit record.
     #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub report_config_map: String,

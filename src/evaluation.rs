@@ -236,10 +236,43 @@ pub struct Recommendation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerComparison {
-    /// `true` when `mismatches` is empty.
-    pub consistent: bool,
+    /// `Some(true)` when everything the server reported agrees with the recomputed metrics,
+    /// `Some(false)` when something differs (see `mismatches`), `None` (unknown) when the
+    /// server reported none of `precision`, `recall` and `confusionMatrix`.
+    pub consistent: Option<bool>,
     /// One human-readable line per difference.
     pub mismatches: Vec<String>,
+    /// The summary fields the server did not report, in `precision`, `recall`,
+    /// `confusionMatrix` order; those were not compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_reported: Vec<String>,
+}
+
+impl ServerComparison {
+    /// True only when the server reported a summary and it agrees.
+    pub fn agrees(&self) -> bool {
+        self.consistent == Some(true)
+    }
+
+    /// One line saying how the comparison came out.
+    pub fn describe(&self) -> String {
+        let missing = self.not_reported.join(", ");
+        match self.consistent {
+            None => format!(
+                "unknown: not reported by the server ({missing}); the metrics are recomputed from the per-example results only"
+            ),
+            Some(true) if missing.is_empty() => {
+                "the server-reported metrics agree with the recomputed ones".to_string()
+            }
+            Some(true) => format!(
+                "the server-reported metrics agree with the recomputed ones ({missing} not reported by the server)"
+            ),
+            Some(false) => format!(
+                "the server-reported metrics disagree with the recomputed ones: {}",
+                self.mismatches.join("; ")
+            ),
+        }
+    }
 }
 
 /// Everything [`analyze`] computes.
@@ -557,10 +590,15 @@ fn compare_with_server(
     cm: &ConfusionMatrix,
 ) -> ServerComparison {
     let mut mismatches = Vec::new();
-    for (what, server, recomputed) in [
-        ("precision", resp.precision, ours.precision),
-        ("recall", resp.recall, ours.recall),
+    let mut not_reported = Vec::new();
+    for (what, field, server, recomputed) in [
+        ("precision", "precision", resp.precision, ours.precision),
+        ("recall", "recall", resp.recall, ours.recall),
     ] {
+        let Some(server) = server else {
+            not_reported.push(field.to_string());
+            continue;
+        };
         // Written so that a NaN server value is a mismatch.
         let agrees = (server - recomputed).abs() <= SERVER_TOLERANCE;
         if !agrees {
@@ -571,9 +609,11 @@ fn compare_with_server(
         }
     }
 
-    let server = &resp.confusion_matrix;
+    let server: &[Vec<u64>] = resp.confusion_matrix.as_deref().unwrap_or_default();
     let n = cm.labels.len();
-    if !server.is_empty() {
+    if server.is_empty() {
+        not_reported.push("confusionMatrix".to_string());
+    } else {
         if server.len() != n {
             mismatches.push(format!(
                 "server-reported confusion matrix has {} rows, expected {n} (one per label)",
@@ -622,9 +662,12 @@ fn compare_with_server(
         }
     }
 
+    // Nothing reported, nothing compared: unknown, not "consistent".
+    let consistent = (not_reported.len() < 3).then_some(mismatches.is_empty());
     ServerComparison {
-        consistent: mismatches.is_empty(),
+        consistent,
         mismatches,
+        not_reported,
     }
 }
 
@@ -678,15 +721,15 @@ mod tests {
             actuals: strings(actuals),
             predictions: strings(predictions),
             scores: scores.to_vec(),
-            precision: 0.0,
-            recall: 0.0,
-            confusion_matrix: vec![],
+            precision: None,
+            recall: None,
+            confusion_matrix: None,
             training_duration_seconds: 12.5,
         };
         if let Ok(r) = analyze(&resp, &EvaluationOptions::default()) {
-            resp.precision = r.macro_average.precision;
-            resp.recall = r.macro_average.recall;
-            resp.confusion_matrix = r.confusion_matrix.matrix;
+            resp.precision = Some(r.macro_average.precision);
+            resp.recall = Some(r.macro_average.recall);
+            resp.confusion_matrix = Some(r.confusion_matrix.matrix);
         }
         resp
     }
@@ -786,8 +829,9 @@ mod tests {
         let rec = r.recommendation.unwrap();
         assert_eq!(rec.threshold, 0.30);
         assert_eq!(rec.objective, Objective::MaxF1);
-        assert!(r.server_comparison.consistent);
+        assert_eq!(r.server_comparison.consistent, Some(true));
         assert!(r.server_comparison.mismatches.is_empty());
+        assert!(r.server_comparison.not_reported.is_empty());
     }
 
     #[test]
@@ -870,7 +914,7 @@ mod tests {
         assert!(close(r.weighted_average.recall, 0.75));
         assert!(close(r.weighted_average.f1, (2.0 / 3.0 + 1.0) / 2.0));
         assert_eq!(r.confusion_matrix.matrix[3], vec![0, 0, 0, 0]);
-        assert!(r.server_comparison.consistent);
+        assert!(r.server_comparison.agrees());
     }
 
     #[test]
@@ -1024,11 +1068,13 @@ mod tests {
         let mut resp = eval(&["a", "b"], &["a", "b", "a"], &["a", "b", "b"], &[]);
         let r = run(&resp);
         let ours_p = r.macro_average.precision;
-        resp.precision = 0.8123;
-        resp.recall += 5e-7; // within tolerance
-        resp.confusion_matrix[0][1] = 7;
+        resp.precision = Some(0.8123);
+        resp.recall = resp.recall.map(|r| r + 5e-7); // within tolerance
+        if let Some(m) = resp.confusion_matrix.as_mut() {
+            m[0][1] = 7;
+        }
         let r = run(&resp);
-        assert!(!r.server_comparison.consistent);
+        assert_eq!(r.server_comparison.consistent, Some(false));
         assert_eq!(
             r.server_comparison.mismatches,
             vec![
@@ -1042,8 +1088,8 @@ mod tests {
         );
 
         // Differences finer than 4 decimals are shown at full precision.
-        resp.confusion_matrix = vec![];
-        resp.precision = ours_p + 1e-5;
+        resp.confusion_matrix = None;
+        resp.precision = Some(ours_p + 1e-5);
         let r = run(&resp);
         assert_eq!(r.server_comparison.mismatches.len(), 1);
         assert!(
@@ -1054,8 +1100,8 @@ mod tests {
         assert!(!r.server_comparison.mismatches[0].contains("0.7500 "));
 
         // NaN never compares equal.
-        resp.precision = ours_p;
-        resp.recall = f64::NAN;
+        resp.precision = Some(ours_p);
+        resp.recall = Some(f64::NAN);
         let r = run(&resp);
         assert_eq!(r.server_comparison.mismatches.len(), 1);
         assert!(r.server_comparison.mismatches[0].contains("macro recall NaN"));
@@ -1064,13 +1110,13 @@ mod tests {
     #[test]
     fn server_matrix_shape_mismatches() {
         let mut resp = eval(&["a", "b"], &["a", "b"], &["a", "b"], &[]);
-        resp.confusion_matrix = vec![vec![1, 0]];
+        resp.confusion_matrix = Some(vec![vec![1, 0]]);
         let r = run(&resp);
         assert_eq!(
             r.server_comparison.mismatches,
             vec!["server-reported confusion matrix has 1 rows, expected 2 (one per label)"]
         );
-        resp.confusion_matrix = vec![vec![1, 0], vec![1]];
+        resp.confusion_matrix = Some(vec![vec![1, 0], vec![1]]);
         let r = run(&resp);
         assert_eq!(
             r.server_comparison.mismatches,
@@ -1079,9 +1125,72 @@ mod tests {
                  (one per label)"
             ]
         );
-        // Empty means "not reported".
-        resp.confusion_matrix = vec![];
-        assert!(run(&resp).server_comparison.consistent);
+        // Empty means "not reported": the rest is still compared.
+        resp.confusion_matrix = Some(vec![]);
+        let c = run(&resp).server_comparison;
+        assert_eq!(c.consistent, Some(true));
+        assert_eq!(c.not_reported, vec!["confusionMatrix"]);
+    }
+
+    #[test]
+    fn an_unreported_server_summary_is_unknown() {
+        let mut resp = eval(
+            &["a", "b"],
+            &["a", "b", "a"],
+            &["a", "b", "b"],
+            &[0.9, 0.8, 0.4],
+        );
+        let with_summary = run(&resp);
+        resp.precision = None;
+        resp.recall = None;
+        resp.confusion_matrix = None;
+        let r = run(&resp);
+        // Everything is still recomputed from the per-example arrays...
+        assert_eq!(r.macro_average, with_summary.macro_average);
+        assert_eq!(r.confusion_matrix, with_summary.confusion_matrix);
+        assert_eq!(r.thresholds, with_summary.thresholds);
+        // ...but agreement is unknown, neither claimed nor denied.
+        let c = &r.server_comparison;
+        assert_eq!(c.consistent, None);
+        assert!(!c.agrees());
+        assert!(c.mismatches.is_empty());
+        assert_eq!(
+            c.not_reported,
+            vec!["precision", "recall", "confusionMatrix"]
+        );
+        assert!(
+            c.describe().starts_with(
+                "unknown: not reported by the server (precision, recall, confusionMatrix)"
+            ),
+            "{}",
+            c.describe()
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["serverComparison"]["consistent"].is_null());
+        assert_eq!(
+            json["serverComparison"]["notReported"],
+            serde_json::json!(["precision", "recall", "confusionMatrix"])
+        );
+        let back: EvaluationReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+
+        // Part of the summary: the reported part is compared, the rest named.
+        resp.recall = Some(r.macro_average.recall);
+        let c = run(&resp).server_comparison;
+        assert_eq!(c.consistent, Some(true));
+        assert_eq!(c.not_reported, vec!["precision", "confusionMatrix"]);
+        assert!(
+            c.describe()
+                .contains("(precision, confusionMatrix not reported by the server)")
+        );
+        resp.recall = Some(0.1);
+        let c = run(&resp).server_comparison;
+        assert_eq!(c.consistent, Some(false));
+        assert!(
+            c.describe().contains("macro recall 0.1000 differs"),
+            "{}",
+            c.describe()
+        );
     }
 
     #[test]
@@ -1089,7 +1198,7 @@ mod tests {
         let ids: Vec<String> = (0..10).map(|i| format!("l{i}")).collect();
         let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut resp = eval(&id_refs, &id_refs, &id_refs, &[]);
-        resp.confusion_matrix = vec![vec![5; 10]; 10];
+        resp.confusion_matrix = Some(vec![vec![5; 10]; 10]);
         let r = run(&resp);
         let m = &r.server_comparison.mismatches;
         assert_eq!(m.len(), MAX_MATRIX_MISMATCHES + 1);
@@ -1305,9 +1414,9 @@ mod tests {
             actuals,
             predictions,
             scores,
-            precision: 0.0,
-            recall: 0.0,
-            confusion_matrix: vec![],
+            precision: None,
+            recall: None,
+            confusion_matrix: None,
             training_duration_seconds: 0.0,
         };
         let r = run(&resp);
@@ -1345,10 +1454,11 @@ mod tests {
                 .windows(2)
                 .all(|w| w[0].threshold < w[1].threshold)
         );
-        assert_eq!(
-            r.server_comparison.consistent,
-            r.server_comparison.mismatches.is_empty()
-        );
+        let c = &r.server_comparison;
+        match c.consistent {
+            Some(consistent) => assert_eq!(consistent, c.mismatches.is_empty()),
+            None => assert!(c.mismatches.is_empty() && c.not_reported.len() == 3),
+        }
     }
 
     /// Label ids drawn from a small pool so that duplicates and unknown ids both happen.
@@ -1382,9 +1492,9 @@ mod tests {
             examples in prop::collection::vec((any_id(), any_id(), any_score()), 0..40),
             drop_scores in any::<bool>(),
             extra_score in prop::option::of(any_score()),
-            precision in any::<f64>(),
-            recall in any::<f64>(),
-            matrix in prop::collection::vec(prop::collection::vec(0u64..5, 0..6), 0..6),
+            precision in prop::option::of(any::<f64>()),
+            recall in prop::option::of(any::<f64>()),
+            matrix in prop::option::of(prop::collection::vec(prop::collection::vec(0u64..5, 0..6), 0..6)),
             sweep in (any_sweep_value(), any_sweep_value(), any_sweep_value()),
             min_precision in prop::option::of(any_sweep_value()),
         ) {
@@ -1431,7 +1541,7 @@ mod tests {
             prop_assert!(r.is_ok(), "{r:?}");
             let r = r.unwrap();
             check_invariants(&resp, &r);
-            prop_assert!(r.server_comparison.consistent);
+            prop_assert_eq!(r.server_comparison.consistent, Some(true));
             prop_assert_eq!(r.thresholds.len(), 13);
             match (min_precision, r.recommendation) {
                 (None, rec) => {

@@ -175,6 +175,75 @@ fn evaluate_table_and_min_precision() {
 }
 
 #[test]
+fn evaluate_without_the_server_summary_says_agreement_is_unknown() {
+    let path =
+        std::env::temp_dir().join(format!("cxone-eval-nosummary-{}.json", std::process::id()));
+    // Only the per-example arrays: no precision, recall or confusionMatrix.
+    let body = serde_json::json!({
+        "labels": [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}],
+        "actuals":     ["a", "a", "b", "b"],
+        "predictions": ["a", "b", "b", "b"],
+        "scores":      [0.95, 0.4, 0.8, 0.6]
+    });
+    std::fs::write(&path, body.to_string()).unwrap();
+
+    let out = bin()
+        .args(["evaluate", "--input"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("accuracy  0.7500"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "server summary: unknown, not reported by the server (precision, recall, confusionMatrix)"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("agrees"), "{stdout}");
+    assert!(!stdout.contains("disagree"), "{stdout}");
+
+    let out = bin()
+        .args(["evaluate", "--input"])
+        .arg(&path)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["accuracy"], 0.75);
+    assert_eq!(
+        v["confusionMatrix"]["matrix"],
+        serde_json::json!([[1, 1], [0, 2]])
+    );
+    assert!(v["serverComparison"]["consistent"].is_null(), "{v}");
+    assert_eq!(
+        v["serverComparison"]["notReported"],
+        serde_json::json!(["precision", "recall", "confusionMatrix"])
+    );
+
+    // With the summary, the table says it agrees.
+    let input = write_evaluation("agrees");
+    let out = bin()
+        .args(["evaluate", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("server summary: agrees with the recomputed metrics\n"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_file(input);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
 fn evaluate_rejects_bad_input_clearly() {
     let path = std::env::temp_dir().join(format!("cxone-eval-bad-{}.json", std::process::id()));
     std::fs::write(&path, r#"{"labels": [{"id": "a"}], "actuals": ["a"], "predictions": ["zzz"], "precision": 1, "recall": 1, "confusionMatrix": []}"#).unwrap();

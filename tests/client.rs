@@ -122,8 +122,9 @@ async fn full_flow_submit_poll_evaluate_export() {
     let eval = f.client.evaluation(f.target(), &job).await.unwrap();
     assert_eq!(eval.actuals.len(), 3, "one validation example per label");
     let report = analyze(&eval, &EvaluationOptions::default()).unwrap();
-    assert!(
+    assert_eq!(
         report.server_comparison.consistent,
+        Some(true),
         "{:?}",
         report.server_comparison
     );
@@ -531,4 +532,406 @@ async fn unsafe_job_ids_never_reach_the_network() {
         .unwrap_err();
     assert!(matches!(err, CxoneError::InvalidRequest { .. }), "{err:?}");
     assert_eq!(f.sim.stats().total("status"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capped reads of response bodies, against a tiny HTTP/1.1 server on loopback that can send
+// bodies of any size, including endless ones.
+
+mod raw {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
+
+    /// The access token the server issues (must never appear in an error).
+    pub const TOKEN: &str = "raw-token-0123456789abcdef";
+    /// What endless bodies are made of: JSON whitespace, so a parser would keep accepting it.
+    pub const FILLER: u8 = b' ';
+    /// An endless body stops by itself after this much, so a broken client cannot hang a test.
+    const SAFETY_STOP: u64 = 1 << 30;
+
+    /// How the server answers a request.
+    #[derive(Clone)]
+    pub enum Reply {
+        /// A valid token response.
+        Token,
+        /// `status` with a chunked body that never ends.
+        Endless { status: u16 },
+        /// `status` declaring a huge `Content-Length`, then sending filler.
+        Declared { status: u16 },
+        /// `status` with exactly this body.
+        Fixed { status: u16, body: Arc<Vec<u8>> },
+    }
+
+    pub struct Server {
+        pub addr: SocketAddr,
+        /// Bytes written to each finished API connection (after its headers), in order.
+        pub written: mpsc::UnboundedReceiver<u64>,
+    }
+
+    impl Server {
+        pub async fn start(token: Reply, api: Reply) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, written) = mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (token, api, tx) = (token.clone(), api.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        if let Some(n) = serve(stream, token, api).await {
+                            let _ = tx.send(n);
+                        }
+                    });
+                }
+            });
+            Self { addr, written }
+        }
+
+        pub fn base_url(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+    }
+
+    /// Serves one request; returns the body bytes written for API requests.
+    async fn serve(mut stream: TcpStream, token: Reply, api: Reply) -> Option<u64> {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = loop {
+            let n = stream.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            head.extend_from_slice(&buf[..n]);
+            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if head.len() > 64 * 1024 {
+                return None;
+            }
+        };
+        let text = String::from_utf8_lossy(&head[..end]).to_string();
+        let length: usize = text
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        // Read the request body, so closing the socket does not reset the response.
+        let mut have = head.len() - end;
+        while have < length {
+            let n = stream.read(&mut buf).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            have += n;
+        }
+        let is_token = text.starts_with("POST /oauth/token ");
+        let reply = if is_token { token } else { api };
+        let written = send(&mut stream, reply).await;
+        (!is_token).then_some(written)
+    }
+
+    async fn send(stream: &mut TcpStream, reply: Reply) -> u64 {
+        let json = |status: u16, body: &[u8]| {
+            let mut out = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(body);
+            out
+        };
+        match reply {
+            Reply::Token => {
+                let body = format!(
+                    r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":3600}}"#
+                );
+                let _ = stream.write_all(&json(200, body.as_bytes())).await;
+                0
+            }
+            Reply::Fixed { status, body } => {
+                let _ = stream.write_all(&json(status, &body)).await;
+                body.len() as u64
+            }
+            Reply::Endless { status } => {
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return 0;
+                }
+                let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+                chunk.extend(std::iter::repeat_n(FILLER, 64 * 1024));
+                chunk.extend_from_slice(b"\r\n");
+                pump(stream, &chunk).await
+            }
+            Reply::Declared { status } => {
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    1u64 << 40
+                );
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return 0;
+                }
+                pump(stream, &[FILLER; 64 * 1024]).await
+            }
+        }
+    }
+
+    /// Writes `chunk` until the peer goes away (or the safety stop).
+    async fn pump(stream: &mut TcpStream, chunk: &[u8]) -> u64 {
+        let mut written = 0u64;
+        while written < SAFETY_STOP {
+            if stream.write_all(chunk).await.is_err() {
+                break;
+            }
+            written += chunk.len() as u64;
+        }
+        written
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Loopback socket buffers hold a few MiB that the server counts as written although the
+/// client never read them; anything beyond this means the client kept reading.
+const SOCKET_SLACK: u64 = 16 * MIB;
+
+struct RawFixture {
+    server: raw::Server,
+    endpoint: Endpoint,
+    creds: Credentials,
+    client: CxoneClient,
+}
+
+impl RawFixture {
+    async fn start(token: raw::Reply, api: raw::Reply) -> Self {
+        let server = raw::Server::start(token, api).await;
+        let endpoint = Endpoint::new(&server.base_url(), None).unwrap();
+        Self {
+            server,
+            endpoint,
+            creds: Credentials {
+                client_id: "raw-client".into(),
+                client_secret: SecretString::new("raw-secret-value"),
+                version: "1".into(),
+            },
+            client: CxoneClient::new(ClientConfig::default()).unwrap(),
+        }
+    }
+
+    fn target(&self) -> Target<'_> {
+        Target {
+            endpoint: &self.endpoint,
+            credentials: &self.creds,
+        }
+    }
+
+    /// Body bytes the server wrote to the API connection before the client went away.
+    async fn written(&mut self) -> u64 {
+        tokio::time::timeout(Duration::from_secs(10), self.server.written.recv())
+            .await
+            .expect("the client closed the connection")
+            .expect("the server reported the connection")
+    }
+}
+
+/// Runs `call` with a deadline far below what reading an endless body would take.
+async fn promptly<T>(call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call returned while the body was still streaming")
+}
+
+/// Checks that an error message quotes neither the body, the token, the secret nor the URL.
+fn assert_clean(message: &str, f: &RawFixture) {
+    for leak in [
+        raw::TOKEN,
+        "raw-secret-value",
+        &f.server.addr.to_string(),
+        "     ",
+    ] {
+        assert!(!message.contains(leak), "{leak:?} in {message:?}");
+    }
+}
+
+#[tokio::test]
+async fn endless_success_body_stops_at_the_small_limit() {
+    let mut f = RawFixture::start(raw::Reply::Token, raw::Reply::Endless { status: 200 }).await;
+    let err = promptly(f.client.status(f.target(), "job-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CxoneError::TooLarge {
+                call: cxone_skill_operator::cxone::Call::Status,
+                limit: 1048576
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.category(), "too_large");
+    assert!(!err.is_transient());
+    let message = err.to_string();
+    assert_eq!(
+        message,
+        "status: the CXone response body is larger than the 1 MiB limit for status responses; it was not read"
+    );
+    assert_clean(&message, &f);
+    let written = f.written().await;
+    assert!(
+        written < MIB + SOCKET_SLACK,
+        "the client read {written} bytes"
+    );
+}
+
+#[tokio::test]
+async fn evaluation_has_its_own_larger_limit() {
+    // A 2 MiB evaluation is fine (above the 1 MiB limit of the other calls)...
+    let n = 2 * MIB as usize / 24;
+    let body = serde_json::json!({
+        "labels": [{"id": "label_a"}, {"id": "label_b"}],
+        "actuals": vec!["label_a"; n],
+        "predictions": vec!["label_a"; n],
+    });
+    let body = Arc::new(serde_json::to_vec(&body).unwrap());
+    assert!(body.len() as u64 > MIB);
+    let f = RawFixture::start(
+        raw::Reply::Token,
+        raw::Reply::Fixed {
+            status: 200,
+            body: body.clone(),
+        },
+    )
+    .await;
+    let eval = promptly(f.client.evaluation(f.target(), "job-1"))
+        .await
+        .unwrap();
+    assert_eq!(eval.actuals.len(), n);
+    assert_eq!(eval.precision, None, "no server summary is needed");
+    // ...the same size is too large for a status response...
+    let err = promptly(f.client.status(f.target(), "job-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CxoneError::TooLarge { limit: 1048576, .. }),
+        "{err:?}"
+    );
+    // ...and an endless evaluation stops at 16 MiB.
+    let mut f = RawFixture::start(raw::Reply::Token, raw::Reply::Endless { status: 200 }).await;
+    let err = promptly(f.client.evaluation(f.target(), "job-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CxoneError::TooLarge {
+                call: cxone_skill_operator::cxone::Call::Evaluation,
+                limit
+            } if limit == 16 * MIB as usize
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("16 MiB limit for evaluation"),
+        "{err}"
+    );
+    let written = f.written().await;
+    assert!(
+        written < 16 * MIB + SOCKET_SLACK,
+        "the client read {written} bytes"
+    );
+}
+
+#[tokio::test]
+async fn endless_error_bodies_are_not_read() {
+    let mut f = RawFixture::start(raw::Reply::Token, raw::Reply::Endless { status: 503 }).await;
+    let err = promptly(f.client.status(f.target(), "job-1"))
+        .await
+        .unwrap_err();
+    match &err {
+        CxoneError::Retryable {
+            kind: Transient::Server(503),
+            message,
+            ..
+        } => {
+            assert!(
+                message.contains("larger than the 64 KiB limit and was not read"),
+                "{message}"
+            );
+            assert_clean(message, &f);
+        }
+        other => panic!("expected a retryable 503, got {other:?}"),
+    }
+    assert_clean(&err.to_string(), &f);
+    let written = f.written().await;
+    assert!(written < SOCKET_SLACK, "the client read {written} bytes");
+
+    // A rejection (4xx) and a token endpoint failure are classified the same way.
+    let mut f = RawFixture::start(raw::Reply::Token, raw::Reply::Endless { status: 400 }).await;
+    let err = promptly(f.client.cancel(f.target(), "job-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CxoneError::Rejected { status: 400, ref message, .. } if message.contains("64 KiB")),
+        "{err:?}"
+    );
+    assert!(f.written().await < SOCKET_SLACK);
+    let f = RawFixture::start(
+        raw::Reply::Endless { status: 401 },
+        raw::Reply::Endless { status: 200 },
+    )
+    .await;
+    let err = promptly(f.client.status(f.target(), "job-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CxoneError::Auth { problem: AuthProblem::InvalidClient, ref message, .. } if message.contains("64 KiB")),
+        "{err:?}"
+    );
+    assert_clean(&err.to_string(), &f);
+}
+
+#[tokio::test]
+async fn declared_oversized_bodies_are_refused_before_reading() {
+    let mut f = RawFixture::start(raw::Reply::Token, raw::Reply::Declared { status: 200 }).await;
+    let err = promptly(f.client.export(f.target(), "job-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CxoneError::TooLarge {
+                call: cxone_skill_operator::cxone::Call::Export,
+                limit: 1048576
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(f.written().await < SOCKET_SLACK);
+    // The token response is capped too.
+    let f = RawFixture::start(
+        raw::Reply::Declared { status: 200 },
+        raw::Reply::Endless { status: 200 },
+    )
+    .await;
+    let err = promptly(f.client.status(f.target(), "job-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CxoneError::TooLarge {
+                call: cxone_skill_operator::cxone::Call::Token,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

@@ -187,10 +187,12 @@ fn analyze_agrees_with_scikit_learn() {
             .unwrap_or_else(|e| panic!("case {}: analyze failed: {e}", case.name));
         check_metrics(case, &report);
         // The server summary in the vectors is scikit-learn's, so it must match.
-        assert!(
+        assert_eq!(
             report.server_comparison.consistent,
+            Some(true),
             "case {}: server comparison reports {:?}",
-            case.name, report.server_comparison.mismatches
+            case.name,
+            report.server_comparison.mismatches
         );
         assert!(report.server_comparison.mismatches.is_empty());
     }
@@ -238,15 +240,17 @@ fn altered_server_precision_is_reported() {
         .find(|c| c.name == "random_12_labels_500")
         .expect("case random_12_labels_500");
     let mut input = case.input.clone();
-    let real = input.precision;
-    input.precision = (real + 0.05).min(1.0);
+    let real = input
+        .precision
+        .expect("the vectors carry scikit-learn's summary");
+    let altered = (real + 0.05).min(1.0);
+    input.precision = Some(altered);
     let report = analyze(&input, &EvaluationOptions::default()).unwrap();
-    assert!(!report.server_comparison.consistent);
+    assert_eq!(report.server_comparison.consistent, Some(false));
     assert_eq!(
         report.server_comparison.mismatches,
         vec![format!(
-            "server-reported macro precision {:.4} differs from recomputed {real:.4}",
-            input.precision
+            "server-reported macro precision {altered:.4} differs from recomputed {real:.4}"
         )],
     );
     // Everything else is still recomputed from the examples, not taken from the server.
@@ -254,9 +258,9 @@ fn altered_server_precision_is_reported() {
 
     // A changed confusion-matrix cell is reported as well.
     let mut input = case.input.clone();
-    input.confusion_matrix[2][3] += 1;
+    input.confusion_matrix.as_mut().expect("a summary matrix")[2][3] += 1;
     let report = analyze(&input, &EvaluationOptions::default()).unwrap();
-    assert!(!report.server_comparison.consistent);
+    assert_eq!(report.server_comparison.consistent, Some(false));
     assert_eq!(report.server_comparison.mismatches.len(), 1);
     assert!(
         report.server_comparison.mismatches[0].contains("(row 2, column 3)"),

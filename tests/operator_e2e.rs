@@ -62,7 +62,7 @@ async fn job_goes_from_pending_to_succeeded_with_everything_in_status() {
     let eval = st.evaluation.clone().unwrap();
     assert_eq!(eval.examples, 3);
     assert_eq!(eval.confusion_matrix.len(), 3);
-    assert!(eval.server_metrics_consistent);
+    assert_eq!(eval.server_metrics_consistent, Some(true));
     assert!(eval.recommended_threshold.is_some());
     let artifacts = st.artifacts.clone().unwrap();
     assert!(

@@ -943,6 +943,11 @@ fn simulator_takes_credentials_from_a_secret_and_is_allowed_by_the_operator() {
         .collect();
     assert_eq!(args[0], "simulate");
     assert!(args.contains(&"--clients-file=/etc/cxone-simulator/clients"));
+    // The staging simulator keeps its /_sim admin endpoints off (the simulator's default).
+    assert!(
+        !args.iter().any(|a| a.starts_with("--admin")),
+        "admin endpoints enabled: {args:?}"
+    );
     for a in &args {
         assert!(
             !a.contains("staging-secret") && !a.starts_with("--client-secret"),

@@ -31,9 +31,48 @@ pub struct ClientConfig {
     /// Evaluation and export.
     pub results_timeout: Duration,
     pub cancel_timeout: Duration,
-    /// Largest response body read (evaluations of large validation sets are big).
-    pub max_response_bytes: usize,
+    /// Largest response bodies read, per kind of response (see [`ResponseLimits`]).
+    pub response_limits: ResponseLimits,
     pub user_agent: String,
+}
+
+/// Largest response bodies the client reads. Bodies are read chunk by chunk and reading stops as
+/// soon as a limit is passed, so a huge or endless body costs at most the limit in memory.
+///
+/// The evaluation limit bounds the operator's memory: each of the `--concurrency` workers (8 by
+/// default in the Helm chart) may hold one evaluation body, and 8 × 16 MiB = 128 MiB is half
+/// the chart's 256Mi memory limit, leaving room for the decoded vectors and everything else.
+/// 16 MiB holds the evaluation of a 250,000-utterance set (the validation limit) at the
+/// default 0.2 split with label ids of up to about 60 characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseLimits {
+    /// Token, submit, status, export and cancel responses: small JSON documents.
+    pub small: usize,
+    /// Evaluation responses: per-example arrays that grow with the validation split.
+    pub evaluation: usize,
+    /// Error responses (any status but 2xx): only the message and details are kept; a larger
+    /// body is not read at all.
+    pub error: usize,
+}
+
+impl Default for ResponseLimits {
+    fn default() -> Self {
+        Self {
+            small: 1024 * 1024,
+            evaluation: 16 * 1024 * 1024,
+            error: 64 * 1024,
+        }
+    }
+}
+
+impl ResponseLimits {
+    /// The limit of a successful response of `call`.
+    pub fn success(&self, call: Call) -> usize {
+        match call {
+            Call::Evaluation => self.evaluation,
+            Call::Token | Call::Submit | Call::Status | Call::Export | Call::Cancel => self.small,
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -45,7 +84,7 @@ impl Default for ClientConfig {
             status_timeout: Duration::from_secs(10),
             results_timeout: Duration::from_secs(15),
             cancel_timeout: Duration::from_secs(10),
-            max_response_bytes: 64 * 1024 * 1024,
+            response_limits: ResponseLimits::default(),
             user_agent: format!("cxone-skill-operator/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -445,37 +484,34 @@ impl CxoneClient {
         })
     }
 
-    async fn read_body(
-        &self,
-        call: Call,
-        mut resp: reqwest::Response,
-    ) -> Result<Vec<u8>, CxoneError> {
-        let limit = self.config.max_response_bytes;
-        if resp.content_length().is_some_and(|n| n as usize > limit) {
-            return Err(CxoneError::Malformed {
-                call,
-                message: format!("response larger than {limit} bytes"),
-            });
+    /// Reads a successful response's body, failing as soon as it passes the call's limit.
+    async fn read_body(&self, call: Call, resp: reqwest::Response) -> Result<Vec<u8>, CxoneError> {
+        let limit = self.config.response_limits.success(call);
+        match read_capped(resp, limit).await {
+            Ok(Capped::Complete(bytes)) => Ok(bytes),
+            Ok(Capped::TooLarge) => Err(CxoneError::TooLarge { call, limit }),
+            Err(e) => Err(transport_error(call, e)),
         }
-        let mut out = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(call, e))? {
-            if out.len() + chunk.len() > limit {
-                return Err(CxoneError::Malformed {
-                    call,
-                    message: format!("response larger than {limit} bytes"),
-                });
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out)
     }
 
     /// Reads an error body; CXone's message if it sent one, else a short excerpt of the body.
+    /// A body larger than the error limit is not read further and not quoted.
     async fn read_error(&self, resp: reqwest::Response) -> ApiErrorBody {
         let status = resp.status();
-        let bytes = match resp.bytes().await {
-            Ok(b) if b.len() <= 1024 * 1024 => b,
-            _ => {
+        let limit = self.config.response_limits.error;
+        let bytes = match read_capped(resp, limit).await {
+            Ok(Capped::Complete(bytes)) => bytes,
+            Ok(Capped::TooLarge) => {
+                return ApiErrorBody {
+                    message: format!(
+                        "{status}; the error body is larger than the {} limit and was not read",
+                        human_bytes(limit)
+                    ),
+                    ..Default::default()
+                };
+            }
+            // The status alone classifies the error; a body that broke off adds nothing.
+            Err(_) => {
                 return ApiErrorBody {
                     message: status.to_string(),
                     ..Default::default()
@@ -750,6 +786,44 @@ fn clip(s: &str, max_chars: usize) -> String {
     crate::training::validation::truncate(s, max_chars)
 }
 
+/// A body read up to a limit.
+enum Capped {
+    Complete(Vec<u8>),
+    /// The body (or its declared `Content-Length`) passed the limit; reading stopped there.
+    TooLarge,
+}
+
+/// Reads `resp`'s body chunk by chunk, stopping as soon as it passes `limit` bytes. Dropping the
+/// response then closes the connection, so the rest of the body is never transferred.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Capped, reqwest::Error> {
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(Capped::TooLarge);
+    }
+    // Trust the declared length for preallocation only up to 64 KiB.
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n.min(64 * 1024) as usize));
+    while let Some(chunk) = resp.chunk().await? {
+        if chunk.len() > limit - out.len() {
+            return Ok(Capped::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Capped::Complete(out))
+}
+
+/// `16 MiB`, `64 KiB` or `1000 bytes`.
+pub(crate) fn human_bytes(n: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,6 +852,28 @@ mod tests {
         assert!(Endpoint::new("https://user:pw@x", None).is_err());
         assert!(Endpoint::new("not a url", None).is_err());
         assert!(Endpoint::new("https://x?a=b", None).is_err());
+    }
+
+    #[test]
+    fn limits_per_call_and_their_names() {
+        let limits = ResponseLimits::default();
+        assert_eq!(limits.success(Call::Evaluation), 16 * 1024 * 1024);
+        for call in [
+            Call::Token,
+            Call::Submit,
+            Call::Status,
+            Call::Export,
+            Call::Cancel,
+        ] {
+            assert_eq!(limits.success(call), 1024 * 1024, "{call}");
+        }
+        assert_eq!(limits.error, 64 * 1024);
+        // The chart's default concurrency times the evaluation limit fits its memory limit.
+        assert!(8 * limits.evaluation <= 256 * 1024 * 1024 / 2);
+        assert_eq!(human_bytes(16 * 1024 * 1024), "16 MiB");
+        assert_eq!(human_bytes(64 * 1024), "64 KiB");
+        assert_eq!(human_bytes(1000), "1000 bytes");
+        assert_eq!(human_bytes(1536 * 1024), "1536 KiB");
     }
 
     #[test]

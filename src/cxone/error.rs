@@ -89,6 +89,10 @@ pub enum CxoneError {
     /// The response could not be understood.
     #[error("{call}: malformed response from CXone: {message}")]
     Malformed { call: Call, message: String },
+    /// A successful response's body passed the client's limit for this call; it was not read
+    /// further. Retrying gets the same body, so this waits like any other non-transient error.
+    #[error("{call}: the CXone response body is larger than the {} limit for {call} responses; it was not read", crate::cxone::client::human_bytes(*.limit))]
+    TooLarge { call: Call, limit: usize },
     /// The request could not be built (bad endpoint URL, bad job id): a bug or a bad spec.
     #[error("{call}: invalid request: {message}")]
     InvalidRequest { call: Call, message: String },
@@ -143,6 +147,7 @@ impl CxoneError {
             | CxoneError::Auth { call, .. }
             | CxoneError::Rejected { call, .. }
             | CxoneError::Malformed { call, .. }
+            | CxoneError::TooLarge { call, .. }
             | CxoneError::InvalidRequest { call, .. } => *call,
         }
     }
@@ -155,6 +160,7 @@ impl CxoneError {
             CxoneError::Auth { .. } => "auth",
             CxoneError::Rejected { .. } => "rejected",
             CxoneError::Malformed { .. } => "malformed",
+            CxoneError::TooLarge { .. } => "too_large",
             CxoneError::InvalidRequest { .. } => "invalid_request",
         }
     }

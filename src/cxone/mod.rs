@@ -5,6 +5,8 @@ pub mod error;
 pub mod model;
 pub mod token;
 
-pub use client::{CallObserver, CancelOutcome, ClientConfig, CxoneClient, Endpoint, Target};
+pub use client::{
+    CallObserver, CancelOutcome, ClientConfig, CxoneClient, Endpoint, ResponseLimits, Target,
+};
 pub use error::{AuthProblem, Call, CxoneError, Transient};
 pub use token::{Credentials, SecretString, TokenCache};

@@ -167,10 +167,13 @@ pub struct EvaluationLabel {
     pub name: String,
 }
 
-/// `GET …/jobs/{jobId}/evaluation`: per-example results on the validation split plus the
-/// server's own summary metrics.
+/// `GET …/jobs/{jobId}/evaluation`: per-example results on the validation split plus, when the
+/// server reports it, its own summary metrics.
 ///
 /// `predictions` and `actuals` are label ids; `scores[i]` is the confidence of `predictions[i]`.
+/// Only the per-example arrays are required: every metric is recomputed from them
+/// ([`crate::evaluation::analyze`]), and the summary, when present, is only compared with the
+/// recomputed values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EvaluationResponse {
@@ -179,12 +182,16 @@ pub struct EvaluationResponse {
     pub predictions: Vec<String>,
     #[serde(default)]
     pub scores: Vec<f64>,
-    /// Server-reported macro precision.
-    pub precision: f64,
-    /// Server-reported macro recall.
-    pub recall: f64,
-    /// Server-reported confusion matrix, rows = actual, columns = predicted, in `labels` order.
-    pub confusion_matrix: Vec<Vec<u64>>,
+    /// Server-reported macro precision, if reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+    /// Server-reported macro recall, if reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
+    /// Server-reported confusion matrix, rows = actual, columns = predicted, in `labels` order,
+    /// if reported (an empty matrix counts as not reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confusion_matrix: Option<Vec<Vec<u64>>>,
     #[serde(default)]
     pub training_duration_seconds: f64,
 }
@@ -234,5 +241,64 @@ pub mod paths {
     }
     pub fn cancel(job_id: &str) -> String {
         format!("{JOBS}/{job_id}/cancel")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluation_with_the_server_summary() {
+        let e: EvaluationResponse = serde_json::from_str(
+            r#"{"labels": [{"id": "a", "name": "A"}, {"id": "b"}],
+                "actuals": ["a", "b"], "predictions": ["a", "a"], "scores": [0.9, 0.6],
+                "precision": 0.25, "recall": 0.5, "confusionMatrix": [[1, 0], [1, 0]],
+                "trainingDurationSeconds": 4.5}"#,
+        )
+        .unwrap();
+        assert_eq!(e.precision, Some(0.25));
+        assert_eq!(e.recall, Some(0.5));
+        assert_eq!(e.confusion_matrix, Some(vec![vec![1, 0], vec![1, 0]]));
+        assert_eq!(e.labels[1].name, "");
+        assert_eq!(e.training_duration_seconds, 4.5);
+        // Written back the same way.
+        let again: EvaluationResponse =
+            serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(again, e);
+    }
+
+    #[test]
+    fn evaluation_without_the_server_summary() {
+        for summary in [
+            "",
+            r#", "precision": null, "recall": null, "confusionMatrix": null"#,
+        ] {
+            let json = format!(
+                r#"{{"labels": [{{"id": "a"}}], "actuals": ["a"], "predictions": ["a"]{summary}}}"#
+            );
+            let e: EvaluationResponse = serde_json::from_str(&json).unwrap();
+            assert_eq!((e.precision, e.recall), (None, None), "{json}");
+            assert_eq!(e.confusion_matrix, None, "{json}");
+            assert!(e.scores.is_empty());
+            let out = serde_json::to_value(&e).unwrap();
+            for field in ["precision", "recall", "confusionMatrix"] {
+                assert!(out.get(field).is_none(), "{field} written although absent");
+            }
+        }
+        // The per-example arrays stay required.
+        for missing in ["labels", "actuals", "predictions"] {
+            let mut v = serde_json::json!({"labels": [{"id": "a"}], "actuals": ["a"], "predictions": ["a"]});
+            v.as_object_mut().unwrap().remove(missing);
+            let err = serde_json::from_value::<EvaluationResponse>(v).unwrap_err();
+            assert!(err.to_string().contains(missing), "{err}");
+        }
+        // A summary of the wrong type is still an error.
+        assert!(
+            serde_json::from_str::<EvaluationResponse>(
+                r#"{"labels": [], "actuals": [], "predictions": [], "precision": "high"}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -19,6 +19,8 @@ struct IssuedToken {
     grant: Grant,
     expires: Instant,
     revoked: bool,
+    /// Issue order, for evicting the oldest.
+    seq: u64,
 }
 
 /// Why a bearer token was refused.
@@ -47,18 +49,40 @@ impl std::fmt::Display for TokenProblem {
     }
 }
 
-/// Issued tokens. Expired ones are kept for a while so that their use is answered "expired"
-/// rather than "unknown", and pruned as new ones are issued.
-#[derive(Debug, Default)]
+/// Issued tokens, at most `max` of them. Expired ones are kept for a while so that their use is
+/// answered "expired" rather than "unknown", and pruned as new ones are issued; when the store is
+/// full, expired and revoked tokens go first, then the oldest valid ones.
+#[derive(Debug)]
 pub(crate) struct TokenStore {
     tokens: HashMap<String, IssuedToken>,
     issued: u64,
+    max: usize,
+    /// Valid tokens forgotten because the store was full.
+    evicted: u64,
 }
 
 /// Expired tokens are forgotten this long after they expire.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 impl TokenStore {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            tokens: HashMap::new(),
+            issued: 0,
+            max: max.max(1),
+            evicted: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Valid tokens forgotten so far because the store was full.
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
     pub(crate) fn issue(
         &mut self,
         keys: &Keys,
@@ -66,11 +90,9 @@ impl TokenStore {
         ttl: Duration,
         now: Instant,
     ) -> String {
-        if self.issued.is_multiple_of(256) {
-            self.tokens
-                .retain(|_, t| now.saturating_duration_since(t.expires) < FORGET_AFTER);
-        }
+        self.make_room(now);
         let token = keys.access_token(self.issued);
+        let seq = self.issued;
         self.issued += 1;
         self.tokens.insert(
             token.clone(),
@@ -79,9 +101,38 @@ impl TokenStore {
                 // Lifetimes are validated to at most 30 days, far from overflowing an Instant.
                 expires: now.checked_add(ttl).unwrap_or(now),
                 revoked: false,
+                seq,
             },
         );
         token
+    }
+
+    /// Makes room for one more token.
+    fn make_room(&mut self, now: Instant) {
+        let full = self.tokens.len() >= self.max;
+        if full || self.issued.is_multiple_of(256) {
+            self.tokens
+                .retain(|_, t| now.saturating_duration_since(t.expires) < FORGET_AFTER);
+        }
+        if self.tokens.len() >= self.max {
+            // Tokens that can no longer be used go first.
+            self.tokens.retain(|_, t| !t.revoked && now < t.expires);
+        }
+        if self.tokens.len() >= self.max {
+            // Then the oldest valid ones, a tenth of the store at once so this stays rare.
+            let keep = self.max - self.max.div_ceil(10);
+            let mut by_age: Vec<(u64, String)> = self
+                .tokens
+                .iter()
+                .map(|(token, t)| (t.seq, token.clone()))
+                .collect();
+            by_age.sort_unstable();
+            let drop = by_age.len() - keep.min(by_age.len());
+            for (_, token) in by_age.into_iter().take(drop) {
+                self.tokens.remove(&token);
+                self.evicted += 1;
+            }
+        }
     }
 
     pub(crate) fn check(&self, token: &str, now: Instant) -> Result<&Grant, TokenProblem> {
@@ -325,7 +376,7 @@ mod tests {
     #[test]
     fn tokens_expire_and_are_revoked() {
         let keys = Keys::random();
-        let mut store = TokenStore::default();
+        let mut store = TokenStore::new(100);
         let t0 = Instant::now();
         let grant = Grant {
             client_id: "c".into(),
@@ -340,5 +391,62 @@ mod tests {
         assert_eq!(store.check("nope", t0).unwrap_err(), TokenProblem::Unknown);
         assert_eq!(store.revoke_all(t0), 1);
         assert_eq!(store.check(&token, t0).unwrap_err(), TokenProblem::Revoked);
+    }
+
+    #[test]
+    fn the_store_is_bounded_and_drops_unusable_tokens_first() {
+        let keys = Keys::random();
+        let mut store = TokenStore::new(10);
+        let t0 = Instant::now();
+        let grant = || Grant {
+            client_id: "c".into(),
+            scopes: vec![],
+        };
+        let short: Vec<String> = (0..5)
+            .map(|_| store.issue(&keys, grant(), Duration::from_secs(1), t0))
+            .collect();
+        let long: Vec<String> = (0..5)
+            .map(|_| store.issue(&keys, grant(), Duration::from_secs(100), t0))
+            .collect();
+        assert_eq!(store.len(), 10);
+        // Full: the five expired tokens make room; the valid ones stay.
+        let t1 = t0 + Duration::from_secs(2);
+        let fresh = store.issue(&keys, grant(), Duration::from_secs(100), t1);
+        assert_eq!(store.len(), 6);
+        assert_eq!(store.evicted(), 0);
+        assert_eq!(
+            store.check(&short[0], t1).unwrap_err(),
+            TokenProblem::Unknown
+        );
+        assert!(long.iter().all(|t| store.check(t, t1).is_ok()));
+        // Revoked tokens go next, before any valid one.
+        store.revoke_all(t1);
+        let after_revoke: Vec<String> = (0..4)
+            .map(|_| store.issue(&keys, grant(), Duration::from_secs(100), t1))
+            .collect();
+        assert_eq!(store.len(), 10);
+        let newest = store.issue(&keys, grant(), Duration::from_secs(100), t1);
+        assert_eq!(store.len(), 5);
+        assert_eq!(store.check(&fresh, t1).unwrap_err(), TokenProblem::Unknown);
+        assert!(after_revoke.iter().all(|t| store.check(t, t1).is_ok()));
+        // All valid: the oldest tenth is evicted, never the newest.
+        for _ in 0..5 {
+            store.issue(&keys, grant(), Duration::from_secs(100), t1);
+        }
+        assert_eq!(store.len(), 10);
+        let last = store.issue(&keys, grant(), Duration::from_secs(100), t1);
+        assert_eq!(store.len(), 10);
+        assert_eq!(store.evicted(), 1);
+        assert_eq!(
+            store.check(&after_revoke[0], t1).unwrap_err(),
+            TokenProblem::Unknown
+        );
+        assert!(store.check(&newest, t1).is_ok());
+        assert!(store.check(&last, t1).is_ok());
+        // However many are issued, the store never grows past its bound.
+        for _ in 0..1000 {
+            store.issue(&keys, grant(), Duration::from_secs(100), t1);
+            assert!(store.len() <= 10);
+        }
     }
 }

@@ -45,6 +45,50 @@ impl std::fmt::Debug for ClientCredentials {
     }
 }
 
+/// Who may use the `/_sim/*` admin endpoints (stats, faults, token revocation). The signed
+/// artifact downloads under `/_sim/artifacts/` carry their own authorisation and are not affected.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// The admin endpoints answer 403 (the default).
+    #[default]
+    Disabled,
+    /// Requests must carry `Authorization: Bearer <token>`.
+    Token(String),
+    /// No authentication: for test setups on a loopback address only.
+    Open,
+}
+
+// The token never appears in logs or panic messages.
+impl std::fmt::Debug for AdminAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminAccess::Disabled => f.write_str("Disabled"),
+            AdminAccess::Token(_) => f.write_str("Token(<redacted>)"),
+            AdminAccess::Open => f.write_str("Open"),
+        }
+    }
+}
+
+/// Shortest accepted admin token.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+/// Default of `--max-jobs`.
+pub const DEFAULT_MAX_JOBS: usize = 10_000;
+/// Default of `--max-tokens`.
+pub const DEFAULT_MAX_TOKENS: usize = 10_000;
+/// Default of `--max-request-bytes`: 2 MiB (some 20,000 utterances). Parsing, validating and
+/// training a submission takes up to about twenty times its size when nearly every utterance
+/// brings new words, and submissions are admitted so that at most this many body bytes are
+/// processed at once.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+/// Default of `--max-job-memory`: 32 MiB for the models and evaluations of the kept jobs. With
+/// one largest submission in flight, the process itself and the allocator's fragmentation, the
+/// simulator stays inside the Helm chart's 128Mi memory limit (measured: a peak of about 95 MB
+/// after 25 submissions of 2 MiB whose every utterance has words of its own).
+pub const DEFAULT_MAX_JOB_MEMORY: usize = 32 * 1024 * 1024;
+/// Bounds of `--max-request-bytes`.
+pub const MIN_REQUEST_BYTES: usize = 1024;
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024 * 1024;
+
 /// Everything the simulator needs to run.
 #[derive(Clone, Debug)]
 pub struct SimulatorConfig {
@@ -63,6 +107,19 @@ pub struct SimulatorConfig {
     pub public_url: Option<String>,
     /// Largest class imbalance a submission may have.
     pub max_class_imbalance_ratio: f64,
+    /// Who may use the `/_sim/*` admin endpoints.
+    pub admin: AdminAccess,
+    /// Most jobs kept; beyond it the oldest finished jobs (and their idempotency keys) are
+    /// forgotten, and a submission is answered 503 while every kept job is still running.
+    pub max_jobs: usize,
+    /// Most access tokens kept; beyond it expired and revoked tokens are forgotten, then the
+    /// oldest ones.
+    pub max_tokens: usize,
+    /// Largest request body; a larger submission is answered 413.
+    pub max_request_bytes: usize,
+    /// About how much memory the kept jobs' models and evaluations may take; beyond it the
+    /// oldest finished jobs are forgotten, as with `max_jobs`.
+    pub max_job_memory: usize,
 }
 
 impl Default for SimulatorConfig {
@@ -76,6 +133,11 @@ impl Default for SimulatorConfig {
             seed: 0,
             public_url: None,
             max_class_imbalance_ratio: 3.0,
+            admin: AdminAccess::Disabled,
+            max_jobs: DEFAULT_MAX_JOBS,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_job_memory: DEFAULT_MAX_JOB_MEMORY,
         }
     }
 }
@@ -130,6 +192,31 @@ impl SimulatorConfig {
         if let Some(url) = &self.public_url {
             check_public_url(url)?;
         }
+        if let AdminAccess::Token(token) = &self.admin
+            && token.chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            return Err(format!(
+                "the admin token must have at least {MIN_ADMIN_TOKEN_CHARS} characters"
+            ));
+        }
+        if self.max_jobs == 0 {
+            return Err("max jobs must be at least 1".into());
+        }
+        if self.max_tokens == 0 {
+            return Err("max tokens must be at least 1".into());
+        }
+        if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&self.max_request_bytes) {
+            return Err(format!(
+                "max request bytes {} must be between 1KiB and 1GiB",
+                self.max_request_bytes
+            ));
+        }
+        if self.max_job_memory < MIN_REQUEST_BYTES {
+            return Err(format!(
+                "max job memory {} must be at least 1KiB",
+                self.max_job_memory
+            ));
+        }
         self.faults.validate()
     }
 }
@@ -140,8 +227,7 @@ const NO_CLIENT: &str = "no API client is configured: pass --client-id ID --clie
 /// `cxone-skill-operator simulate`: a stateful simulator of the CXone AI training API.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
-    /// Address to listen on. The /_sim/* admin endpoints have no authentication, so listen on a
-    /// loopback address unless the network is trusted.
+    /// Address to listen on.
     #[arg(
         long,
         value_name = "ADDR",
@@ -225,6 +311,43 @@ pub struct SimulateArgs {
     /// Largest class imbalance (biggest class / smallest class) a submission may have.
     #[arg(long, value_name = "R", default_value_t = 3.0)]
     pub max_class_imbalance_ratio: f64,
+
+    /// Enable the /_sim/* admin endpoints (stats, faults, token revocation) for requests with
+    /// `Authorization: Bearer <token>`, the token being this file's content (surrounding
+    /// whitespace ignored, at least 16 characters). Without this or --admin-open they answer 403.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "CXONE_SIM_ADMIN_TOKEN_FILE",
+        conflicts_with = "admin_open"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Enable the /_sim/* admin endpoints without authentication; only with a loopback --listen
+    /// address (test setups).
+    #[arg(long)]
+    pub admin_open: bool,
+
+    /// Most jobs kept: beyond it the oldest finished jobs are forgotten (with their
+    /// Idempotency-Keys), and a submission is answered 503 while all kept jobs still run.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_JOBS)]
+    pub max_jobs: usize,
+
+    /// Most access tokens kept: beyond it expired and revoked ones are forgotten, then the
+    /// oldest (whose next use is answered 401).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TOKENS)]
+    pub max_tokens: usize,
+
+    /// Largest request body (`2MiB`, `512KiB`, `1048576`); a larger submission is answered 413
+    /// without being read to the end.
+    #[arg(long, value_name = "SIZE", default_value = "2MiB", value_parser = size_arg)]
+    pub max_request_bytes: usize,
+
+    /// Memory the kept jobs' models and evaluations may take (about): beyond it the oldest
+    /// finished jobs are forgotten, and a submission is answered 503 while the running ones
+    /// take it all.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = size_arg)]
+    pub max_job_memory: usize,
 }
 
 impl SimulateArgs {
@@ -249,6 +372,15 @@ impl SimulateArgs {
         if clients.is_empty() {
             bail!(NO_CLIENT);
         }
+        let admin = match (&self.admin_token_file, self.admin_open) {
+            (Some(path), _) => AdminAccess::Token(read_admin_token(path)?),
+            (None, true) if !self.listen.ip().is_loopback() => bail!(
+                "--admin-open leaves the /_sim/* admin endpoints without authentication and is only allowed with a loopback --listen address (got {}); use --admin-token-file PATH instead",
+                self.listen
+            ),
+            (None, true) => AdminAccess::Open,
+            (None, false) => AdminAccess::Disabled,
+        };
         let slow_delay_ms = u64::try_from(self.slow_delay.as_millis()).unwrap_or(u64::MAX);
         let config = SimulatorConfig {
             clients,
@@ -268,10 +400,34 @@ impl SimulateArgs {
             seed: self.seed,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
             max_class_imbalance_ratio: self.max_class_imbalance_ratio,
+            admin,
+            max_jobs: self.max_jobs,
+            max_tokens: self.max_tokens,
+            max_request_bytes: self.max_request_bytes,
+            max_job_memory: self.max_job_memory,
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
+}
+
+fn read_admin_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read admin token file {}", path.display()))?;
+    let token = text.trim();
+    if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        bail!(
+            "admin token file {}: the token must have at least {MIN_ADMIN_TOKEN_CHARS} characters",
+            path.display()
+        );
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!(
+            "admin token file {}: the token must be one line without spaces",
+            path.display()
+        );
+    }
+    Ok(token.to_string())
 }
 
 fn read_clients_file(path: &Path) -> anyhow::Result<Vec<ClientCredentials>> {
@@ -347,6 +503,33 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
         return Err(format!("{s} is longer than the maximum of 30 days"));
     }
     Ok(d)
+}
+
+/// `16MiB`, `512KiB`, `1048576` (bytes) → bytes.
+pub(crate) fn size_arg(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?}; use bytes, KiB, MiB or GiB (e.g. 16MiB)"
+            ));
+        }
+    };
+    let n = digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("{s:?} is not a size; use e.g. 16MiB, 512KiB or 1048576"))?;
+    if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&n) {
+        return Err(format!("{s} is outside 1KiB-1GiB"));
+    }
+    Ok(n)
 }
 
 fn fraction_arg(s: &str) -> Result<f64, String> {
@@ -525,5 +708,111 @@ mod tests {
         );
         let err = parse_clients("a:b:").unwrap_err();
         assert!(err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn admin_and_limit_flags() {
+        let base = ["--client-id", "a", "--client-secret", "s"];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args).map(|a| a.into_config())
+        };
+        // Defaults: admin off, bounded stores, 2 MiB bodies.
+        let config = with(&[]).unwrap().unwrap();
+        assert_eq!(config.admin, AdminAccess::Disabled);
+        assert_eq!(config.max_jobs, 10_000);
+        assert_eq!(config.max_tokens, 10_000);
+        assert_eq!(config.max_request_bytes, 2 * 1024 * 1024);
+        assert_eq!(config.max_job_memory, 32 * 1024 * 1024);
+
+        let config = with(&[
+            "--admin-open",
+            "--max-jobs",
+            "5",
+            "--max-tokens",
+            "7",
+            "--max-request-bytes",
+            "512KiB",
+            "--max-job-memory",
+            "1MiB",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.admin, AdminAccess::Open);
+        assert_eq!(
+            (config.max_jobs, config.max_tokens, config.max_request_bytes),
+            (5, 7, 512 * 1024)
+        );
+        assert_eq!(config.max_job_memory, 1024 * 1024);
+
+        // --admin-open only on loopback.
+        let err = with(&["--admin-open", "--listen", "0.0.0.0:8089"])
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("loopback") && err.contains("--admin-token-file"),
+            "{err}"
+        );
+        assert!(
+            with(&["--admin-open", "--listen", "[::1]:8089"])
+                .unwrap()
+                .is_ok()
+        );
+
+        // A token file: trimmed, long enough, never printed.
+        let dir = std::env::temp_dir().join(format!("cxone-sim-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good");
+        std::fs::write(&good, "  s3cret-admin-token-value\n").unwrap();
+        let good = good.to_str().unwrap();
+        let config = with(&["--admin-token-file", good, "--listen", "0.0.0.0:1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            config.admin,
+            AdminAccess::Token("s3cret-admin-token-value".into())
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let short = dir.join("short");
+        std::fs::write(&short, "tiny\n").unwrap();
+        let err = with(&["--admin-token-file", short.to_str().unwrap()])
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 16"), "{err}");
+        assert!(!err.contains("tiny"), "{err}");
+        let err = with(&["--admin-token-file", dir.join("missing").to_str().unwrap()])
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot read admin token file"), "{err}");
+        assert!(with(&["--admin-token-file", good, "--admin-open"]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // Bad limits.
+        for bad in [
+            ["--max-request-bytes", "16XB"],
+            ["--max-request-bytes", "10"],
+            ["--max-request-bytes", "2GiB"],
+        ] {
+            assert!(with(&bad).is_err(), "{bad:?}");
+        }
+        let err = with(&["--max-jobs", "0"]).unwrap().unwrap_err().to_string();
+        assert!(err.contains("max jobs"), "{err}");
+    }
+
+    #[test]
+    fn sizes_accept_units() {
+        assert_eq!(size_arg("16MiB"), Ok(16 * 1024 * 1024));
+        assert_eq!(size_arg("16m"), Ok(16 * 1024 * 1024));
+        assert_eq!(size_arg("512KiB"), Ok(512 * 1024));
+        assert_eq!(size_arg("1048576"), Ok(1024 * 1024));
+        assert_eq!(size_arg("1GiB"), Ok(1024 * 1024 * 1024));
+        assert!(size_arg("1023").is_err());
+        assert!(size_arg("x").is_err());
+        assert!(size_arg("99999999999999999999").is_err());
+        assert!(size_arg("5TiB").unwrap_err().contains("unit"));
     }
 }

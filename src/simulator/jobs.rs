@@ -55,6 +55,10 @@ pub(crate) struct Job {
     failure: Option<PlannedFailure>,
     /// Fraction of the duration at which the job was cancelled.
     cancelled_at: Option<f64>,
+    /// Position in creation order (set by [`JobStore::insert`]).
+    seq: u64,
+    /// The `Idempotency-Key` it was created with, if any.
+    idempotency_key: Option<String>,
 }
 
 /// The state of a job at one instant.
@@ -84,6 +88,8 @@ impl Job {
             duration,
             failure,
             cancelled_at: None,
+            seq: 0,
+            idempotency_key: None,
         }
     }
 
@@ -121,6 +127,19 @@ impl Job {
             JobState::Queued
         };
         Phase { state, fraction: f }
+    }
+
+    /// About how much memory the job takes: its model, evaluation and labels.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        let labels: usize = self
+            .spec
+            .labels
+            .iter()
+            .map(|l| {
+                l.id.len() + l.name.len() + l.description.as_ref().map_or(0, String::len) + 128
+            })
+            .sum();
+        self.training.approx_bytes + labels + std::mem::size_of::<Job>()
     }
 
     pub(crate) fn state(&self, now: Instant) -> JobState {
@@ -277,19 +296,72 @@ struct IdempotencyRecord {
     at: Instant,
 }
 
-/// All jobs and remembered idempotency keys.
-#[derive(Debug, Default)]
+/// All jobs and remembered idempotency keys: at most `max` jobs, whose models and evaluations
+/// take at most about `max_bytes`.
+#[derive(Debug)]
 pub(crate) struct JobStore {
     jobs: HashMap<String, Job>,
+    /// Creation order → job id, oldest first.
+    order: BTreeMap<u64, String>,
     /// (client id, key) → record.
     idempotency: HashMap<(String, String), IdempotencyRecord>,
     created: u64,
+    max: usize,
+    max_bytes: usize,
+    /// Sum of [`Job::approx_bytes`] of the kept jobs.
+    bytes: usize,
+    evicted: u64,
+}
+
+/// Why a new job cannot be kept.
+#[derive(Debug, PartialEq)]
+pub(crate) enum NoRoom {
+    /// `max` jobs are kept and every one is still running.
+    Jobs { max: usize },
+    /// The running jobs already take the memory budget.
+    Memory { budget: usize },
+    /// The job alone would take more than the whole budget.
+    TooLarge { needed: usize, budget: usize },
 }
 
 impl JobStore {
+    pub(crate) fn new(max: usize, max_bytes: usize) -> Self {
+        Self {
+            jobs: HashMap::new(),
+            order: BTreeMap::new(),
+            idempotency: HashMap::new(),
+            created: 0,
+            max: max.max(1),
+            max_bytes,
+            bytes: 0,
+            evicted: 0,
+        }
+    }
+
+    /// About how much memory the kept jobs' models and evaluations take.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Number of jobs created so far (the counter new job ids are derived from).
     pub(crate) fn created(&self) -> u64 {
         self.created
+    }
+
+    /// Number of jobs kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Finished jobs forgotten so far to make room.
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Number of remembered idempotency keys.
+    pub(crate) fn idempotency_keys(&self) -> usize {
+        self.idempotency.len()
     }
 
     pub(crate) fn idempotency(
@@ -318,28 +390,95 @@ impl JobStore {
         }
     }
 
-    /// Adds a job (remembering its idempotency key, if any).
+    /// Makes room for one more job of about `needed` bytes by forgetting the oldest finished
+    /// ones (and their idempotency keys); fails when the running ones leave no room.
+    pub(crate) fn make_room(&mut self, now: Instant, needed: usize) -> Result<(), NoRoom> {
+        if needed > self.max_bytes {
+            return Err(NoRoom::TooLarge {
+                needed,
+                budget: self.max_bytes,
+            });
+        }
+        loop {
+            let too_many = self.jobs.len() >= self.max;
+            let too_big = self.bytes + needed > self.max_bytes;
+            if !too_many && !too_big {
+                return Ok(());
+            }
+            // Jobs run for the same duration, so the oldest are normally the finished ones and
+            // the search stops near the front.
+            let oldest_finished = self
+                .order
+                .iter()
+                .find(|(_, id)| {
+                    self.jobs
+                        .get(*id)
+                        .is_none_or(|j| j.state(now).is_terminal())
+                })
+                .map(|(seq, _)| *seq);
+            let Some(seq) = oldest_finished else {
+                return Err(if too_many {
+                    NoRoom::Jobs { max: self.max }
+                } else {
+                    NoRoom::Memory {
+                        budget: self.max_bytes,
+                    }
+                });
+            };
+            self.evict(seq);
+        }
+    }
+
+    fn evict(&mut self, seq: u64) {
+        let Some(id) = self.order.remove(&seq) else {
+            return;
+        };
+        let Some(job) = self.jobs.remove(&id) else {
+            return;
+        };
+        self.bytes = self.bytes.saturating_sub(job.approx_bytes());
+        self.evicted += 1;
+        if let Some(key) = job.idempotency_key {
+            let slot = (job.owner, key);
+            // The key may have been reused (after expiring) for a newer job: keep that record.
+            if self.idempotency.get(&slot).is_some_and(|r| r.job_id == id) {
+                self.idempotency.remove(&slot);
+            }
+        }
+    }
+
+    /// Adds a job (remembering its idempotency key, if any). Call [`Self::make_room`] first: a
+    /// full store forgets its oldest job, running or not.
     pub(crate) fn insert(
         &mut self,
-        job: Job,
+        mut job: Job,
         idempotency: Option<(String, [u8; 32])>,
         now: Instant,
     ) {
+        if self.jobs.len() >= self.max
+            && let Some((&seq, _)) = self.order.iter().next()
+        {
+            self.evict(seq);
+        }
         if let Some((key, fingerprint)) = idempotency {
             if self.idempotency.len() >= 1024 && self.created.is_multiple_of(1024) {
                 self.idempotency
                     .retain(|_, r| now.saturating_duration_since(r.at) < IDEMPOTENCY_TTL);
             }
             self.idempotency.insert(
-                (job.owner.clone(), key),
+                (job.owner.clone(), key.clone()),
                 IdempotencyRecord {
                     fingerprint,
                     job_id: job.id.clone(),
                     at: now,
                 },
             );
+            job.idempotency_key = Some(key);
         }
+        job.seq = self.created;
         self.created += 1;
+        self.bytes += job.approx_bytes();
+        self.order.insert(job.seq, job.id.clone());
         self.jobs.insert(job.id.clone(), job);
     }
 
@@ -398,6 +537,10 @@ mod tests {
     use crate::simulator::train::train;
 
     fn job(duration: Duration, failure: Option<PlannedFailure>, now: Instant) -> Job {
+        named("job-1", duration, failure, now)
+    }
+
+    fn named(id: &str, duration: Duration, failure: Option<PlannedFailure>, now: Instant) -> Job {
         let labels = vec![
             LabelDef {
                 id: "a".into(),
@@ -429,7 +572,7 @@ mod tests {
             utterances: 4,
         };
         Job::new(
-            "job-1".into(),
+            id.into(),
             "c".into(),
             spec,
             training,
@@ -503,5 +646,83 @@ mod tests {
     fn zero_duration_jobs_complete_at_once() {
         let t0 = Instant::now();
         assert_eq!(job(Duration::ZERO, None, t0).state(t0), JobState::Completed);
+    }
+
+    #[test]
+    fn the_store_forgets_the_oldest_finished_jobs_and_their_keys() {
+        let t0 = Instant::now();
+        let short = Duration::from_secs(10);
+        let long = Duration::from_secs(1000);
+        let mut store = JobStore::new(3, usize::MAX);
+        let fp = [7u8; 32];
+        // job-a finishes first although job-b is older.
+        store.insert(named("job-b", long, None, t0), Some(("kb".into(), fp)), t0);
+        store.insert(named("job-a", short, None, t0), Some(("ka".into(), fp)), t0);
+        store.insert(named("job-c", long, None, t0), None, t0);
+        assert_eq!((store.len(), store.idempotency_keys()), (3, 2));
+
+        // Nothing finished yet: no room, and nothing is forgotten.
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(store.make_room(t1, 0), Err(NoRoom::Jobs { max: 3 }));
+        assert_eq!(store.len(), 3);
+
+        // job-a finished: it goes (with its key), the older running job-b stays.
+        let t2 = t0 + Duration::from_secs(20);
+        assert_eq!(store.make_room(t2, 0), Ok(()));
+        store.insert(named("job-d", long, None, t2), Some(("kd".into(), fp)), t2);
+        assert!(store.by_id("job-a").is_none());
+        assert!(store.by_id("job-b").is_some());
+        assert_eq!(store.idempotency("c", "ka", &fp, t2), Idempotency::New);
+        assert!(matches!(
+            store.idempotency("c", "kb", &fp, t2),
+            Idempotency::Replay { .. }
+        ));
+        assert_eq!(
+            (store.len(), store.idempotency_keys(), store.evicted()),
+            (3, 2, 1)
+        );
+
+        // A cancelled job is finished too; the oldest finished one goes first.
+        let t3 = t2 + Duration::from_secs(1);
+        store.get_mut("c", "job-c").unwrap().cancel(t3);
+        store.get_mut("c", "job-b").unwrap().cancel(t3);
+        assert_eq!(store.make_room(t3, 0), Ok(()));
+        assert!(store.by_id("job-b").is_none());
+        assert!(store.by_id("job-c").is_some());
+        assert_eq!(store.idempotency("c", "kb", &fp, t3), Idempotency::New);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.state_counts(t3).values().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn the_store_keeps_its_memory_budget() {
+        let t0 = Instant::now();
+        let short = Duration::from_secs(10);
+        let size = named("x", short, None, t0).approx_bytes();
+        assert!(size > 1000, "{size}");
+        // Room for two jobs by memory, ten by count.
+        let mut store = JobStore::new(10, 2 * size + size / 2);
+        assert_eq!(
+            store.make_room(t0, 3 * size),
+            Err(NoRoom::TooLarge {
+                needed: 3 * size,
+                budget: 2 * size + size / 2
+            })
+        );
+        for id in ["job-a", "job-b"] {
+            assert_eq!(store.make_room(t0, size), Ok(()));
+            store.insert(named(id, short, None, t0), None, t0);
+        }
+        assert_eq!(store.bytes(), 2 * size);
+        assert_eq!(
+            store.make_room(t0, size),
+            Err(NoRoom::Memory {
+                budget: 2 * size + size / 2
+            })
+        );
+        let t1 = t0 + Duration::from_secs(20);
+        assert_eq!(store.make_room(t1, size), Ok(()));
+        assert!(store.by_id("job-a").is_none());
+        assert_eq!(store.bytes(), size);
     }
 }

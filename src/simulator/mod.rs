@@ -19,13 +19,18 @@
 //! | `GET …/jobs/{jobId}/artifacts/export` | signed, expiring artifact URLs |
 //! | `POST …/jobs/{jobId}/cancel` | cancel a running job |
 //! | `GET /_sim/artifacts/{jobId}/{file}?expires=…&signature=…` | the artifacts themselves |
-//! | `GET /_sim/stats` | [`Stats`] |
-//! | `GET`/`PUT /_sim/faults` | the [`Faults`] in force |
-//! | `POST /_sim/tokens/revoke` | revoke every issued token |
+//! | `GET /_sim/stats` | [`Stats`] (admin) |
+//! | `GET`/`PUT /_sim/faults` | the [`Faults`] in force (admin) |
+//! | `POST /_sim/tokens/revoke` | revoke every issued token (admin) |
 //! | `GET /healthz` | liveness |
 //!
-//! The `/_sim/*` admin endpoints and `/healthz` have no authentication: the simulator is a test
-//! double and listens on loopback by default.
+//! The admin endpoints (everything under `/_sim/` but the signed artifact downloads) are off
+//! unless [`SimulatorConfig::admin`] enables them: with a bearer token (`--admin-token-file`) or,
+//! for loopback test setups, without authentication (`--admin-open`). `/healthz` is open.
+//!
+//! Memory is bounded so the simulator can run in a small pod: at most `max_jobs` jobs taking
+//! about `max_job_memory` and `max_tokens` tokens are kept, and request bodies are read against
+//! `max_request_bytes`.
 
 mod auth;
 mod config;
@@ -47,7 +52,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{ClientCredentials, MAX_DURATION, SimulateArgs, SimulatorConfig};
+pub use config::{
+    AdminAccess, ClientCredentials, DEFAULT_MAX_JOB_MEMORY, DEFAULT_MAX_JOBS,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS, MAX_DURATION, SimulateArgs, SimulatorConfig,
+};
 pub use faults::{Faults, MAX_SLOW_DELAY_MS, RetryAfterFormat};
 pub use stats::Stats;
 
@@ -172,23 +180,29 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    if !listen.ip().is_loopback() {
-        tracing::warn!(
-            %listen,
-            "the /_sim/* admin endpoints have no authentication and are reachable beyond this host"
-        );
-    }
+    let admin = match &config.admin {
+        AdminAccess::Disabled => "admin endpoints off",
+        AdminAccess::Token(_) => "admin endpoints with a bearer token",
+        AdminAccess::Open => {
+            tracing::warn!("the /_sim/* admin endpoints have no authentication (--admin-open)");
+            "admin endpoints open"
+        }
+    };
     let clients: Vec<&str> = config
         .clients
         .iter()
         .map(|c| c.client_id.as_str())
         .collect();
     let summary = format!(
-        "clients {}, job duration {:?}, token TTL {:?}, seed {}",
+        "clients {}, job duration {:?}, token TTL {:?}, seed {}, {admin}, at most {} jobs in {} bytes, {} tokens, {} bytes per request",
         clients.join(","),
         config.job_duration,
         config.token_ttl,
-        config.seed
+        config.seed,
+        config.max_jobs,
+        config.max_job_memory,
+        config.max_tokens,
+        config.max_request_bytes
     );
     let handle = spawn(config, listener)
         .await

@@ -27,9 +27,9 @@ use sha2::{Digest, Sha256};
 use super::auth::{
     Grant, TokenParams, TokenStore, basic_credentials, form_decode, parse_scopes, secrets_equal,
 };
-use super::config::{ClientCredentials, SimulatorConfig};
+use super::config::{AdminAccess, ClientCredentials, SimulatorConfig};
 use super::faults::{Faults, RetryAfterFormat};
-use super::jobs::{Idempotency, Job, JobSpec, JobStore, PlannedFailure};
+use super::jobs::{Idempotency, Job, JobSpec, JobStore, NoRoom, PlannedFailure};
 use super::ratelimit::RateLimiter;
 use super::rng::{SplitMix64, hits};
 use super::signing::Keys;
@@ -44,10 +44,12 @@ use crate::cxone::model::{
 use crate::training::validation::truncate;
 use crate::training::{ValidationRules, validate_request};
 
-/// Largest job submission body.
-const SUBMIT_BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// Largest response body that fault injection re-reads to mangle (the simulator's own output).
+const RESPONSE_REWRITE_LIMIT: usize = 64 * 1024 * 1024;
 /// Largest token request, fault settings or other small body.
 const SMALL_BODY_LIMIT: usize = 64 * 1024;
+/// Longest a submission's body may take to arrive.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Job ids and paths are cut to this many characters in messages.
@@ -79,6 +81,11 @@ pub(crate) struct Simulator {
     jobs: Mutex<JobStore>,
     limiter: Mutex<RateLimiter>,
     stats: Mutex<Stats>,
+    /// SHA-256 of the admin token (hex), when admin requests need one.
+    admin_token_digest: Option<String>,
+    /// Request body bytes being read or processed by submissions, in KiB, at most
+    /// `max_request_bytes` at once: one submission of the largest size, or many small ones.
+    submission_budget: tokio::sync::Semaphore,
 }
 
 impl Simulator {
@@ -102,19 +109,82 @@ impl Simulator {
             dice: Mutex::new(SplitMix64::new(config.seed)),
             // A different stream, so job failures do not shift with the number of requests.
             job_rng: Mutex::new(SplitMix64::new(config.seed ^ 0x6A09_E667_F3BC_C908)),
-            tokens: Mutex::default(),
-            jobs: Mutex::default(),
+            tokens: Mutex::new(TokenStore::new(config.max_tokens)),
+            jobs: Mutex::new(JobStore::new(config.max_jobs, config.max_job_memory)),
             limiter: Mutex::default(),
             stats: Mutex::default(),
+            admin_token_digest: match &config.admin {
+                AdminAccess::Token(token) => Some(hex::encode(Sha256::digest(token.as_bytes()))),
+                AdminAccess::Disabled | AdminAccess::Open => None,
+            },
+            submission_budget: tokio::sync::Semaphore::new(
+                budget_kib(config.max_request_bytes) as usize
+            ),
             config,
         }
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let jobs = lock(&self.jobs).state_counts(Instant::now());
+        let (jobs, jobs_evicted, jobs_memory_bytes, idempotency_keys) = {
+            let store = lock(&self.jobs);
+            (
+                store.state_counts(Instant::now()),
+                store.evicted(),
+                store.bytes(),
+                store.idempotency_keys(),
+            )
+        };
+        let (tokens_stored, tokens_evicted) = {
+            let store = lock(&self.tokens);
+            (store.len(), store.evicted())
+        };
         let mut stats = lock(&self.stats).clone();
         stats.jobs = jobs;
+        stats.jobs_evicted = jobs_evicted;
+        stats.jobs_memory_bytes = jobs_memory_bytes as u64;
+        stats.idempotency_keys = idempotency_keys as u64;
+        stats.tokens_stored = tokens_stored as u64;
+        stats.tokens_evicted = tokens_evicted;
         stats
+    }
+
+    /// Whether an admin request may proceed: `Err` is the answer when it may not.
+    fn authorize_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match &self.config.admin {
+            AdminAccess::Open => Ok(()),
+            AdminAccess::Disabled => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_disabled",
+                "the simulator's /_sim admin endpoints are disabled; start it with --admin-token-file PATH \
+                 (then send Authorization: Bearer <token>) or, on a loopback address only, --admin-open",
+            )),
+            AdminAccess::Token(_) => {
+                let given = headers
+                    .get(AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim());
+                // Digests have the same length whatever was sent, and are compared in constant
+                // time, so neither the token's content nor its length leaks through timing.
+                let matches = match (given, &self.admin_token_digest) {
+                    (Some(given), Some(expected)) => {
+                        secrets_equal(&hex::encode(Sha256::digest(given.as_bytes())), expected)
+                    }
+                    _ => false,
+                };
+                if matches {
+                    Ok(())
+                } else {
+                    Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_admin_token",
+                        "the /_sim admin endpoints need Authorization: Bearer <the token in the simulator's --admin-token-file>",
+                    )
+                    .with_header(WWW_AUTHENTICATE, r#"Bearer realm="cxone-simulator-admin""#))
+                }
+            }
+        }
     }
 
     pub(crate) fn timelines(&self) -> Vec<super::JobTimeline> {
@@ -316,6 +386,12 @@ async fn gate(State(sim): State<Arc<Simulator>>, mut req: Request, next: Next) -
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let Some(endpoint) = Endpoint::classify(&path) else {
+        if path.starts_with("/_sim/")
+            && let Err(refused) = sim.authorize_admin(req.headers())
+        {
+            tracing::debug!(%method, path = %truncate(&path, 200), "admin request refused");
+            return refused.into_response();
+        }
         return next.run(req).await;
     };
     // API calls are subject to fault injection; artifact downloads and unknown paths are not.
@@ -363,7 +439,7 @@ async fn gate(State(sim): State<Arc<Simulator>>, mut req: Request, next: Next) -
 /// rest changed.
 async fn malformed(response: Response) -> Response {
     let (parts, body) = response.into_parts();
-    let value = match axum::body::to_bytes(body, SUBMIT_BODY_LIMIT).await {
+    let value = match axum::body::to_bytes(body, RESPONSE_REWRITE_LIMIT).await {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         Err(_) => Value::Null,
     };
@@ -492,7 +568,9 @@ impl ApiError {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the request body is larger than the limit of {limit} bytes"),
+            format!(
+                "the request body is larger than the simulator's limit of {limit} bytes (--max-request-bytes); send fewer or shorter utterances"
+            ),
         )
     }
 
@@ -549,12 +627,22 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     }
 }
 
-/// Reads a body of at most `limit` bytes.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let declared = headers
+/// The request's `Content-Length`, if it declares one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Permits of the submission budget for a body of `bytes` bytes (whole KiB, at least one).
+fn budget_kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
+}
+
+/// Reads a body of at most `limit` bytes, stopping as soon as it passes the limit.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
     }
@@ -587,7 +675,8 @@ fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
 
 async fn token(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, SMALL_BODY_LIMIT).await?;
+    let limit = SMALL_BODY_LIMIT.min(sim.config.max_request_bytes);
+    let bytes = read_body(&parts.headers, body, limit).await?;
     let is_json = parts
         .headers
         .get(CONTENT_TYPE)
@@ -750,10 +839,34 @@ async fn submit(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
             })?.to_string())
         }
     };
-    let bytes = read_body(&parts.headers, body, SUBMIT_BODY_LIMIT).await?;
+    let limit = sim.config.max_request_bytes;
+    let declared = declared_length(&parts.headers);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    // Held until the response: reading, parsing, validating and training all scale with the body.
+    let _budget = sim
+        .submission_budget
+        .acquire_many(budget_kib(declared.map_or(limit, |n| n as usize)))
+        .await
+        .map_err(|_| ApiError::injected(StatusCode::SERVICE_UNAVAILABLE))?;
+    // A body that trickles in must not hold the budget for long.
+    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(&parts.headers, body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {}s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+        })??;
     let request: TrainingJobRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("the request body is not a valid training job: {e}"))
     })?;
+    drop(bytes);
     // The payload's identity: its canonical serialisation, so formatting does not matter.
     let fingerprint: [u8; 32] =
         Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).into();
@@ -836,6 +949,8 @@ async fn submit(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
             sim.plan_failure(),
             now,
         );
+        jobs.make_room(now, job.approx_bytes())
+            .map_err(|no_room| no_room_error(&no_room))?;
         jobs.insert(job, key.map(|k| (k, fingerprint)), now);
         id
     };
@@ -857,6 +972,33 @@ async fn submit(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
             status: JobState::Queued,
         },
     ))
+}
+
+/// The answer to a submission the job store has no room for.
+fn no_room_error(no_room: &NoRoom) -> ApiError {
+    match *no_room {
+        NoRoom::Jobs { max } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "capacity_exceeded",
+            format!(
+                "the simulator keeps at most {max} jobs (--max-jobs) and every one is still running; retry after a delay"
+            ),
+        ),
+        NoRoom::Memory { budget } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "capacity_exceeded",
+            format!(
+                "the running jobs take the simulator's job memory of {budget} bytes (--max-job-memory); retry after a delay"
+            ),
+        ),
+        NoRoom::TooLarge { needed, budget } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the model trained from this payload takes about {needed} bytes, more than the simulator's job memory of {budget} bytes (--max-job-memory); send fewer or shorter utterances"
+            ),
+        ),
+    }
 }
 
 /// The answer to a submission whose `Idempotency-Key` is known; `None` when it is new.
@@ -1101,7 +1243,8 @@ async fn get_faults(State(sim): State<Arc<Simulator>>) -> Response {
 
 async fn put_faults(State(sim): State<Arc<Simulator>>, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, SMALL_BODY_LIMIT).await?;
+    let limit = SMALL_BODY_LIMIT.min(sim.config.max_request_bytes);
+    let bytes = read_body(&parts.headers, body, limit).await?;
     let faults: Faults = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid_request(format!("invalid fault settings: {e}")))?;
     faults.validate().map_err(ApiError::invalid_request)?;

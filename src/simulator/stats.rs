@@ -23,6 +23,16 @@ pub struct Stats {
     pub faults_injected: u64,
     /// `faultsInjected` by kind: `error500`, `error503`, `postCommit503`, `slow`, `malformed`.
     pub faults_by_kind: BTreeMap<String, u64>,
+    /// Finished jobs forgotten to stay within `--max-jobs` and `--max-job-memory`.
+    pub jobs_evicted: u64,
+    /// About how much memory the kept jobs' models and evaluations take.
+    pub jobs_memory_bytes: u64,
+    /// Access tokens kept now (valid, expired or revoked), at most `--max-tokens`.
+    pub tokens_stored: u64,
+    /// Valid access tokens forgotten to stay within `--max-tokens`.
+    pub tokens_evicted: u64,
+    /// `Idempotency-Key`s remembered now.
+    pub idempotency_keys: u64,
 }
 
 impl Stats {

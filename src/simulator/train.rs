@@ -193,6 +193,56 @@ pub(crate) struct Training {
     pub(crate) evaluation: EvaluationResponse,
     pub(crate) training_examples: usize,
     pub(crate) validation_examples: usize,
+    /// About how much memory the model and the evaluation take (see [`approx_bytes`]).
+    pub(crate) approx_bytes: usize,
+}
+
+/// About how much memory a heap allocation of `n` bytes takes: the allocator's header, rounding
+/// to 16 bytes, and its smallest chunk of 32 bytes.
+fn allocation(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8).div_ceil(16) * 16).max(32)
+    }
+}
+
+/// About how much memory a string takes: the `String` and its buffer.
+fn string_bytes(s: &str) -> usize {
+    std::mem::size_of::<String>() + allocation(s.len())
+}
+
+/// About how much memory a trained model and its evaluation take: every string, vector and
+/// hash map slot they hold. Used to keep the jobs the simulator remembers within a budget.
+pub(crate) fn approx_bytes(model: &NaiveBayes, evaluation: &EvaluationResponse) -> usize {
+    // A hash map slot holds key and value inline plus a control byte; there are more slots than
+    // entries.
+    let slot = std::mem::size_of::<String>() + std::mem::size_of::<Vec<(usize, u64)>>() + 1;
+    let table = allocation(model.features.capacity() * 8 / 7 * slot);
+    let features: usize = model
+        .features
+        .iter()
+        .map(|(feature, counts)| {
+            allocation(feature.capacity())
+                + allocation(counts.capacity() * std::mem::size_of::<(usize, u64)>())
+        })
+        .sum();
+    let labels: usize = model.labels.iter().map(|l| string_bytes(l)).sum::<usize>()
+        + evaluation
+            .labels
+            .iter()
+            .map(|l| string_bytes(&l.id) + string_bytes(&l.name))
+            .sum::<usize>();
+    let examples: usize = evaluation
+        .actuals
+        .iter()
+        .chain(&evaluation.predictions)
+        .map(|s| string_bytes(s))
+        .sum::<usize>()
+        + allocation(evaluation.scores.len() * std::mem::size_of::<f64>());
+    let k = evaluation.labels.len();
+    let matrix = k * (allocation(k * std::mem::size_of::<u64>()) + std::mem::size_of::<Vec<u64>>());
+    table + features + labels + examples + matrix + 4 * model.labels.len() * 8
 }
 
 /// Splits, trains and evaluates. `training_seconds` is reported as `trainingDurationSeconds`.
@@ -244,12 +294,13 @@ pub(crate) fn train(
         actuals: ids(&actual),
         predictions: ids(&predicted),
         scores,
-        precision,
-        recall,
-        confusion_matrix: confusion,
+        precision: Some(precision),
+        recall: Some(recall),
+        confusion_matrix: Some(confusion),
         training_duration_seconds: training_seconds,
     };
     Training {
+        approx_bytes: approx_bytes(&model, &evaluation),
         model,
         training_examples: train_idx.len(),
         validation_examples: evaluation.actuals.len(),
@@ -350,7 +401,7 @@ mod tests {
         assert_eq!(e.predictions.len(), 3);
         assert_eq!(e.scores.len(), 3);
         assert!(e.scores.iter().all(|s| (0.0..=1.0).contains(s)));
-        let total: u64 = e.confusion_matrix.iter().flatten().sum();
+        let total: u64 = e.confusion_matrix.iter().flatten().flatten().sum();
         assert_eq!(total, 3);
         assert_eq!(e.training_duration_seconds, 1.5);
     }
@@ -371,8 +422,8 @@ mod tests {
         }
         let t = train(&labels, &data, 0.25, 0.0);
         assert_eq!(t.evaluation.actuals, t.evaluation.predictions);
-        assert_eq!(t.evaluation.precision, 1.0);
-        assert_eq!(t.evaluation.recall, 1.0);
+        assert_eq!(t.evaluation.precision, Some(1.0));
+        assert_eq!(t.evaluation.recall, Some(1.0));
         assert!(t.evaluation.scores.iter().all(|&s| s > 0.9));
     }
 

@@ -74,6 +74,43 @@ impl EndpointAllowlist {
         })
     }
 
+    /// The endpoint, if both of its URLs are allowed; otherwise what to tell the user.
+    pub fn check(
+        &self,
+        endpoint: crate::cxone::Endpoint,
+    ) -> Result<crate::cxone::Endpoint, String> {
+        for (field, url) in [
+            ("baseUrl", endpoint.base_url()),
+            ("tokenUrl", endpoint.token_url()),
+        ] {
+            if !self.allows(url) {
+                return Err(format!(
+                    "spec.connection.{field} {url} is not an allowed CXone endpoint (allowed: {}); ask the operator's administrators to allow it",
+                    self.describe()
+                ));
+            }
+        }
+        Ok(endpoint)
+    }
+
+    /// The CXone endpoint a job's `spec.connection` names (exactly one of a region and a base
+    /// URL, optionally a token URL), if this allowlist permits it.
+    pub fn resolve(&self, c: &crate::crd::Connection) -> Result<crate::cxone::Endpoint, String> {
+        use crate::cxone::Endpoint;
+        let endpoint = match (&c.region, &c.base_url) {
+            (Some(region), None) => Endpoint::for_region(region),
+            (None, Some(base)) => Endpoint::new(base, c.token_url.as_deref()),
+            _ => Err("set exactly one of region and baseUrl".to_string()),
+        }
+        .map_err(|e| format!("spec.connection: {e}"))?;
+        let endpoint = match (&c.region, &c.token_url) {
+            (Some(_), Some(token)) => Endpoint::new(endpoint.base_url().as_str(), Some(token))
+                .map_err(|e| format!("spec.connection: {e}"))?,
+            _ => endpoint,
+        };
+        self.check(endpoint)
+    }
+
     pub fn describe(&self) -> String {
         self.patterns
             .iter()

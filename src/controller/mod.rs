@@ -1,8 +1,11 @@
 //! The SkillTrainingJob controller: watches, reconciliation, and the operator's runtime
 //! (metrics and health server, leader election, graceful shutdown).
 
+mod act;
 pub mod core;
+pub mod decide;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 mod reconcile;
 mod run;
@@ -18,9 +21,9 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::cxone::{Credentials, CxoneClient};
-use crate::training::{DatasetDigest, Validated};
+use crate::cxone::{Credentials, CxoneClient, Endpoint};
 use limits::{CxoneRateLimiter, EndpointAllowlist};
+use memory::{JobMemory, Memories, ResolvedData};
 use metrics::Metrics;
 
 pub use reconcile::{Error, error_policy, reconcile};
@@ -97,51 +100,6 @@ impl MetaStores {
     }
 }
 
-/// A job's resolved and validated data, cached by what it was computed from.
-#[derive(Clone)]
-pub(crate) struct ResolvedData {
-    /// generation + (ConfigMap, resourceVersion) of every source.
-    pub key: String,
-    pub outcome: Arc<DataOutcome>,
-}
-
-pub(crate) enum DataOutcome {
-    Valid {
-        digest: DatasetDigest,
-        report: crate::training::ValidationReport,
-        /// The dataset itself, kept only until the run is submitted (memory stays small with
-        /// thousands of finished jobs); resolved again if it is needed later.
-        validated: Option<Box<Validated>>,
-    },
-    Invalid {
-        problems: Vec<String>,
-    },
-}
-
-/// What the operator remembers about a job between reconciliations (never persisted: a restart
-/// just starts the poll schedule over).
-#[derive(Clone, Default)]
-pub(crate) struct JobMemory {
-    pub poll_attempt: u32,
-    pub error_attempt: u32,
-    pub cleanup_attempt: u32,
-    pub data: Option<ResolvedData>,
-    /// Reason of the last Warning event, so a persisting problem is reported once.
-    pub last_warning: Option<String>,
-    /// A CXone call slot reserved from the shared rate limiter.
-    pub reserved_at: Option<tokio::time::Instant>,
-    /// What is already known of a completed CXone job, so finishing it (evaluation, export) can
-    /// resume where a rate limit or error stopped it instead of starting over.
-    pub completion: Option<Completion>,
-}
-
-#[derive(Clone)]
-pub(crate) struct Completion {
-    pub job_id: String,
-    pub remote: crate::cxone::model::JobStatus,
-    pub evaluation: Option<Arc<crate::cxone::model::EvaluationResponse>>,
-}
-
 /// Everything reconciliation needs, shared by all workers.
 pub struct Context {
     pub kube: kube::Client,
@@ -151,27 +109,14 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub stores: MetaStores,
-    memory: Mutex<HashMap<String, JobMemory>>,
+    /// Decision memory of each job (see `memory.rs` for its invariants).
+    memory: Memories<JobMemory>,
+    /// Each job's resolved data (an I/O cache).
+    data: Memories<ResolvedData>,
+    /// A CXone call slot each job has reserved from the shared rate limiter.
+    reservations: Memories<tokio::time::Instant>,
     credentials: Mutex<HashMap<(String, String), Credentials>>,
     jitter: Mutex<u64>,
-}
-
-impl ResolvedData {
-    /// The same result without the dataset.
-    pub(crate) fn without_dataset(&self) -> Self {
-        let outcome = match &*self.outcome {
-            DataOutcome::Valid { digest, report, .. } => Arc::new(DataOutcome::Valid {
-                digest: digest.clone(),
-                report: report.clone(),
-                validated: None,
-            }),
-            DataOutcome::Invalid { .. } => self.outcome.clone(),
-        };
-        Self {
-            key: self.key.clone(),
-            outcome,
-        }
-    }
 }
 
 impl Context {
@@ -196,36 +141,51 @@ impl Context {
             metrics,
             recorder,
             stores,
-            memory: Mutex::new(HashMap::new()),
+            memory: Memories::new(),
+            data: Memories::new(),
+            reservations: Memories::new(),
             credentials: Mutex::new(HashMap::new()),
             jitter: Mutex::new(seed | 1),
         }
     }
 
     pub(crate) fn memory(&self, uid: &str) -> JobMemory {
-        self.memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(uid)
-            .cloned()
-            .unwrap_or_default()
+        self.memory.get(uid).unwrap_or_default()
     }
 
-    pub(crate) fn update_memory(&self, uid: &str, f: impl FnOnce(&mut JobMemory)) {
-        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-        f(memory.entry(uid.to_string()).or_default());
+    pub(crate) fn set_memory(&self, uid: &str, memory: JobMemory) {
+        self.memory.set(uid, memory);
     }
 
-    /// Counts one more consecutive error of job `uid` and returns (the previous count, the
-    /// jittered, capped exponential backoff for it starting at `base`).
-    pub(crate) fn next_error_backoff(&self, uid: &str, base: Duration) -> (u32, Duration) {
-        let mut attempt = 0;
-        self.update_memory(uid, |m| {
-            attempt = m.error_attempt;
-            m.error_attempt = m.error_attempt.saturating_add(1);
-        });
-        let wait = core::error_backoff(attempt, base, self.config.error_backoff_max, self.jitter());
-        (attempt, wait)
+    /// The decision policy from the operator's settings.
+    pub(crate) fn policy(&self) -> decide::Policy {
+        decide::Policy {
+            artifact_secrets: self.config.artifact_secrets,
+            progress_step: self.config.progress_step,
+            error_backoff_base: self.config.error_backoff_base,
+            error_backoff_max: self.config.error_backoff_max,
+            cleanup_attempts: self.config.cleanup_attempts,
+        }
+    }
+
+    /// Counts one more consecutive error of job `uid` and returns the jittered, capped
+    /// exponential backoff for it (errors that escaped the decisions: API server failures).
+    pub(crate) fn next_error_backoff(&self, uid: &str) -> Duration {
+        let mut memory = self.memory(uid);
+        let attempt = memory.error_attempt;
+        memory.error_attempt = attempt.saturating_add(1);
+        self.set_memory(uid, memory);
+        core::error_backoff(
+            attempt,
+            self.config.error_backoff_base,
+            self.config.error_backoff_max,
+            self.jitter(),
+        )
+    }
+
+    /// The endpoint, if the allowlist permits both of its URLs.
+    pub(crate) fn allowed(&self, endpoint: Endpoint) -> Result<Endpoint, String> {
+        self.config.allowlist.check(endpoint)
     }
 
     /// Permission for one CXone call of job `uid`: now, or after the returned wait (for which a
@@ -237,30 +197,29 @@ impl Context {
         client_id: &str,
     ) -> Result<(), Duration> {
         let now = tokio::time::Instant::now();
-        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-        let m = memory.entry(uid.to_string()).or_default();
-        if let Some(at) = m.reserved_at {
-            if now >= at {
-                m.reserved_at = None;
-                return Ok(());
+        self.reservations.update(uid, |reserved| {
+            if let Some(at) = *reserved {
+                if now >= at {
+                    *reserved = None;
+                    return Ok(());
+                }
+                return Err(at - now);
             }
-            return Err(at - now);
-        }
-        match self.limiter.reserve(endpoint, client_id) {
-            None => Ok(()),
-            Some(wait) => {
-                m.reserved_at = Some(now + wait);
-                self.metrics.rate_limit_wait(wait, true);
-                Err(wait)
+            match self.limiter.reserve(endpoint, client_id) {
+                None => Ok(()),
+                Some(wait) => {
+                    *reserved = Some(now + wait);
+                    self.metrics.rate_limit_wait(wait, true);
+                    Err(wait)
+                }
             }
-        }
+        })
     }
 
     pub(crate) fn forget(&self, uid: &str) {
-        self.memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(uid);
+        self.memory.remove(uid);
+        self.data.remove(uid);
+        self.reservations.remove(uid);
         self.metrics.set_phase(uid, None);
     }
 

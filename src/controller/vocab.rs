@@ -90,6 +90,7 @@ pub enum Reason {
     Succeeded,
     Superseded,
     ArtifactsRefreshed,
+    CancelFailed,
 }
 
 impl Reason {
@@ -126,6 +127,7 @@ impl Reason {
             Reason::Succeeded => "Succeeded",
             Reason::Superseded => "Superseded",
             Reason::ArtifactsRefreshed => "ArtifactsRefreshed",
+            Reason::CancelFailed => "CancelFailed",
         }
     }
 }
@@ -175,6 +177,7 @@ mod tests {
             Reason::Succeeded,
             Reason::Superseded,
             Reason::ArtifactsRefreshed,
+            Reason::CancelFailed,
         ];
         for r in all {
             let s = r.as_str();

@@ -456,6 +456,35 @@ async fn lost_submit_response_is_recovered_by_the_idempotency_key() {
 }
 
 #[tokio::test]
+async fn a_lookup_by_key_finds_the_job_without_creating_one() {
+    let f = Fixture::start(SimulatorConfig::default()).await;
+    assert_eq!(
+        f.client.lookup(f.target(), "never-used").await.unwrap(),
+        None,
+        "a new key names nothing"
+    );
+    assert_eq!(f.sim.stats().jobs_created, 0, "the probe created nothing");
+    let job = f.submit("used").await;
+    assert_eq!(
+        f.client.lookup(f.target(), "used").await.unwrap(),
+        Some(job.clone())
+    );
+    assert_eq!(f.sim.stats().jobs_created, 1);
+    // A submission under a used key with another payload names the job too.
+    let mut other = guide_request();
+    other.skill_id = "skill-other".into();
+    let err = f
+        .client
+        .submit(f.target(), &other, "used")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CxoneError::KeyInUse { job_id, .. } if *job_id == job),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn validation_rejection_carries_cxone_details() {
     let f = Fixture::start(SimulatorConfig::default()).await;
     let mut req = guide_request();

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::{Api, ObjectMeta, PostParams};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::decide::{Effect, Observation, RunTarget};
 use super::memory::{DataOutcome, ResolvedData};
@@ -56,9 +56,11 @@ pub(super) async fn act(
                 job.obj.spec.validation_split(),
                 &job.obj.spec.hyperparameters(),
             );
-            Observation::Submitted(cxone!(&target, false, |t| ctx
-                .cxone
-                .submit(t, &payload, &key)))
+            let result = cxone!(&target, false, |t| ctx.cxone.submit(t, &payload, &key));
+            if let Ok(resp) = &result {
+                info!(job = %job.name, namespace = %job.ns, cxone_job = %resp.job_id, "submitted");
+            }
+            Observation::Submitted(result)
         }
         Effect::Poll { job_id, target } => {
             Observation::Polled(cxone!(&target, false, |t| ctx.cxone.status(t, &job_id)))
@@ -77,7 +79,19 @@ pub(super) async fn act(
             // A Secret already gone (a namespace being deleted removes it before the job) falls
             // back to the last credentials the operator read from it.
             let result = cxone!(&target, true, |t| ctx.cxone.cancel(t, &job_id));
-            Observation::Cancelled { purpose, result }
+            Observation::Cancelled {
+                job_id,
+                purpose,
+                result,
+            }
+        }
+        Effect::Lookup {
+            key,
+            target,
+            purpose,
+        } => {
+            let result = cxone!(&target, true, |t| ctx.cxone.lookup(t, &key));
+            Observation::LookedUp { purpose, result }
         }
         Effect::WriteReport { name, data } => {
             Observation::Written(write_report(job, ctx, &name, data).await?)

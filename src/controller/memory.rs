@@ -39,6 +39,9 @@ pub struct JobMemory {
     pub finishing: Option<Arc<Finish>>,
     /// Fresh artifact URLs of a finished run, while they are written into its Secret.
     pub refreshing: Option<ExportResponse>,
+    /// (idempotency key, CXone job id) a lookup found for a submission whose answer was lost,
+    /// so the cancel that follows does not need to look again.
+    pub found: Option<(String, String)>,
 }
 
 /// A completed CXone job on its way to Succeeded.

@@ -273,6 +273,32 @@ impl CxoneClient {
         Ok(resp)
     }
 
+    /// (ext) The CXone job created under `idempotency_key`, if any, without creating one: a
+    /// submission under the key with a payload CXone must refuse (no utterances). A known key
+    /// answers 409 with its job; a new key answers 400 and nothing is created.
+    pub async fn lookup(
+        &self,
+        target: Target<'_>,
+        idempotency_key: &str,
+    ) -> Result<Option<String>, CxoneError> {
+        let probe = TrainingJobRequest {
+            skill_id: "idempotency-key-lookup".into(),
+            training_data: crate::cxone::model::TrainingData {
+                utterances: Vec::new(),
+                validation_split: 0.2,
+                language: "en".into(),
+            },
+            labels: Vec::new(),
+            hyperparameters: Default::default(),
+        };
+        match self.submit(target, &probe, idempotency_key).await {
+            Ok(resp) => Ok(Some(resp.job_id)),
+            Err(CxoneError::KeyInUse { job_id, .. }) => Ok(Some(job_id)),
+            Err(CxoneError::Rejected { status: 400, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Current state of a job.
     pub async fn status(&self, target: Target<'_>, job_id: &str) -> Result<JobStatus, CxoneError> {
         let call = Call::Status;
@@ -474,6 +500,12 @@ impl CxoneClient {
                 kind: Transient::Server(status.as_u16()),
                 message: body.message,
             });
+        }
+        if status == StatusCode::CONFLICT
+            && body.error == "idempotency_key_reused"
+            && let Some(job_id) = body.job_id.filter(|id| check_job_id(id).is_ok())
+        {
+            return Err(CxoneError::KeyInUse { call, job_id });
         }
         Err(CxoneError::Rejected {
             call,

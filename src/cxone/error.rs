@@ -86,6 +86,10 @@ pub enum CxoneError {
         message: String,
         details: Vec<String>,
     },
+    /// (ext) 409 `idempotency_key_reused`: the key already names job `job_id` (submitted with
+    /// another payload). The key is ours (derived from the job's uid), so the job is ours.
+    #[error("{call}: the idempotency key already names CXone job {job_id}")]
+    KeyInUse { call: Call, job_id: String },
     /// The response could not be understood.
     #[error("{call}: malformed response from CXone: {message}")]
     Malformed { call: Call, message: String },
@@ -146,6 +150,7 @@ impl CxoneError {
             | CxoneError::RateLimited { call, .. }
             | CxoneError::Auth { call, .. }
             | CxoneError::Rejected { call, .. }
+            | CxoneError::KeyInUse { call, .. }
             | CxoneError::Malformed { call, .. }
             | CxoneError::TooLarge { call, .. }
             | CxoneError::InvalidRequest { call, .. } => *call,
@@ -159,6 +164,7 @@ impl CxoneError {
             CxoneError::RateLimited { .. } => "rate_limited",
             CxoneError::Auth { .. } => "auth",
             CxoneError::Rejected { .. } => "rejected",
+            CxoneError::KeyInUse { .. } => "key_in_use",
             CxoneError::Malformed { .. } => "malformed",
             CxoneError::TooLarge { .. } => "too_large",
             CxoneError::InvalidRequest { .. } => "invalid_request",

@@ -213,6 +213,7 @@ pub struct ExportResponse {
 
 /// Error body returned by the API (and the simulator) with any 4xx/5xx.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApiErrorBody {
     /// Short machine-readable code, e.g. `validation_failed`, `invalid_token`.
     #[serde(default)]
@@ -223,6 +224,9 @@ pub struct ApiErrorBody {
     /// Individual problems (for validation failures: one per violation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
+    /// (ext) With `idempotency_key_reused`: the job created under the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 /// API paths, shared by client and simulator.

@@ -496,6 +496,7 @@ impl ApiError {
                 error: error.to_string(),
                 message: message.into(),
                 details: Vec::new(),
+                job_id: None,
             },
             headers: Vec::new(),
         }
@@ -1015,13 +1016,17 @@ fn idempotent_answer(sim: &Simulator, found: Idempotency) -> Result<Option<Respo
                 },
             )))
         }
-        Idempotency::Conflict { job_id } => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            format!(
-                "this Idempotency-Key was already used for job {job_id} with a different payload; use a new key for a new job"
-            ),
-        )),
+        Idempotency::Conflict { job_id } => {
+            let mut error = ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                format!(
+                    "this Idempotency-Key was already used for job {job_id} with a different payload; use a new key for a new job"
+                ),
+            );
+            error.body.job_id = Some(job_id);
+            Err(error)
+        }
     }
 }
 

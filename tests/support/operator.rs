@@ -60,7 +60,10 @@ impl OperatorProcess {
                 "--health-probe-bind-address=127.0.0.1:{probe_port}"
             ))
             .args(args)
-            .env("RUST_LOG", "info,kube=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -106,8 +106,14 @@ pub enum Observation {
     Evaluated(Result<Arc<EvaluationResponse>, CxoneError>),
     Exported(Result<ExportResponse, CxoneError>),
     Cancelled {
+        job_id: String,
         purpose: CancelPurpose,
         result: Result<CancelOutcome, CxoneError>,
+    },
+    /// What CXone knows under the run's idempotency key (a submission whose answer was lost).
+    LookedUp {
+        purpose: CancelPurpose,
+        result: Result<Option<String>, CxoneError>,
     },
     /// The ConfigMap or Secret was written; `Err`: an object the job does not own is in the way.
     Written(Result<(), String>),
@@ -139,6 +145,12 @@ pub enum Effect {
     },
     Cancel {
         job_id: String,
+        target: RunTarget,
+        purpose: CancelPurpose,
+    },
+    /// Ask CXone which job, if any, the key names, without creating one.
+    Lookup {
+        key: String,
         target: RunTarget,
         purpose: CancelPurpose,
     },
@@ -250,6 +262,27 @@ pub fn in_flight(status: &SkillTrainingJobStatus) -> Option<&str> {
     }
 }
 
+/// The idempotency key of a submission whose outcome is unknown: recorded, sent perhaps, with no
+/// CXone job id in status (the answer was lost, or the operator stopped in between). CXone may be
+/// training it; only a lookup by the key can tell.
+pub fn unknown_submission(status: &SkillTrainingJobStatus) -> Option<&str> {
+    match (status.phase, &status.job_id) {
+        (Some(Phase::Submitting), None) => status
+            .submission
+            .as_ref()
+            .map(|s| s.idempotency_key.as_str()),
+        _ => None,
+    }
+}
+
+/// The CXone job an earlier lookup found under `key`.
+fn found(m: &JobMemory, key: &str) -> Option<String> {
+    m.found
+        .as_ref()
+        .filter(|(k, _)| k == key)
+        .map(|(_, job)| job.clone())
+}
+
 /// Where the current run was submitted: the endpoint and Secret recorded with it, else the
 /// spec's (runs recorded before the operator kept them).
 pub fn run_target(v: &View) -> Result<RunTarget, String> {
@@ -276,7 +309,12 @@ pub fn decide(v: &View, m: &JobMemory, obs: Observation, p: &Policy) -> Step {
         Observation::Start => start(v, v.status, m, p),
         Observation::NoSlot(wait) => Step::new(v.status.clone(), m, Next::Requeue(wait)),
         Observation::CannotCall(problem) => credentials_problem(v, m, &problem),
-        Observation::Cancelled { purpose, result } => cancelled(v, m, p, purpose, result),
+        Observation::Cancelled {
+            job_id,
+            purpose,
+            result,
+        } => cancelled(v, m, p, &job_id, purpose, result),
+        Observation::LookedUp { purpose, result } => looked_up(v, m, p, purpose, result),
         Observation::Submitted(result) => submitted(v, m, p, result),
         Observation::Polled(result) => polled(v, m, p, result),
         Observation::Evaluated(result) => evaluated(v, m, p, result),
@@ -327,6 +365,9 @@ fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) ->
         if let Some(old) = in_flight(status) {
             return cancel(v, next, m, old, CancelPurpose::Supersede);
         }
+        if let Some(key) = unknown_submission(status) {
+            return lookup(v, next, m, key, CancelPurpose::Supersede);
+        }
         return start_run(v, next, m, &endpoint, digest, summary, &fingerprint);
     }
     match (status.phase, status.job_id.clone()) {
@@ -366,6 +407,9 @@ fn invalid(
 ) -> Step {
     if let Some(old) = in_flight(&next) {
         return cancel(v, next.clone(), m, old, CancelPurpose::Invalidate);
+    }
+    if let Some(key) = unknown_submission(&next) {
+        return lookup(v, next.clone(), m, key, CancelPurpose::Invalidate);
     }
     let c = Conds(v);
     let message = format!("{} problems: {}", problems.len(), problems.join("; "));
@@ -408,6 +452,7 @@ fn cancel(
             v,
             m,
             &Policy::default(),
+            job_id,
             purpose,
             Err(CxoneError::InvalidRequest {
                 call: crate::cxone::Call::Cancel,
@@ -417,16 +462,64 @@ fn cancel(
     }
 }
 
-fn cancelled(
+fn lookup(
+    v: &View,
+    next: SkillTrainingJobStatus,
+    m: JobMemory,
+    key: &str,
+    purpose: CancelPurpose,
+) -> Step {
+    if let Some(job_id) = found(&m, key) {
+        return cancel(v, next, m, &job_id, purpose);
+    }
+    match run_target(v) {
+        Ok(target) => Step::new(next, m, Next::AwaitChange).effect(Effect::Lookup {
+            key: key.to_string(),
+            target,
+            purpose,
+        }),
+        Err(problem) => looked_up(
+            v,
+            m,
+            &Policy::default(),
+            purpose,
+            Err(CxoneError::InvalidRequest {
+                call: crate::cxone::Call::Submit,
+                message: problem,
+            }),
+        ),
+    }
+}
+
+/// The outcome of a lookup by idempotency key: cancel the job it names, or, if it names none,
+/// nothing was created and there is nothing to cancel.
+fn looked_up(
     v: &View,
     mut m: JobMemory,
     p: &Policy,
     purpose: CancelPurpose,
+    result: Result<Option<String>, CxoneError>,
+) -> Step {
+    match result {
+        Ok(Some(job_id)) => {
+            m.found = unknown_submission(v.status).map(|key| (key.to_string(), job_id.clone()));
+            cancel(v, v.status.clone(), m, &job_id, purpose)
+        }
+        Ok(None) => cancelled(v, m, p, "", purpose, Ok(CancelOutcome::NotFound)),
+        Err(e) => cancelled(v, m, p, "", purpose, Err(e)),
+    }
+}
+
+fn cancelled(
+    v: &View,
+    mut m: JobMemory,
+    p: &Policy,
+    job_id: &str,
+    purpose: CancelPurpose,
     result: Result<CancelOutcome, CxoneError>,
 ) -> Step {
-    let job_id = in_flight(v.status).unwrap_or_default().to_string();
     match (&result, purpose) {
-        (_, CancelPurpose::Delete) => return cleanup_cancelled(v, m, p, result),
+        (_, CancelPurpose::Delete) => return cleanup_cancelled(v, m, p, job_id, result),
         (Err(CxoneError::RateLimited { retry_after, .. }), _) => {
             let wait = (*retry_after).max(PollSchedule::FLOOR);
             return Step::new(v.status.clone(), m, Next::Requeue(wait));
@@ -463,7 +556,7 @@ fn cancelled(
         &mut next.history,
         RunHistory {
             generation,
-            job_id: Some(job_id.clone()),
+            job_id: Some(job_id.to_string()),
             dataset_digest: next.dataset_digest.clone(),
             phase: Phase::Cancelled,
             macro_f1: None,
@@ -608,6 +701,11 @@ fn submitted(
 ) -> Step {
     let resp = match result {
         Ok(resp) => resp,
+        // The key is ours (derived from this job's uid): the job it names is this run's.
+        Err(CxoneError::KeyInUse { job_id, .. }) => SubmitResponse {
+            job_id,
+            status: JobState::Queued,
+        },
         Err(CxoneError::Rejected {
             status,
             message,
@@ -1401,7 +1499,8 @@ fn not_owned(v: &View, mut m: JobMemory, p: &Policy, problem: &str) -> Step {
 pub fn decide_cleanup(v: &View, m: &JobMemory, obs: Observation, p: &Policy) -> Step {
     let m = m.clone();
     let status = v.status.clone();
-    let Some(job_id) = in_flight(v.status).map(str::to_string) else {
+    let unknown = unknown_submission(v.status).map(str::to_string);
+    let Some(job_id) = in_flight(v.status).map(str::to_string).or(unknown.clone()) else {
         return Step::new(status, m, Next::AwaitChange); // never submitted, or already finished
     };
     match obs {
@@ -1409,16 +1508,55 @@ pub fn decide_cleanup(v: &View, m: &JobMemory, obs: Observation, p: &Policy) -> 
             if v.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Orphan {
                 return Step::new(status, m, Next::AwaitChange);
             }
-            match run_target(v) {
+            let purpose = CancelPurpose::Delete;
+            let known = unknown.as_deref().and_then(|key| found(&m, key));
+            let (job_id, unknown) = match known {
+                Some(found) => (found, None),
+                None => (job_id, unknown),
+            };
+            match (run_target(v), unknown) {
+                // The answer to the submission was lost: ask CXone what the key names first.
+                (Ok(target), Some(key)) => {
+                    Step::new(status, m, Next::AwaitChange).effect(Effect::Lookup {
+                        key,
+                        target,
+                        purpose,
+                    })
+                }
+                (Ok(target), None) => {
+                    Step::new(status, m, Next::AwaitChange).effect(Effect::Cancel {
+                        job_id,
+                        target,
+                        purpose,
+                    })
+                }
+                (Err(problem), _) => give_up(v, m, &job_id, &problem),
+            }
+        }
+        Observation::LookedUp { result, .. } => match result {
+            Ok(Some(found)) => match run_target(v) {
+                Ok(target) if unknown.is_some() => {
+                    let mut m = m;
+                    m.found = unknown.map(|key| (key, found.clone()));
+                    Step::new(status, m, Next::AwaitChange).effect(Effect::Cancel {
+                        job_id: found,
+                        target,
+                        purpose: CancelPurpose::Delete,
+                    })
+                }
                 Ok(target) => Step::new(status, m, Next::AwaitChange).effect(Effect::Cancel {
-                    job_id,
+                    job_id: found,
                     target,
                     purpose: CancelPurpose::Delete,
                 }),
-                Err(problem) => give_up(v, m, &job_id, &problem),
-            }
+                Err(problem) => give_up(v, m, &found, &problem),
+            },
+            Ok(None) => Step::new(status, m, Next::AwaitChange),
+            Err(e) => cleanup_cancelled(v, m, p, &job_id, Err(e)),
+        },
+        Observation::Cancelled { job_id, result, .. } => {
+            cleanup_cancelled(v, m, p, &job_id, result)
         }
-        Observation::Cancelled { result, .. } => cleanup_cancelled(v, m, p, result),
         Observation::CannotCall(problem) => give_up(v, m, &job_id, &problem),
         Observation::NoSlot(wait) => Step::new(status, m, Next::Requeue(wait)),
         _ => Step::new(status, m, Next::Requeue(PollSchedule::FLOOR)),
@@ -1429,9 +1567,9 @@ fn cleanup_cancelled(
     v: &View,
     mut m: JobMemory,
     p: &Policy,
+    job_id: &str,
     result: Result<CancelOutcome, CxoneError>,
 ) -> Step {
-    let job_id = in_flight(v.status).unwrap_or_default().to_string();
     let status = v.status.clone();
     match result {
         Ok(CancelOutcome::Cancelled(_)) => Step::new(status, m, Next::AwaitChange).event(
@@ -1458,7 +1596,7 @@ fn cleanup_cancelled(
         Err(CxoneError::Auth {
             problem: AuthProblem::InvalidClient,
             ..
-        }) => give_up(v, m, &job_id, "CXone rejected the credentials"),
+        }) => give_up(v, m, job_id, "CXone rejected the credentials"),
         Err(_) => {
             let attempt = m.cleanup_attempt;
             m.cleanup_attempt += 1;

@@ -687,6 +687,7 @@ fn a_spec_change_mid_training_cancels_where_the_run_was_submitted_then_starts_an
     );
     assert_eq!(target.secret, "cxone-credentials", "the old run's Secret");
     let next = moved.after(&step).decide(Observation::Cancelled {
+        job_id: "job-1".into(),
         purpose: CancelPurpose::Supersede,
         result: Ok(CancelOutcome::NotFound),
     });
@@ -706,6 +707,7 @@ fn a_superseded_cancel_that_is_rate_limited_waits_and_records_nothing() {
         .training()
         .with_spec(|s| s.skill_id = "skill-2".into());
     let step = job.decide(Observation::Cancelled {
+        job_id: "job-1".into(),
         purpose: CancelPurpose::Supersede,
         result: Err(rate_limited(5)),
     });
@@ -740,6 +742,7 @@ fn an_invalid_spec_mid_training_cancels_the_run_first() {
         })
     ));
     let done = job.after(&step).decide(Observation::Cancelled {
+        job_id: "job-1".into(),
         purpose: CancelPurpose::Invalidate,
         result: Ok(CancelOutcome::AlreadyTerminal),
     });
@@ -766,6 +769,7 @@ fn the_active_deadline_cancels_and_fails_the_run() {
         })
     ));
     let step = job.after(&step).decide(Observation::Cancelled {
+        job_id: "job-1".into(),
         purpose: CancelPurpose::Deadline,
         result: Ok(CancelOutcome::NotFound),
     });
@@ -846,6 +850,7 @@ fn deleting_a_training_job_cancels_it_at_its_own_endpoint() {
         (BASE, CancelPurpose::Delete)
     );
     let done = job.decide_cleanup(Observation::Cancelled {
+        job_id: "job-1".into(),
         purpose: CancelPurpose::Delete,
         result: Ok(CancelOutcome::Cancelled(Box::new(remote(
             JobState::Cancelled,
@@ -860,6 +865,7 @@ fn deleting_a_training_job_cancels_it_at_its_own_endpoint() {
 fn deleting_waits_for_rate_limits_and_retries_errors_then_gives_up() {
     let job = Job::new().training();
     let limited = job.decide_cleanup(Observation::Cancelled {
+        job_id: "job-1".into(),
         purpose: CancelPurpose::Delete,
         result: Err(rate_limited(3)),
     });
@@ -871,6 +877,7 @@ fn deleting_waits_for_rate_limits_and_retries_errors_then_gives_up() {
     let mut j = job.clone();
     for _ in 0..9 {
         let step = j.decide_cleanup(Observation::Cancelled {
+            job_id: "job-1".into(),
             purpose: CancelPurpose::Delete,
             result: Err(unavailable()),
         });
@@ -878,6 +885,7 @@ fn deleting_waits_for_rate_limits_and_retries_errors_then_gives_up() {
         j = j.after(&step);
     }
     let last = j.decide_cleanup(Observation::Cancelled {
+        job_id: "job-1".into(),
         purpose: CancelPurpose::Delete,
         result: Err(unavailable()),
     });
@@ -960,4 +968,100 @@ fn with_memory_cleared_every_phase_makes_the_same_call_or_looks_again_never_subm
             );
         }
     }
+}
+
+// ---- a submission whose answer was lost ------------------------------------------------------
+
+#[test]
+fn deleting_a_job_whose_submission_answer_was_lost_looks_the_key_up_then_cancels() {
+    let job = Job::new().submitting();
+    let key = job.status.submission.clone().unwrap().idempotency_key;
+    let step = job.decide_cleanup(Observation::Start);
+    let Some(Effect::Lookup { key: asked, .. }) = &step.effect else {
+        panic!("{:?}", step.effect);
+    };
+    assert_eq!(asked, &key);
+    let found = job.decide_cleanup(Observation::LookedUp {
+        purpose: CancelPurpose::Delete,
+        result: Ok(Some("job-9".into())),
+    });
+    let Some(Effect::Cancel { job_id, .. }) = &found.effect else {
+        panic!()
+    };
+    assert_eq!(job_id, "job-9");
+    // No rate-limit slot for the cancel: the next pass cancels without looking again.
+    let next = job.after(&found).decide_cleanup(Observation::Start);
+    assert!(
+        matches!(&next.effect, Some(Effect::Cancel { job_id, .. }) if job_id == "job-9"),
+        "{:?}",
+        next.effect
+    );
+    let nothing = job.decide_cleanup(Observation::LookedUp {
+        purpose: CancelPurpose::Delete,
+        result: Ok(None),
+    });
+    assert_eq!((nothing.effect, nothing.next), (None, Next::AwaitChange));
+}
+
+#[test]
+fn a_spec_change_while_the_submission_outcome_is_unknown_cancels_what_the_key_names() {
+    let job = Job::new()
+        .submitting()
+        .with_spec(|s| s.skill_id = "skill-2".into());
+    let step = job.decide(Observation::Start);
+    assert!(matches!(
+        step.effect,
+        Some(Effect::Lookup {
+            purpose: CancelPurpose::Supersede,
+            ..
+        })
+    ));
+    let found = job.decide(Observation::LookedUp {
+        purpose: CancelPurpose::Supersede,
+        result: Ok(Some("job-7".into())),
+    });
+    assert!(matches!(&found.effect, Some(Effect::Cancel { job_id, .. }) if job_id == "job-7"));
+    let cancelled = job.after(&found).decide(Observation::Cancelled {
+        job_id: "job-7".into(),
+        purpose: CancelPurpose::Supersede,
+        result: Ok(CancelOutcome::Cancelled(Box::new(remote(
+            JobState::Cancelled,
+            0,
+        )))),
+    });
+    assert!(is_submit(&cancelled).is_some(), "then the new run starts");
+    assert_eq!(
+        cancelled.status.history.last().unwrap().job_id.as_deref(),
+        Some("job-7")
+    );
+}
+
+#[test]
+fn an_invalid_spec_while_the_submission_outcome_is_unknown_looks_up_first() {
+    let mut job = Job::new().submitting();
+    job.data_valid = false;
+    let step = job.decide(Observation::Start);
+    assert!(matches!(
+        step.effect,
+        Some(Effect::Lookup {
+            purpose: CancelPurpose::Invalidate,
+            ..
+        })
+    ));
+    let nothing = job.decide(Observation::LookedUp {
+        purpose: CancelPurpose::Invalidate,
+        result: Ok(None),
+    });
+    assert_eq!(phase(&nothing), Some(Phase::Invalid));
+}
+
+#[test]
+fn a_key_already_in_use_is_this_runs_job_not_a_rejection() {
+    let job = Job::new().submitting();
+    let step = job.decide(Observation::Submitted(Err(CxoneError::KeyInUse {
+        call: Call::Submit,
+        job_id: "job-3".into(),
+    })));
+    assert_eq!(step.status.job_id.as_deref(), Some("job-3"));
+    assert_eq!(phase(&step), Some(Phase::Queued));
 }

@@ -484,7 +484,7 @@ fn wrong_type(value: Value) -> Value {
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
-    body: ApiErrorBody,
+    body: Box<ApiErrorBody>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -492,12 +492,12 @@ impl ApiError {
     fn new(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
         Self {
             status,
-            body: ApiErrorBody {
+            body: Box::new(ApiErrorBody {
                 error: error.to_string(),
                 message: message.into(),
                 details: Vec::new(),
                 job_id: None,
-            },
+            }),
             headers: Vec::new(),
         }
     }
@@ -597,7 +597,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
+        let mut response = (self.status, Json(*self.body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().append(name, value);
         }

@@ -1591,7 +1591,7 @@ fn cleanup_cancelled(
             )
         }
         Err(e) if m.cleanup_attempt + 1 >= p.cleanup_attempts => {
-            give_up(v, m, &job_id, &e.to_string())
+            give_up(v, m, job_id, &e.to_string())
         }
         Err(CxoneError::Auth {
             problem: AuthProblem::InvalidClient,

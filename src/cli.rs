@@ -5,13 +5,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::crd::{DataSources, SkillTrainingJob};
+use crate::controller::limits::EndpointAllowlist;
+use crate::crd::{DataSources, SkillTrainingJob, SpecCheck};
 use crate::cxone::model::{EvaluationResponse, LabelDef};
 use crate::evaluation::{EvaluationOptions, EvaluationReport, analyze};
 use crate::names;
-use crate::training::{
-    DataFormat, Dataset, DatasetDigest, ValidationRules, parse_utterances, validate,
-};
+use crate::training::{DataFormat, Dataset, ValidationRules, parse_utterances, validate};
 
 /// Result of checking one file.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +84,10 @@ enum Document {
 
 /// Validates manifests (YAML/JSON, multi-document, with the ConfigMaps they reference) and data
 /// files (JSONL/CSV/JSON). Every file is checked; each gets a verdict.
-pub fn validate_paths(paths: &[impl AsRef<Path>]) -> Vec<FileVerdict> {
+pub fn validate_paths(
+    paths: &[impl AsRef<Path>],
+    allowlist: Option<&EndpointAllowlist>,
+) -> Vec<FileVerdict> {
     let mut maps = ConfigMaps::default();
     let mut pending: Vec<LoadedFile> = Vec::new();
     for path in paths {
@@ -107,7 +109,7 @@ pub fn validate_paths(paths: &[impl AsRef<Path>]) -> Vec<FileVerdict> {
                 summary: None,
                 problems: vec![problem],
             },
-            Ok(docs) => check_documents(path, docs, &bytes, &maps),
+            Ok(docs) => check_documents(path, docs, &bytes, &maps, allowlist),
         })
         .collect()
 }
@@ -175,6 +177,7 @@ fn check_documents(
     docs: Vec<Document>,
     bytes: &[u8],
     maps: &ConfigMaps,
+    allowlist: Option<&EndpointAllowlist>,
 ) -> FileVerdict {
     let mut problems = Vec::new();
     let mut summaries = Vec::new();
@@ -186,7 +189,7 @@ fn check_documents(
             },
             Document::Job { index, value } => {
                 let label = job_label(index, &value);
-                match check_job(value, maps) {
+                match check_job(value, maps, allowlist) {
                     Ok(s) => summaries.push(format!("{label}: {s}")),
                     Err(p) => problems.extend(p.into_iter().map(|p| format!("{label}: {p}"))),
                 }
@@ -232,7 +235,11 @@ fn check_metadata(value: &serde_json::Value) -> Vec<String> {
     problems
 }
 
-fn check_job(value: serde_json::Value, maps: &ConfigMaps) -> Result<String, Vec<String>> {
+fn check_job(
+    value: serde_json::Value,
+    maps: &ConfigMaps,
+    allowlist: Option<&EndpointAllowlist>,
+) -> Result<String, Vec<String>> {
     let namespace = value
         .pointer("/metadata/namespace")
         .and_then(|n| n.as_str())
@@ -247,31 +254,23 @@ fn check_job(value: serde_json::Value, maps: &ConfigMaps) -> Result<String, Vec<
         }
     };
     let spec = &job.spec;
-    problems.extend(spec.check_parameters());
+    if let Some(allowlist) = allowlist
+        && let Err(problem) = allowlist.resolve(&spec.connection)
+    {
+        problems.push(problem);
+    }
     let sources = NamespacedSources {
         maps,
         namespace: &namespace,
     };
-    match spec.dataset(&sources) {
-        Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
-        Ok(dataset) => match validate(dataset, &spec.validation_rules()) {
-            Err(rejected) => {
-                problems.extend(rejected.report.violations.iter().map(ToString::to_string))
-            }
-            Ok(valid) if problems.is_empty() => {
-                let digest = DatasetDigest::of(valid.dataset(), valid.language());
-                return Ok(format!(
-                    "{} utterances, {} labels, language {}, digest {}",
-                    valid.report().utterance_count,
-                    valid.dataset().labels.len(),
-                    valid.language(),
-                    digest
-                ));
-            }
-            Ok(_) => {}
-        },
+    match spec.check(&sources) {
+        SpecCheck::Valid { summary, .. } if problems.is_empty() => Ok(summary),
+        SpecCheck::Valid { .. } => Err(problems),
+        SpecCheck::Invalid { problems: more } => {
+            problems.extend(more);
+            Err(problems)
+        }
     }
-    Err(problems)
 }
 
 /// A standalone data file: labels are the ones it uses, language the one it has.

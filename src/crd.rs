@@ -648,6 +648,18 @@ impl DataSources for BTreeMap<String, BTreeMap<String, String>> {
     }
 }
 
+/// The outcome of [`SkillTrainingJobSpec::check`].
+pub enum SpecCheck {
+    Valid {
+        validated: Box<crate::training::Validated>,
+        digest: crate::training::DatasetDigest,
+        summary: String,
+    },
+    Invalid {
+        problems: Vec<String>,
+    },
+}
+
 /// A data source could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SourceError {
@@ -772,6 +784,41 @@ impl SkillTrainingJobSpec {
             results.push(check_object_name("spec.artifacts.secretName", name));
         }
         results.into_iter().filter_map(Result::err).collect()
+    }
+
+    /// Everything checked before a job trains, offline (`validate`) and in the operator alike:
+    /// the parameters and names, the data from `sources`, and the dataset rules. Valid: the
+    /// validated dataset, its digest and a one-line summary.
+    pub fn check(&self, sources: &impl DataSources) -> SpecCheck {
+        let mut problems = self.check_parameters();
+        match self.dataset(sources) {
+            Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
+            Ok(dataset) => match crate::training::validate(dataset, &self.validation_rules()) {
+                Err(rejected) => {
+                    problems.extend(rejected.report.violations.iter().map(ToString::to_string))
+                }
+                Ok(validated) if problems.is_empty() => {
+                    let digest = crate::training::DatasetDigest::of(
+                        validated.dataset(),
+                        validated.language(),
+                    );
+                    let summary = format!(
+                        "{} utterances, {} labels, language {}, digest {}",
+                        validated.report().utterance_count,
+                        validated.dataset().labels.len(),
+                        validated.language(),
+                        digest
+                    );
+                    return SpecCheck::Valid {
+                        validated: Box::new(validated),
+                        digest,
+                        summary,
+                    };
+                }
+                Ok(_) => {}
+            },
+        }
+        SpecCheck::Invalid { problems }
     }
 
     /// Checks of the spec that the dataset rules do not cover (they are also schema patterns and

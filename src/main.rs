@@ -33,6 +33,10 @@ enum Command {
         /// Manifests (.yaml, .yml, .json) and data files (.jsonl, .csv, .json).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Also check each job's `spec.connection` against the CXone base URLs an operator
+        /// allows (its `--allowed-endpoints`, comma-separated; `*` matches one DNS label).
+        #[arg(long, value_delimiter = ',')]
+        allowed_endpoints: Vec<String>,
     },
     /// Analyse a CXone evaluation response offline, as the operator does.
     Evaluate {
@@ -71,8 +75,24 @@ fn main() -> ExitCode {
             init_tracing();
             run_async(simulator::run(*args), |e| eprintln!("error: {e:#}"))
         }
-        Command::Validate { files } => {
-            let verdicts = cli::validate_paths(&files);
+        Command::Validate {
+            files,
+            allowed_endpoints,
+        } => {
+            let allowlist = if allowed_endpoints.is_empty() {
+                None
+            } else {
+                match cxone_skill_operator::controller::limits::EndpointAllowlist::parse(
+                    &allowed_endpoints,
+                ) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        eprintln!("error: --allowed-endpoints: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            };
+            let verdicts = cli::validate_paths(&files, allowlist.as_ref());
             let mut ok = true;
             for v in &verdicts {
                 println!("{}", v.render());

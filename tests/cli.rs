@@ -435,3 +435,49 @@ fn validate_accepts_the_longest_valid_names_and_keys() {
         "{stdout}"
     );
 }
+
+#[test]
+fn validate_checks_endpoints_against_an_operators_allowlist() {
+    // guide-job.yaml names region us2-01: allowed by the default pattern, not by a gateway-only
+    // list.
+    let allowed = bin()
+        .args([
+            "validate",
+            "--allowed-endpoints",
+            "https://api.*.cxone.com",
+            &data("guide-job.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stdout)
+    );
+    let refused = bin()
+        .args([
+            "validate",
+            "--allowed-endpoints=https://gw.example/cxone",
+            &data("guide-job.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        stdout.contains(
+            "spec.connection.baseUrl https://api.us2-01.cxone.com/ is not an allowed CXone endpoint"
+        ),
+        "{stdout}"
+    );
+    let bad = bin()
+        .args([
+            "validate",
+            "--allowed-endpoints=not a url",
+            &data("guide-job.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--allowed-endpoints"));
+}

@@ -16,10 +16,10 @@ use super::decide::{Effect, Observation, RunTarget};
 use super::memory::{DataOutcome, ResolvedData};
 use super::reconcile::{Error, JobRef};
 use super::{Context, FIELD_MANAGER, REPORT_LABEL};
-use crate::crd::{CredentialsSecretRef, DataSources, SkillTrainingJob};
+use crate::crd::{CredentialsSecretRef, DataSources, SkillTrainingJob, SpecCheck};
 use crate::cxone::model::ExportResponse;
 use crate::cxone::{Credentials, CxoneError, Endpoint, SecretString, Target, Transient};
-use crate::training::{DatasetDigest, build_payload, validate};
+use crate::training::build_payload;
 
 /// Performs `effect` and returns its outcome as the next observation.
 pub(super) async fn act(
@@ -286,35 +286,17 @@ pub(super) async fn resolve_data(
         };
         fetched.insert(name, entry);
     }
-    let sources = FetchedSources(fetched);
-    let mut problems = spec.check_parameters();
-    let outcome = match spec.dataset(&sources) {
-        Err(errors) => {
-            problems.extend(errors.iter().map(ToString::to_string));
-            DataOutcome::Invalid { problems }
-        }
-        Ok(dataset) => match validate(dataset, &spec.validation_rules()) {
-            Err(rejected) => {
-                problems.extend(rejected.report.violations.iter().map(ToString::to_string));
-                DataOutcome::Invalid { problems }
-            }
-            Ok(validated) if problems.is_empty() => {
-                let digest = DatasetDigest::of(validated.dataset(), validated.language());
-                let summary = format!(
-                    "{} utterances, {} labels, language {}, {}",
-                    validated.report().utterance_count,
-                    validated.dataset().labels.len(),
-                    validated.language(),
-                    digest
-                );
-                DataOutcome::Valid {
-                    report: validated.report().clone(),
-                    validated: Some(Box::new(validated)),
-                    summary,
-                    digest,
-                }
-            }
-            Ok(_) => DataOutcome::Invalid { problems },
+    let outcome = match spec.check(&FetchedSources(fetched)) {
+        SpecCheck::Invalid { problems } => DataOutcome::Invalid { problems },
+        SpecCheck::Valid {
+            validated,
+            digest,
+            summary,
+        } => DataOutcome::Valid {
+            report: validated.report().clone(),
+            validated: Some(validated),
+            summary,
+            digest,
         },
     };
     let resolved = ResolvedData {

@@ -92,7 +92,7 @@ pub enum DataOutcome {
     Valid {
         digest: DatasetDigest,
         report: ValidationReport,
-        /// "N utterances, M labels, language L, sha256:…"
+        /// "N utterances, M labels, language L, digest sha256:…"
         summary: String,
         /// The dataset itself, kept only until the run is submitted (memory stays small with
         /// thousands of finished jobs); resolved again if it is needed later.

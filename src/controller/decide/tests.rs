@@ -58,7 +58,7 @@ fn data_of(spec: &SkillTrainingJobSpec) -> DataOutcome {
     let validated = validate(dataset, &spec.validation_rules()).expect("valid data");
     let digest = DatasetDigest::of(validated.dataset(), validated.language());
     DataOutcome::Valid {
-        summary: format!("6 utterances, 3 labels, language en, {digest}"),
+        summary: format!("6 utterances, 3 labels, language en, digest {digest}"),
         report: validated.report().clone(),
         digest,
         validated: None,

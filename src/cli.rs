@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::controller::limits::EndpointAllowlist;
 use crate::crd::{DataSources, SkillTrainingJob, SpecCheck};
+use crate::cxone::EndpointAllowlist;
 use crate::cxone::model::{EvaluationResponse, LabelDef};
 use crate::evaluation::{EvaluationOptions, EvaluationReport, analyze};
 use crate::names;

@@ -82,9 +82,7 @@ fn main() -> ExitCode {
             let allowlist = if allowed_endpoints.is_empty() {
                 None
             } else {
-                match cxone_skill_operator::controller::limits::EndpointAllowlist::parse(
-                    &allowed_endpoints,
-                ) {
+                match cxone_skill_operator::cxone::EndpointAllowlist::parse(&allowed_endpoints) {
                     Ok(a) => Some(a),
                     Err(e) => {
                         eprintln!("error: --allowed-endpoints: {e}");

@@ -4,7 +4,6 @@
 mod act;
 pub mod core;
 pub mod decide;
-pub mod limits;
 pub mod memory;
 pub mod metrics;
 mod reconcile;
@@ -22,7 +21,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::cxone::{Credentials, CxoneClient, Endpoint};
-use limits::{CxoneRateLimiter, EndpointAllowlist};
+use crate::cxone::{CxoneRateLimiter, EndpointAllowlist};
 use memory::{JobMemory, Memories, ResolvedData};
 use metrics::Metrics;
 

@@ -19,12 +19,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tracing::{error, info, warn};
 
-use super::limits::{CxoneRateLimiter, EndpointAllowlist};
 use super::metrics::Metrics;
 use super::server::{self, Readiness};
 use super::{Context, MetaStores, OperatorConfig, error_policy, reconcile};
 use crate::crd::SkillTrainingJob;
 use crate::cxone::{ClientConfig, CxoneClient};
+use crate::cxone::{CxoneRateLimiter, EndpointAllowlist};
 
 /// Flags of `cxone-skill-operator run` (kubebuilder-style names).
 #[derive(clap::Args, Debug, Clone)]

@@ -1,4 +1,6 @@
-//! Guards on outbound CXone traffic: the endpoint allowlist and the shared rate limiter.
+//! Endpoint rules and guards on outbound CXone traffic: where a job's `spec.connection` points
+//! (region or base URL, optional token URL), the allowlist it must pass, and the rate limiter
+//! every call of every job shares (with the pause of endpoints that stop answering).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -75,10 +77,7 @@ impl EndpointAllowlist {
     }
 
     /// The endpoint, if both of its URLs are allowed; otherwise what to tell the user.
-    pub fn check(
-        &self,
-        endpoint: crate::cxone::Endpoint,
-    ) -> Result<crate::cxone::Endpoint, String> {
+    pub fn check(&self, endpoint: super::Endpoint) -> Result<super::Endpoint, String> {
         for (field, url) in [
             ("baseUrl", endpoint.base_url()),
             ("tokenUrl", endpoint.token_url()),
@@ -95,8 +94,8 @@ impl EndpointAllowlist {
 
     /// The CXone endpoint a job's `spec.connection` names (exactly one of a region and a base
     /// URL, optionally a token URL), if this allowlist permits it.
-    pub fn resolve(&self, c: &crate::crd::Connection) -> Result<crate::cxone::Endpoint, String> {
-        use crate::cxone::Endpoint;
+    pub fn resolve(&self, c: &crate::crd::Connection) -> Result<super::Endpoint, String> {
+        use super::Endpoint;
         let endpoint = match (&c.region, &c.base_url) {
             (Some(region), None) => Endpoint::for_region(region),
             (None, Some(base)) => Endpoint::new(base, c.token_url.as_deref()),

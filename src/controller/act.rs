@@ -270,23 +270,8 @@ pub(super) async fn resolve_data(
     {
         return Ok(cached);
     }
-    let api: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), job.ns);
-    let mut fetched = BTreeMap::new();
-    for src in &spec.utterances_from {
-        let name = src.config_map_key_ref.name.clone();
-        if fetched.contains_key(&name) {
-            continue;
-        }
-        let entry = match api.get_opt(&name).await? {
-            None => Err(format!(
-                "ConfigMap {name:?} does not exist in namespace {:?}",
-                job.ns
-            )),
-            Some(cm) => Ok(cm.data.unwrap_or_default()),
-        };
-        fetched.insert(name, entry);
-    }
-    let outcome = match spec.check(&FetchedSources(fetched)) {
+    let fetched = fetch_config_maps(job, ctx).await?;
+    let outcome = match spec.check(&fetched) {
         SpecCheck::Invalid { problems } => DataOutcome::Invalid { problems },
         SpecCheck::Valid {
             validated,
@@ -305,6 +290,27 @@ pub(super) async fn resolve_data(
     };
     ctx.data.set(job.uid, resolved.clone());
     Ok(resolved)
+}
+
+/// Reads every ConfigMap the job's data comes from (each once).
+async fn fetch_config_maps(job: &JobRef<'_>, ctx: &Context) -> Result<FetchedSources, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), job.ns);
+    let mut fetched = BTreeMap::new();
+    for src in &job.obj.spec.utterances_from {
+        let name = src.config_map_key_ref.name.clone();
+        if fetched.contains_key(&name) {
+            continue;
+        }
+        let entry = match api.get_opt(&name).await? {
+            None => Err(format!(
+                "ConfigMap {name:?} does not exist in namespace {:?}",
+                job.ns
+            )),
+            Some(cm) => Ok(cm.data.unwrap_or_default()),
+        };
+        fetched.insert(name, entry);
+    }
+    Ok(FetchedSources(fetched))
 }
 
 fn owner_reference(obj: &SkillTrainingJob) -> Result<OwnerReference, Error> {

@@ -75,74 +75,83 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` and returns it (a handle sharing the registered value).
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let reconcile_total = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let reconcile_total = register(
+            &mut registry,
             "controller_runtime_reconcile",
             "Reconciliations by result (success, requeue, error)",
-            reconcile_total.clone(),
+            Family::<ResultLabels, Counter>::default(),
         );
-        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        registry.register(
+        let reconcile_errors = register(
+            &mut registry,
             "controller_runtime_reconcile_errors",
             "Reconciliations that failed, by error category",
-            reconcile_errors.clone(),
+            Family::<ErrorLabels, Counter>::default(),
         );
-        let reconcile_time =
-            Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                latency_histogram,
-            );
-        registry.register(
+        let reconcile_time = register(
+            &mut registry,
             "controller_runtime_reconcile_time_seconds",
             "Time spent in one reconciliation",
-            reconcile_time.clone(),
+            Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            ),
         );
-        let cxone_requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let cxone_requests = register(
+            &mut registry,
             "cxone_api_requests",
             "Requests to the CXone API by endpoint and HTTP status (\"error\": no response)",
-            cxone_requests.clone(),
+            Family::<RequestLabels, Counter>::default(),
         );
-        let cxone_duration =
-            Family::<EndpointLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                latency_histogram,
-            );
-        registry.register(
+        let cxone_duration = register(
+            &mut registry,
             "cxone_api_request_duration_seconds",
             "Duration of CXone API requests",
-            cxone_duration.clone(),
+            Family::<EndpointLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            ),
         );
-        let token_refreshes = Counter::default();
-        registry.register(
+        let token_refreshes = register(
+            &mut registry,
             "cxone_token_refreshes",
             "OAuth2 tokens obtained from CXone",
-            token_refreshes.clone(),
+            Counter::default(),
         );
-        let rate_limited = Counter::default();
-        registry.register(
+        let rate_limited = register(
+            &mut registry,
             "cxone_rate_limited",
             "429 answers received from CXone",
-            rate_limited.clone(),
+            Counter::default(),
         );
-        let local_rate_limit_waits = Counter::default();
-        registry.register(
+        let local_rate_limit_waits = register(
+            &mut registry,
             "cxone_local_rate_limit_waits",
             "Calls deferred by the operator's own CXone rate limiter",
-            local_rate_limit_waits.clone(),
+            Counter::default(),
         );
-        let rate_limit_wait_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register(
+        let rate_limit_wait_seconds = register(
+            &mut registry,
             "cxone_rate_limit_wait_seconds",
             "Time jobs were deferred by rate limits (CXone 429s and the operator's own limiter)",
-            rate_limit_wait_seconds.clone(),
+            Counter::<f64, std::sync::atomic::AtomicU64>::default(),
         );
-        let jobs = Family::<PhaseLabels, Gauge>::default();
-        registry.register(
+        let jobs = register(
+            &mut registry,
             "cxone_skill_training_jobs",
             "SkillTrainingJobs by phase",
-            jobs.clone(),
+            Family::<PhaseLabels, Gauge>::default(),
         );
         Self {
             registry,

@@ -4,6 +4,7 @@
 mod act;
 pub mod core;
 pub mod decide;
+pub mod leader;
 pub mod memory;
 pub mod metrics;
 mod reconcile;

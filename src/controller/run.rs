@@ -188,16 +188,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let allowlist = EndpointAllowlist::parse(&args.allowed_endpoints)
         .map_err(|e| anyhow::anyhow!("--allowed-endpoints: {e}"))?;
     let (client, calls) = kube_clients(&args).await?;
-    let scopes: Vec<Option<String>> = if args.watch_namespaces.iter().all(|n| n.trim().is_empty()) {
-        vec![None]
-    } else {
-        args.watch_namespaces
-            .iter()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty())
-            .map(Some)
-            .collect()
-    };
+    let scopes = scopes_of(&args.watch_namespaces);
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -208,16 +199,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    let metrics_server = tokio::spawn(server::serve(
-        args.metrics_bind_address,
-        server::metrics_router(metrics.clone()),
-        stopped(),
-    ));
-    let probe_server = tokio::spawn(server::serve(
-        args.health_probe_bind_address,
-        server::probe_router(readiness.clone()),
-        stopped(),
-    ));
+    let servers = [
+        tokio::spawn(server::serve(
+            args.metrics_bind_address,
+            server::metrics_router(metrics.clone()),
+            stopped(),
+        )),
+        tokio::spawn(server::serve(
+            args.health_probe_bind_address,
+            server::probe_router(readiness.clone()),
+            stopped(),
+        )),
+    ];
     tokio::spawn({
         let stop_tx = stop_tx.clone();
         async move {
@@ -231,56 +224,128 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "cxone-skill-operator".into());
-    let _lease = if args.leader_elect {
-        let ns = args
-            .leader_election_namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let identity = format!("{identity}-{}", std::process::id());
-        let manager =
-            kube_lease_manager::LeaseManagerBuilder::new(calls.clone(), &args.leader_election_id)
-                .with_namespace(&ns)
-                .with_identity(&identity)
-                .with_duration(args.leader_election_lease_seconds)
-                .with_grace(args.leader_election_lease_seconds.div_ceil(3).max(1))
-                .build()
-                .await
-                .context("cannot set up leader election")?;
-        let (mut leader, task) = manager.watch().await;
-        // A standby replica is ready: it can take over.
-        readiness.set(true);
-        info!(lease = %args.leader_election_id, namespace = %ns, %identity, "waiting for leadership");
-        let mut stop = Box::pin(stopped());
-        loop {
-            if *leader.borrow_and_update() {
-                break;
-            }
-            tokio::select! {
-                changed = leader.changed() => {
-                    if changed.is_err() {
-                        anyhow::bail!("leader election stopped");
-                    }
-                }
-                _ = &mut stop => return Ok(()),
-            }
-        }
-        info!(%identity, "became leader");
-        readiness.set(false);
-        tokio::spawn(async move {
-            while leader.changed().await.is_ok() {
-                if !*leader.borrow() {
-                    error!("lost leadership; exiting so another replica takes over");
-                    std::process::exit(1);
-                }
-            }
-        });
-        Some(task)
-    } else {
-        None
-    };
+    if args.leader_elect && !lead(&args, &calls, &identity, &readiness, stopped()).await? {
+        return Ok(());
+    }
 
     wait_for_crd(&client, &scopes).await;
 
+    let (stores, secret_writers, cm_writers) = meta_stores(&scopes);
+    // Ready once every scope's job watch has delivered its initial list.
+    let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ctx = Arc::new(context(
+        &args,
+        allowlist,
+        calls,
+        &identity,
+        metrics.clone(),
+        stores,
+    )?);
+
+    let controllers = scopes
+        .iter()
+        .zip(secret_writers)
+        .zip(cm_writers)
+        .map(|((scope, secrets), cms)| {
+            let sync = Synced {
+                count: synced.clone(),
+                of: scopes.len(),
+                readiness: readiness.clone(),
+            };
+            let ctx = ctx.clone();
+            scope_controller(
+                &client,
+                scope.as_ref(),
+                (secrets, cms),
+                sync,
+                args.concurrency,
+                ctx,
+                stopped(),
+            )
+        })
+        .collect::<Vec<_>>();
+    info!(namespaces = ?scopes, concurrency = args.concurrency, cxone_rate_limit = args.cxone_rate_limit, "operator running");
+    futures::future::join_all(controllers).await;
+    let _ = stop_tx.send(true);
+    for server in servers {
+        match server.await {
+            Ok(Err(e)) => error!(error = %e, "server failed"),
+            Err(e) => error!(error = %e, "server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+type MetaWriter<K> = reflector::store::Writer<PartialObjectMeta<K>>;
+
+/// Metadata-only caches of Secrets and ConfigMaps per scope: to map their changes to jobs, and
+/// to know their resourceVersions without reading them.
+fn meta_stores(
+    scopes: &[Option<String>],
+) -> (
+    MetaStores,
+    Vec<MetaWriter<Secret>>,
+    Vec<MetaWriter<ConfigMap>>,
+) {
+    let mut stores = MetaStores::default();
+    let mut secret_writers = Vec::new();
+    let mut cm_writers = Vec::new();
+    for scope in scopes {
+        let (r, w) = reflector::store::<PartialObjectMeta<Secret>>();
+        stores.secrets.insert(scope.clone(), r);
+        secret_writers.push(w);
+        let (r, w) = reflector::store::<PartialObjectMeta<ConfigMap>>();
+        stores.config_maps.insert(scope.clone(), r);
+        cm_writers.push(w);
+    }
+    (stores, secret_writers, cm_writers)
+}
+
+/// With `--leader-elect`: waits to lead (`false`: stopped first).
+async fn lead(
+    args: &RunArgs,
+    calls: &Client,
+    identity: &str,
+    readiness: &Readiness,
+    stopped: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<bool> {
+    let election = super::leader::Election {
+        client: calls.clone(),
+        namespace: args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        name: &args.leader_election_id,
+        identity: format!("{identity}-{}", std::process::id()),
+        lease_seconds: args.leader_election_lease_seconds,
+    };
+    super::leader::lead(election, readiness, stopped).await
+}
+
+/// `--watch-namespaces` as watch scopes (`None`: all namespaces).
+fn scopes_of(namespaces: &[String]) -> Vec<Option<String>> {
+    if namespaces.iter().all(|n| n.trim().is_empty()) {
+        return vec![None];
+    }
+    namespaces
+        .iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .map(Some)
+        .collect()
+}
+
+/// What every reconciliation shares: clients, settings, the rate limiter, metrics, Events.
+fn context(
+    args: &RunArgs,
+    allowlist: EndpointAllowlist,
+    calls: Client,
+    identity: &str,
+    metrics: Arc<Metrics>,
+    stores: MetaStores,
+) -> anyhow::Result<Context> {
     let cxone = CxoneClient::new(ClientConfig::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_observer(metrics.clone());
@@ -289,24 +354,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         calls.clone(),
         Reporter {
             controller: "cxone-skill-operator".into(),
-            instance: Some(identity.clone()),
+            instance: Some(identity.to_string()),
         },
     );
-
-    // Metadata-only watches of Secrets and ConfigMaps: to map their changes to jobs, and to
-    // know their resourceVersions without reading them.
-    let mut stores = MetaStores::default();
-    let mut secret_writers = Vec::new();
-    let mut cm_writers = Vec::new();
-    for scope in &scopes {
-        let (r, w) = reflector::store::<PartialObjectMeta<Secret>>();
-        stores.secrets.insert(scope.clone(), r);
-        secret_writers.push(w);
-        let (r, w) = reflector::store::<PartialObjectMeta<ConfigMap>>();
-        stores.config_maps.insert(scope.clone(), r);
-        cm_writers.push(w);
-    }
-    let ctx = Arc::new(Context::new(
+    Ok(Context::new(
         calls,
         cxone,
         OperatorConfig {
@@ -316,117 +367,130 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ..OperatorConfig::default()
         },
         CxoneRateLimiter::new(rate),
-        metrics.clone(),
+        metrics,
         recorder,
         stores,
-    ));
+    ))
+}
 
-    let mut controllers = Vec::new();
-    // Ready once every scope's job watch has delivered its initial list.
-    let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let scope_count = scopes.len();
-    for ((scope, secret_writer), cm_writer) in scopes.iter().zip(secret_writers).zip(cm_writers) {
-        type Meta<K> = PartialObjectMeta<K>;
-        let (jobs_api, secrets_api, cms_api): (
-            Api<SkillTrainingJob>,
-            Api<Meta<Secret>>,
-            Api<Meta<ConfigMap>>,
-        ) = match scope {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
-        let (reader, writer) = reflector::store::<SkillTrainingJob>();
-        let (synced, readiness) = (synced.clone(), readiness.clone());
-        let mut first_sync = true;
-        // managedFields are dropped before objects enter a cache: the operator never reads them
-        // and they are a large part of every object.
-        let jobs = watcher(jobs_api, watcher::Config::default())
-            .default_backoff()
-            .modify(|job: &mut SkillTrainingJob| {
-                job.metadata.managed_fields = None;
-                // `kubectl apply` keeps a whole copy of the object here; nothing reads it.
-                if let Some(a) = job.metadata.annotations.as_mut() {
-                    a.remove(LAST_APPLIED);
-                }
-            })
-            .reflect(writer)
-            .inspect(move |event| {
-                if first_sync && matches!(event, Ok(watcher::Event::InitDone)) {
-                    first_sync = false;
-                    if synced.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == scope_count {
-                        readiness.set(true);
-                        info!("caches synced; ready");
-                    }
-                }
-            })
-            .applied_objects()
-            .predicate_filter(
-                trigger_hash,
-                PredicateConfig::default().ttl(Duration::from_secs(7 * 24 * 3600)),
-            );
-        let secrets = watcher(secrets_api, watcher::Config::default())
-            .default_backoff()
-            .modify(|m: &mut PartialObjectMeta<Secret>| strip_metadata(&mut m.metadata))
-            .reflect(secret_writer)
-            .touched_objects()
-            .predicate_filter(predicates::resource_version, PredicateConfig::default());
-        // The operator's own audit ConfigMaps (one per run) are never data sources: leave them
-        // out of the watch and the cache.
-        let cms = watcher(
-            cms_api,
-            watcher::Config::default().labels(&format!("!{}", crate::controller::REPORT_LABEL)),
-        )
+/// Counts scopes whose job watch delivered its initial list; all of them: ready.
+struct Synced {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    of: usize,
+    readiness: Readiness,
+}
+
+type Meta<K> = PartialObjectMeta<K>;
+
+/// The controller of one watched scope (a namespace, or all): the job watch, the Secret and
+/// ConfigMap metadata watches that wake the jobs referencing them, and reconciliation.
+fn scope_controller(
+    client: &Client,
+    scope: Option<&String>,
+    (secret_writer, cm_writer): (
+        reflector::store::Writer<Meta<Secret>>,
+        reflector::store::Writer<Meta<ConfigMap>>,
+    ),
+    sync: Synced,
+    concurrency: u16,
+    ctx: Arc<Context>,
+    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> impl std::future::Future<Output = ()> {
+    let (jobs_api, secrets_api, cms_api): (
+        Api<SkillTrainingJob>,
+        Api<Meta<Secret>>,
+        Api<Meta<ConfigMap>>,
+    ) = match scope {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let (reader, writer) = reflector::store::<SkillTrainingJob>();
+    let jobs = job_events(jobs_api, writer, sync);
+    let secrets = watcher(secrets_api, watcher::Config::default())
         .default_backoff()
-        .modify(|m: &mut PartialObjectMeta<ConfigMap>| strip_metadata(&mut m.metadata))
-        .reflect(cm_writer)
+        .modify(|m: &mut PartialObjectMeta<Secret>| strip_metadata(&mut m.metadata))
+        .reflect(secret_writer)
         .touched_objects()
         .predicate_filter(predicates::resource_version, PredicateConfig::default());
-        let by_secret = reader.clone();
-        let by_cm = reader.clone();
-        let controller = Controller::for_stream(jobs, reader)
-            .with_config(controller::Config::default().concurrency(args.concurrency))
-            .watches_stream(secrets, move |s: PartialObjectMeta<Secret>| {
-                referencing(&by_secret, &s.namespace().unwrap_or_default(), |job| {
-                    job.spec.connection.credentials_secret_ref.name == s.name_any()
-                })
+    // The operator's own audit ConfigMaps (one per run) are never data sources: leave them
+    // out of the watch and the cache.
+    let cms = watcher(
+        cms_api,
+        watcher::Config::default().labels(&format!("!{}", crate::controller::REPORT_LABEL)),
+    )
+    .default_backoff()
+    .modify(|m: &mut PartialObjectMeta<ConfigMap>| strip_metadata(&mut m.metadata))
+    .reflect(cm_writer)
+    .touched_objects()
+    .predicate_filter(predicates::resource_version, PredicateConfig::default());
+    let by_secret = reader.clone();
+    let by_cm = reader.clone();
+    Controller::for_stream(jobs, reader)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .watches_stream(secrets, move |s: PartialObjectMeta<Secret>| {
+            referencing(&by_secret, &s.namespace().unwrap_or_default(), |job| {
+                job.spec.connection.credentials_secret_ref.name == s.name_any()
             })
-            .watches_stream(cms, move |cm: PartialObjectMeta<ConfigMap>| {
-                referencing(&by_cm, &cm.namespace().unwrap_or_default(), |job| {
-                    job.spec
-                        .utterances_from
-                        .iter()
-                        .any(|src| src.config_map_key_ref.name == cm.name_any())
-                })
+        })
+        .watches_stream(cms, move |cm: PartialObjectMeta<ConfigMap>| {
+            referencing(&by_cm, &cm.namespace().unwrap_or_default(), |job| {
+                job.spec
+                    .utterances_from
+                    .iter()
+                    .any(|src| src.config_map_key_ref.name == cm.name_any())
             })
-            .graceful_shutdown_on(stopped())
-            .run(reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "reconcile loop");
+        })
+        .graceful_shutdown_on(stopped)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile loop");
+            }
+        })
+}
+
+/// The job watch: cached without what nothing reads, marking readiness once listed, and
+/// filtered to the changes that need a reconcile.
+fn job_events(
+    api: Api<SkillTrainingJob>,
+    writer: reflector::store::Writer<SkillTrainingJob>,
+    sync: Synced,
+) -> impl futures::Stream<Item = Result<SkillTrainingJob, watcher::Error>> {
+    let mut first_sync = true;
+    // managedFields are dropped before objects enter a cache: the operator never reads them
+    // and they are a large part of every object.
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|job: &mut SkillTrainingJob| {
+            job.metadata.managed_fields = None;
+            // `kubectl apply` keeps a whole copy of the object here; nothing reads it.
+            if let Some(a) = job.metadata.annotations.as_mut() {
+                a.remove(LAST_APPLIED);
+            }
+        })
+        .reflect(writer)
+        .inspect(move |event| {
+            if first_sync && matches!(event, Ok(watcher::Event::InitDone)) {
+                first_sync = false;
+                if sync.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == sync.of {
+                    sync.readiness.set(true);
+                    info!("caches synced; ready");
                 }
-            });
-        controllers.push(controller);
-    }
-    info!(namespaces = ?scopes, concurrency = args.concurrency, cxone_rate_limit = args.cxone_rate_limit, "operator running");
-    futures::future::join_all(controllers).await;
-    let _ = stop_tx.send(true);
-    for server in [metrics_server, probe_server] {
-        match server.await {
-            Ok(Err(e)) => error!(error = %e, "server failed"),
-            Err(e) => error!(error = %e, "server task failed"),
-            Ok(Ok(())) => {}
-        }
-    }
-    info!("stopped");
-    Ok(())
+            }
+        })
+        .applied_objects()
+        .predicate_filter(
+            trigger_hash,
+            PredicateConfig::default().ttl(Duration::from_secs(7 * 24 * 3600)),
+        )
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

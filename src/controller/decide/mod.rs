@@ -512,7 +512,7 @@ fn looked_up(
 
 fn cancelled(
     v: &View,
-    mut m: JobMemory,
+    m: JobMemory,
     p: &Policy,
     job_id: &str,
     purpose: CancelPurpose,
@@ -529,34 +529,51 @@ fn cancelled(
     }
     let refused = result.err().map(|e| e.to_string());
     if purpose == CancelPurpose::Deadline {
-        let deadline = v
-            .spec
-            .polling
-            .as_ref()
-            .and_then(|p| p.active_deadline_seconds)
-            .unwrap_or_default();
-        let mut message = format!(
-            "not finished within activeDeadlineSeconds ({deadline} s); the CXone job was cancelled"
-        );
-        if let Some(e) = refused {
-            message = format!(
-                "not finished within activeDeadlineSeconds ({deadline} s); cancelling the CXone job failed: {e}"
-            );
-        }
-        return finish(
-            v,
-            m,
-            Ending::without_results(Phase::Failed, Reason::DeadlineExceeded, message),
-        );
+        return deadline_passed(v, m, refused);
     }
-    // Superseded or invalidated: the old run is over; continue from a status without it.
+    superseded(v, m, p, job_id, refused)
+}
+
+/// The run outlived `polling.activeDeadlineSeconds`: it fails (its CXone job cancelled, or the
+/// cancel refused for a reason retrying cannot change).
+fn deadline_passed(v: &View, m: JobMemory, refused: Option<String>) -> Step {
+    let deadline = v
+        .spec
+        .polling
+        .as_ref()
+        .and_then(|p| p.active_deadline_seconds)
+        .unwrap_or_default();
+    let message = match refused {
+        None => format!(
+            "not finished within activeDeadlineSeconds ({deadline} s); the CXone job was cancelled"
+        ),
+        Some(e) => format!(
+            "not finished within activeDeadlineSeconds ({deadline} s); cancelling the CXone job failed: {e}"
+        ),
+    };
+    finish(
+        v,
+        m,
+        Ending::without_results(Phase::Failed, Reason::DeadlineExceeded, message),
+    )
+}
+
+/// Superseded or invalidated: the old run is over; continue from a status without it.
+fn superseded(
+    v: &View,
+    mut m: JobMemory,
+    p: &Policy,
+    job_id: &str,
+    refused: Option<String>,
+) -> Step {
     let mut next = v.status.clone();
     let generation = next.submission.as_ref().map(|s| s.generation).unwrap_or(0);
+    let known = (!job_id.is_empty()).then(|| job_id.to_string());
     core::push_history(
         &mut next.history,
         RunHistory {
             generation,
-            job_id: Some(job_id.to_string()),
+            job_id: known.clone(),
             dataset_digest: next.dataset_digest.clone(),
             phase: Phase::Cancelled,
             macro_f1: None,
@@ -571,12 +588,17 @@ fn cancelled(
     next.submission = None;
     next.phase = None;
     m.completion = None;
-    let mut message = format!("cancelled CXone job {job_id}: the spec or its data changed");
-    if let Some(e) = refused {
-        message = format!(
-            "left CXone job {job_id} (the spec or its data changed); cancelling it failed: {e}"
-        );
-    }
+    m.found = None;
+    let message = match (known, refused) {
+        (None, _) => {
+            "the spec or its data changed before CXone created a job for the last submission"
+                .to_string()
+        }
+        (Some(id), None) => format!("cancelled CXone job {id}: the spec or its data changed"),
+        (Some(id), Some(e)) => {
+            format!("left CXone job {id} (the spec or its data changed); cancelling it failed: {e}")
+        }
+    };
     let mut step = start(v, &next, m, p);
     step.events.insert(
         0,
@@ -628,6 +650,32 @@ fn start_run(
     m.poll_attempt = 0;
     m.error_attempt = 0;
     m.completion = None;
+    let key = record_submission(v, &mut next, endpoint, digest, summary, fingerprint);
+    let was_invalid = v.status.phase == Some(Phase::Invalid);
+    let mut step = Step::new(next, m, Next::AwaitChange).effect(Effect::Submit {
+        key,
+        target: endpoint.clone(),
+    });
+    step.conditional = true;
+    // A spec that was Invalid and is now valid gets its own Event; otherwise the validation
+    // summary rides on the Submitted Event (one API server write fewer per run).
+    if was_invalid {
+        step = step.event(false, Reason::Validated, "Validate", summary.to_string());
+    }
+    step
+}
+
+/// The submission marker of a new run, and the status of a run about to be sent; returns the
+/// run's idempotency key.
+fn record_submission(
+    v: &View,
+    next: &mut SkillTrainingJobStatus,
+    endpoint: &RunTarget,
+    digest: &DatasetDigest,
+    summary: &str,
+    fingerprint: &str,
+) -> String {
+    let c = Conds(v);
     // The marker goes to the API server before the POST: a crash after the POST then finds the
     // same idempotency key and CXone returns the same job instead of training twice.
     let run = v.status.runs_started.unwrap_or(0).saturating_add(1);
@@ -659,38 +707,27 @@ fn start_run(
     next.phase = Some(Phase::Submitting);
     next.message = Some(format!("validated ({summary}); submitting to CXone"));
     c.set(
-        &mut next,
+        next,
         Cond::Submitted,
         Status::False,
         Reason::Submitting,
         "sending the training job to CXone",
     );
     c.set(
-        &mut next,
+        next,
         Cond::Succeeded,
         Status::Unknown,
         Reason::InProgress,
         "training has not finished",
     );
     c.set(
-        &mut next,
+        next,
         Cond::Ready,
         Status::False,
         Reason::Submitting,
         "the training job is being submitted",
     );
-    let was_invalid = v.status.phase == Some(Phase::Invalid);
-    let mut step = Step::new(next, m, Next::AwaitChange).effect(Effect::Submit {
-        key,
-        target: endpoint.clone(),
-    });
-    step.conditional = true;
-    // A spec that was Invalid and is now valid gets its own Event; otherwise the validation
-    // summary rides on the Submitted Event (one API server write fewer per run).
-    if was_invalid {
-        step = step.event(false, Reason::Validated, "Validate", summary.to_string());
-    }
-    step
+    key
 }
 
 fn submitted(
@@ -1080,6 +1117,19 @@ fn finish(v: &View, mut m: JobMemory, ending: Ending) -> Step {
 
 /// The audit record and the evaluation report of a run.
 fn report_data(v: &View, ending: &Ending, job_id: Option<&str>) -> BTreeMap<String, String> {
+    let record = audit_record(v, ending, job_id);
+    let mut data = BTreeMap::from([("audit.json".to_string(), record.to_json())]);
+    if let Some(e) = &ending.analysis {
+        data.insert(
+            "evaluation.json".to_string(),
+            serde_json::to_string(&**e).unwrap_or_default(),
+        );
+    }
+    data
+}
+
+/// The governance record of a run: every flag in it is the outcome of a check that ran.
+fn audit_record(v: &View, ending: &Ending, job_id: Option<&str>) -> AuditRecord {
     let empty = ValidationReport {
         checks: Vec::new(),
         violations: Vec::new(),
@@ -1104,7 +1154,7 @@ fn report_data(v: &View, ending: &Ending, job_id: Option<&str>) -> BTreeMap<Stri
     let hyperparameters = v.spec.hyperparameters();
     let remote = ending.remote.as_ref();
     let timeline_time = |t: Option<Timestamp>, s: &Option<Time>| t.or(s.as_ref().map(|t| t.0));
-    let record = AuditRecord::build(AuditInput {
+    AuditRecord::build(AuditInput {
         job: JobIdentity {
             namespace: v.namespace.to_string(),
             name: v.name.to_string(),
@@ -1145,15 +1195,7 @@ fn report_data(v: &View, ending: &Ending, job_id: Option<&str>) -> BTreeMap<Stri
             ),
         },
         now: v.now,
-    });
-    let mut data = BTreeMap::from([("audit.json".to_string(), record.to_json())]);
-    if let Some(e) = &ending.analysis {
-        data.insert(
-            "evaluation.json".to_string(),
-            serde_json::to_string(&**e).unwrap_or_default(),
-        );
-    }
-    data
+    })
 }
 
 fn written(v: &View, mut m: JobMemory, p: &Policy, result: Result<(), String>) -> Step {
@@ -1188,11 +1230,37 @@ fn written(v: &View, mut m: JobMemory, p: &Policy, result: Result<(), String>) -
 
 /// The final status of a run whose record is written.
 fn finished(v: &View, mut m: JobMemory, run: &Finish) -> Step {
-    let c = Conds(v);
     let mut next = v.status.clone();
     next.observed_generation = Some(v.generation);
+    record_results(v, &mut next, run);
+    record_end(v, &mut next, run);
+    let (warning, reason) = match run.phase {
+        Phase::Succeeded => (false, Reason::Succeeded),
+        Phase::Cancelled => (true, Reason::Cancelled),
+        _ => (true, Reason::TrainingFailed),
+    };
+    m.poll_attempt = 0;
+    m.error_attempt = 0;
+    m.completion = None;
+    let then = match (run.phase, &next.artifacts) {
+        (Phase::Succeeded, Some(a)) => Next::Requeue(core::refresh_wait(
+            refresh_before(v.spec),
+            a.expires_at.0,
+            v.now,
+        )),
+        _ => Next::AwaitChange,
+    };
+    let message = format!(
+        "{}; audit record in ConfigMap {}",
+        run.message, run.report_name
+    );
+    Step::new(next, m, then).event(warning, reason, "Train", message)
+}
+
+/// What CXone reported and what the analysis found, into status.
+fn record_results(v: &View, next: &mut SkillTrainingJobStatus, run: &Finish) {
     if let Some(remote) = &run.remote {
-        apply_remote(&mut next, remote);
+        apply_remote(next, remote);
     }
     if let Some(seconds) = run
         .training_duration_seconds
@@ -1206,6 +1274,10 @@ fn finished(v: &View, mut m: JobMemory, run: &Finish) -> Step {
     if let Some(e) = &run.analysis {
         next.evaluation = Some(core::evaluation_status(e, &run.report_name));
     }
+}
+
+/// The run's end: phase, message, audit record, history and conditions.
+fn record_end(v: &View, next: &mut SkillTrainingJobStatus, run: &Finish) {
     next.phase = Some(run.phase);
     if run.phase == Phase::Succeeded {
         next.progress = Some(100);
@@ -1234,48 +1306,22 @@ fn finished(v: &View, mut m: JobMemory, run: &Finish) -> Step {
             message: Some(crate::text::truncate_chars(&run.message, 300)),
         },
     );
+    let c = Conds(v);
     let (succeeded, ready, ready_reason) = match run.phase {
         Phase::Succeeded => (Status::True, Status::True, Reason::ArtifactsAvailable),
         _ => (Status::False, Status::False, run.reason),
     };
-    c.set(
-        &mut next,
-        Cond::Succeeded,
-        succeeded,
-        run.reason,
-        &run.message,
-    );
+    c.set(next, Cond::Succeeded, succeeded, run.reason, &run.message);
     if run.reason == Reason::SubmissionRejected {
         c.set(
-            &mut next,
+            next,
             Cond::Submitted,
             Status::False,
             run.reason,
             &run.message,
         );
     }
-    c.set(&mut next, Cond::Ready, ready, ready_reason, &run.message);
-    let (warning, reason) = match run.phase {
-        Phase::Succeeded => (false, Reason::Succeeded),
-        Phase::Cancelled => (true, Reason::Cancelled),
-        _ => (true, Reason::TrainingFailed),
-    };
-    m.poll_attempt = 0;
-    m.error_attempt = 0;
-    m.completion = None;
-    let then = match (run.phase, &next.artifacts) {
-        (Phase::Succeeded, Some(a)) => Next::Requeue(core::refresh_wait(
-            refresh_before(v.spec),
-            a.expires_at.0,
-            v.now,
-        )),
-        _ => Next::AwaitChange,
-    };
-    let message = format!(
-        "{}; audit record in ConfigMap {}",
-        run.message, run.report_name
-    );
-    Step::new(next, m, then).event(warning, reason, "Train", message)
+    c.set(next, Cond::Ready, ready, ready_reason, &run.message);
 }
 
 /// Artifact URLs as status carries them: in status, or only the Secret's name.

@@ -168,3 +168,55 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     assert!(standby.log().contains("became leader"), "{}", standby.log());
     assert_eq!(w.sim.stats().jobs_created, 2);
 }
+
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_stops_reconciling() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let w = World::new("fence", sim(1500)).await;
+    w.put_secret(SECRET, CLIENT_ID, CLIENT_SECRET).await;
+    let mut args = w.operator_args();
+    args.extend([
+        "--leader-elect".to_string(),
+        format!("--leader-election-namespace={}", w.ns.name()),
+        "--leader-election-lease-seconds=6".to_string(),
+    ]);
+    let kubeconfig = w.cp.kubeconfig_path().to_path_buf();
+    let leader = support::operator::OperatorProcess::start(w.cp, &kubeconfig, &args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !leader.log().contains("became leader") {
+        assert!(Instant::now() < deadline, "no leader\n{}", leader.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = leader.pid().expect("the operator's pid");
+    // Another replica takes the Lease (as after a renewal this one never managed to send).
+    let leases: kube::Api<Lease> = kube::Api::namespaced(w.ns.client(), w.ns.name());
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now());
+    let patch = json!({"spec": {"holderIdentity": "intruder", "renewTime": now, "leaseDurationSeconds": 60}});
+    leases
+        .patch(
+            "cxone-skill-operator",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    // The replica stops within a lease duration instead of reconciling next to the new leader.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.is_empty() || state.contains(") Z") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica kept running without its Lease\n{}",
+            leader.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = leader.log();
+    assert!(
+        log.contains("lost leadership") || log.contains("leadership is not proven"),
+        "{log}"
+    );
+}

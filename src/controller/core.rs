@@ -1,4 +1,5 @@
-//! The pure core of reconciliation: schedules, phase mapping, conditions, status summaries.
+//! Pure pieces the decisions (`decide/`) are built from: schedules, phase mapping, the
+//! idempotency key and run fingerprint, conditions, status summaries, reference checks.
 //! No I/O here; everything is a function of its arguments (including `now`).
 
 use std::time::Duration;

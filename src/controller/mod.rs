@@ -1,5 +1,6 @@
-//! The SkillTrainingJob controller: watches, reconciliation, and the operator's runtime
-//! (metrics and health server, leader election, graceful shutdown).
+//! The SkillTrainingJob controller: observe → decide → act reconciliation (`reconcile.rs`
+//! drives `decide/` and `act.rs`), and the operator's runtime (watches, metrics and health
+//! server, leader election, graceful shutdown).
 
 mod act;
 pub mod core;

@@ -155,17 +155,20 @@ struct Observed {
     credentials: Result<(), String>,
 }
 
+/// The spec's CXone endpoint through the allowlist (runs recorded before their endpoint was kept
+/// in status are cancelled there).
+fn spec_endpoint(job: &JobRef<'_>, ctx: &Context) -> Result<RunTarget, String> {
+    let connection = &job.obj.spec.connection;
+    ctx.config.allowlist.resolve(connection).map(|e| RunTarget {
+        base_url: e.base_url().to_string(),
+        token_url: e.token_url().to_string(),
+        secret: connection.credentials_secret_ref.name.clone(),
+    })
+}
+
 async fn observe(job: &JobRef<'_>, ctx: &Context) -> Result<Observed, Error> {
     let spec = &job.obj.spec;
-    let endpoint = ctx
-        .config
-        .allowlist
-        .resolve(&spec.connection)
-        .map(|e| RunTarget {
-            base_url: e.base_url().to_string(),
-            token_url: e.token_url().to_string(),
-            secret: spec.connection.credentials_secret_ref.name.clone(),
-        });
+    let endpoint = spec_endpoint(job, ctx);
     // Names go into API paths: nothing is read for a spec whose names are unusable (objects
     // stored before the CRD enforced the patterns can carry anything).
     if !super::core::reference_problems(spec, ctx.config.artifact_secrets).is_empty() {
@@ -199,7 +202,7 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
     let job = JobRef::new(obj)?;
     let observed = Observed {
         data: Arc::new(DataOutcome::NotRead),
-        endpoint: Err("not needed".into()),
+        endpoint: spec_endpoint(&job, ctx),
         credentials: Ok(()),
     };
     match drive(&job, ctx, observed, true).await? {

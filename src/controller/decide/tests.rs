@@ -209,7 +209,7 @@ impl Job {
             spec: &self.spec,
             status: &self.status,
             data: &data,
-            endpoint: Err("not needed".into()),
+            endpoint: self.endpoint.clone(),
             credentials: Ok(()),
             now: self.now,
             jitter: 0.5,
@@ -1064,4 +1064,20 @@ fn a_key_already_in_use_is_this_runs_job_not_a_rejection() {
     })));
     assert_eq!(step.status.job_id.as_deref(), Some("job-3"));
     assert_eq!(phase(&step), Some(Phase::Queued));
+}
+
+#[test]
+fn a_run_recorded_before_endpoints_were_kept_is_cancelled_at_the_specs_endpoint() {
+    let mut job = Job::new().training();
+    if let Some(s) = job.status.submission.as_mut() {
+        (s.base_url, s.token_url, s.credentials_secret) = (None, None, None);
+    }
+    let step = job.decide_cleanup(Observation::Start);
+    let Some(Effect::Cancel { target, .. }) = &step.effect else {
+        panic!("{:?}", step.effect);
+    };
+    assert_eq!(
+        (target.base_url.as_str(), target.secret.as_str()),
+        (BASE, "cxone-credentials")
+    );
 }

@@ -438,3 +438,24 @@ async fn write_artifact_secret(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_is_the_controlling_owner_uid() {
+        let meta = |controller: Option<bool>| ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                uid: "u1".into(),
+                controller,
+                ..OwnerReference::default()
+            }]),
+            ..ObjectMeta::default()
+        };
+        assert!(owned_by(&meta(Some(true)), "u1"));
+        assert!(!owned_by(&meta(Some(true)), "u2"), "another job's object");
+        assert!(!owned_by(&meta(None), "u1"), "owned but not controlled");
+        assert!(!owned_by(&ObjectMeta::default(), "u1"), "a user's object");
+    }
+}

@@ -329,18 +329,18 @@ fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) ->
     next.observed_generation = Some(v.generation);
     let problems = core::reference_problems(v.spec, p.artifact_secrets);
     if !problems.is_empty() {
-        return invalid(v, next, m, Reason::InvalidReference, problems);
+        return invalid(v, p, next, m, Reason::InvalidReference, problems);
     }
     let (digest, summary) = match v.data {
         DataOutcome::Valid {
             digest, summary, ..
         } => (digest, summary),
         DataOutcome::Invalid { problems } => {
-            return invalid(v, next, m, Reason::ValidationFailed, problems.clone());
+            return invalid(v, p, next, m, Reason::ValidationFailed, problems.clone());
         }
         DataOutcome::NotRead => {
             let problems = vec!["the job's data was not read".to_string()];
-            return invalid(v, next, m, Reason::ValidationFailed, problems);
+            return invalid(v, p, next, m, Reason::ValidationFailed, problems);
         }
     };
     let endpoint = match &v.endpoint {
@@ -348,6 +348,7 @@ fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) ->
         Err(problem) => {
             return invalid(
                 v,
+                p,
                 next,
                 m,
                 Reason::EndpointNotAllowed,
@@ -363,10 +364,10 @@ fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) ->
     if !current {
         // New data, skill, endpoint or hyperparameters: a run still training is superseded.
         if let Some(old) = in_flight(status) {
-            return cancel(v, next, m, old, CancelPurpose::Supersede);
+            return cancel(v, p, next, m, old, CancelPurpose::Supersede);
         }
         if let Some(key) = unknown_submission(status) {
-            return lookup(v, next, m, key, CancelPurpose::Supersede);
+            return lookup(v, p, next, m, key, CancelPurpose::Supersede);
         }
         return start_run(v, next, m, &endpoint, digest, summary, &fingerprint);
     }
@@ -393,23 +394,24 @@ fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) ->
                 _ => Step::new(next, m, Next::AwaitChange),
             }
         }
-        (_, Some(job_id)) => track(v, next, m, &job_id),
+        (_, Some(job_id)) => track(v, p, next, m, &job_id),
     }
 }
 
 /// Nothing is submitted and nothing is retried until the spec or its data change.
 fn invalid(
     v: &View,
+    p: &Policy,
     mut next: SkillTrainingJobStatus,
     m: JobMemory,
     reason: Reason,
     problems: Vec<String>,
 ) -> Step {
     if let Some(old) = in_flight(&next) {
-        return cancel(v, next.clone(), m, old, CancelPurpose::Invalidate);
+        return cancel(v, p, next.clone(), m, old, CancelPurpose::Invalidate);
     }
     if let Some(key) = unknown_submission(&next) {
-        return lookup(v, next.clone(), m, key, CancelPurpose::Invalidate);
+        return lookup(v, p, next.clone(), m, key, CancelPurpose::Invalidate);
     }
     let c = Conds(v);
     let message = format!("{} problems: {}", problems.len(), problems.join("; "));
@@ -436,6 +438,7 @@ fn invalid(
 
 fn cancel(
     v: &View,
+    p: &Policy,
     next: SkillTrainingJobStatus,
     m: JobMemory,
     job_id: &str,
@@ -451,7 +454,7 @@ fn cancel(
         Err(problem) => cancelled(
             v,
             m,
-            &Policy::default(),
+            p,
             job_id,
             purpose,
             Err(CxoneError::InvalidRequest {
@@ -464,13 +467,14 @@ fn cancel(
 
 fn lookup(
     v: &View,
+    p: &Policy,
     next: SkillTrainingJobStatus,
     m: JobMemory,
     key: &str,
     purpose: CancelPurpose,
 ) -> Step {
     if let Some(job_id) = found(&m, key) {
-        return cancel(v, next, m, &job_id, purpose);
+        return cancel(v, p, next, m, &job_id, purpose);
     }
     match run_target(v) {
         Ok(target) => Step::new(next, m, Next::AwaitChange).effect(Effect::Lookup {
@@ -481,7 +485,7 @@ fn lookup(
         Err(problem) => looked_up(
             v,
             m,
-            &Policy::default(),
+            p,
             purpose,
             Err(CxoneError::InvalidRequest {
                 call: crate::cxone::Call::Submit,
@@ -503,7 +507,7 @@ fn looked_up(
     match result {
         Ok(Some(job_id)) => {
             m.found = unknown_submission(v.status).map(|key| (key.to_string(), job_id.clone()));
-            cancel(v, v.status.clone(), m, &job_id, purpose)
+            cancel(v, p, v.status.clone(), m, &job_id, purpose)
         }
         Ok(None) => cancelled(v, m, p, "", purpose, Ok(CancelOutcome::NotFound)),
         Err(e) => cancelled(v, m, p, "", purpose, Err(e)),
@@ -802,7 +806,7 @@ fn submitted(
 }
 
 /// A run at CXone: cancel it past its deadline, resume its completion, or poll it.
-fn track(v: &View, next: SkillTrainingJobStatus, m: JobMemory, job_id: &str) -> Step {
+fn track(v: &View, p: &Policy, next: SkillTrainingJobStatus, m: JobMemory, job_id: &str) -> Step {
     let deadline = v
         .spec
         .polling
@@ -811,7 +815,7 @@ fn track(v: &View, next: SkillTrainingJobStatus, m: JobMemory, job_id: &str) -> 
     if let (Some(deadline), Some(submitted)) = (deadline, next.submitted_at.as_ref())
         && v.now.as_second() - submitted.0.as_second() >= deadline as i64
     {
-        return cancel(v, next, m, job_id, CancelPurpose::Deadline);
+        return cancel(v, p, next, m, job_id, CancelPurpose::Deadline);
     }
     let target = match run_target(v) {
         Ok(t) => t,

@@ -65,11 +65,22 @@ impl Error {
     }
 }
 
-/// Entry point for the controller: runs apply or cleanup inside the finalizer helper.
-pub async fn reconcile(job: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Entry point for the controller: reads the job (the cache holds a slim copy, see
+/// `run::slim`) and runs apply or cleanup inside the finalizer helper.
+pub async fn reconcile(cached: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
-    let ns = job.namespace().ok_or(Error::MissingField("namespace"))?;
+    let ns = cached.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<SkillTrainingJob> = Api::namespaced(ctx.kube.clone(), &ns);
+    // The object as the API server has it now: never decide from an older copy.
+    let Some(job) = api.get_opt(&cached.name_any()).await? else {
+        // Gone (its finalizer removed by someone else, or never added): forget it.
+        ctx.forget(&cached.uid().unwrap_or_default());
+        return Ok(Action::await_change());
+    };
+    if job.uid() != cached.uid() {
+        return Ok(Action::await_change()); // replaced by a new object of that name; it has its own turn
+    }
+    let job = Arc::new(job);
     let work = finalizer(&api, FINALIZER, job, |event| async {
         match event {
             Finalizer::Apply(job) => apply(&job, &ctx).await,

@@ -469,13 +469,7 @@ fn job_events(
     // and they are a large part of every object.
     watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|job: &mut SkillTrainingJob| {
-            job.metadata.managed_fields = None;
-            // `kubectl apply` keeps a whole copy of the object here; nothing reads it.
-            if let Some(a) = job.metadata.annotations.as_mut() {
-                a.remove(LAST_APPLIED);
-            }
-        })
+        .modify(slim)
         .reflect(writer)
         .inspect(move |event| {
             if first_sync && matches!(event, Ok(watcher::Event::InitDone)) {
@@ -494,6 +488,23 @@ fn job_events(
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the job cache keeps of a job: its metadata and the few spec fields that map Secret and
+/// ConfigMap changes to jobs. Reconciliation reads the whole object from the API server, so the
+/// cache costs the same for a job with 500 inline utterances and a long history as for the
+/// smallest one. Dropped: managedFields, the last-applied annotation (`kubectl apply` keeps a
+/// whole copy of the object there), the inline data, labels and status.
+fn slim(job: &mut SkillTrainingJob) {
+    job.metadata.managed_fields = None;
+    if let Some(a) = job.metadata.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+    job.spec.utterances = Vec::new();
+    job.spec.labels = Vec::new();
+    job.spec.evaluation = None;
+    job.spec.hyperparameters = None;
+    job.status = None;
+}
 
 /// What the Secret and ConfigMap caches keep of an object: its name, namespace, uid and
 /// resourceVersion. Annotations go (`kubectl apply` copies a Secret's data into one), and so do
@@ -535,6 +546,31 @@ mod tests {
             "127.0.0.1:9".parse().unwrap()
         );
         assert!(parse_bind_address("8080").is_err());
+    }
+
+    #[test]
+    fn cached_jobs_keep_what_maps_changes_to_them_and_little_else() {
+        let mut job: SkillTrainingJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ai.cxone.io/v1alpha1", "kind": "SkillTrainingJob",
+            "metadata": {"name": "a", "namespace": "n", "generation": 3,
+                         "annotations": {LAST_APPLIED: "{...}", "team": "x"}},
+            "spec": {"skillId": "s", "language": "en",
+                     "connection": {"region": "r", "credentialsSecretRef": {"name": "creds"}},
+                     "labels": [{"id": "a", "name": "A"}],
+                     "utterances": [{"text": "hello", "label": "a"}],
+                     "utterancesFrom": [{"configMapKeyRef": {"name": "data", "key": "k"}, "format": "jsonl"}]},
+            "status": {"phase": "Succeeded", "history": []}
+        }))
+        .unwrap();
+        let before = trigger_hash(&job);
+        slim(&mut job);
+        assert_eq!(trigger_hash(&job), before, "what wakes a job is kept");
+        assert_eq!(job.spec.connection.credentials_secret_ref.name, "creds");
+        assert_eq!(job.spec.utterances_from[0].config_map_key_ref.name, "data");
+        assert!(job.spec.utterances.is_empty() && job.spec.labels.is_empty());
+        assert!(job.status.is_none());
+        let annotations = job.metadata.annotations.unwrap();
+        assert!(!annotations.contains_key(LAST_APPLIED));
     }
 
     #[test]

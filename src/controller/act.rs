@@ -21,11 +21,14 @@ use crate::cxone::model::ExportResponse;
 use crate::cxone::{Credentials, CxoneError, Endpoint, SecretString, Target, Transient};
 use crate::training::build_payload;
 
-/// Performs `effect` and returns its outcome as the next observation.
+/// Performs `effect` and returns its outcome as the next observation. `observed`: the job's data
+/// as read for this reconciliation (with the parsed dataset when it was parsed now), so a
+/// submission does not read and parse it again.
 pub(super) async fn act(
     effect: Effect,
     job: &JobRef<'_>,
     ctx: &Context,
+    observed: &DataOutcome,
 ) -> Result<Observation, Error> {
     // A CXone call: credentials and a rate-limit slot first (or the observation of why not),
     // then the call, then what its answer teaches the shared limiter.
@@ -46,9 +49,13 @@ pub(super) async fn act(
     }
     Ok(match effect {
         Effect::Submit { key, target } => {
-            let data = resolve_data(job, ctx, true).await?;
-            let Some(validated) = dataset_of(&data) else {
-                return Err(Error::MissingField("resolved dataset"));
+            let resolved;
+            let validated = match dataset_of(observed) {
+                Some(v) => v,
+                None => {
+                    resolved = resolve_data(job, ctx, true).await?;
+                    dataset_of(&resolved.outcome).ok_or(Error::MissingField("resolved dataset"))?
+                }
             };
             let (payload, _) = build_payload(
                 &job.obj.spec.skill_id,
@@ -238,8 +245,8 @@ impl DataSources for FetchedSources {
     }
 }
 
-fn dataset_of(data: &ResolvedData) -> Option<&crate::training::Validated> {
-    match &*data.outcome {
+fn dataset_of(data: &DataOutcome) -> Option<&crate::training::Validated> {
+    match data {
         DataOutcome::Valid {
             validated: Some(v), ..
         } => Some(v),
@@ -266,7 +273,7 @@ pub(super) async fn resolve_data(
     }
     if let Some(cached) = ctx.data.get(job.uid)
         && cached.key == key
-        && (!need_dataset || dataset_of(&cached).is_some())
+        && (!need_dataset || dataset_of(&cached.outcome).is_some())
     {
         return Ok(cached);
     }
@@ -288,7 +295,13 @@ pub(super) async fn resolve_data(
         key,
         outcome: Arc::new(outcome),
     };
-    ctx.data.set(job.uid, resolved.clone());
+    // The parsed dataset is kept only for a submission about to be sent (and dropped once it is
+    // accepted): a finished, invalid or waiting job keeps its digest and report, not its data.
+    if need_dataset {
+        ctx.data.set(job.uid, resolved.clone());
+    } else {
+        ctx.data.set(job.uid, resolved.without_dataset());
+    }
     Ok(resolved)
 }
 

@@ -281,7 +281,7 @@ async fn drive(
         }
         match effect {
             None => return Ok(then),
-            Some(effect) => observation = act(effect, job, ctx).await?,
+            Some(effect) => observation = act(effect, job, ctx, &observed.data).await?,
         }
     }
     Ok(Next::Requeue(Duration::from_secs(1)))

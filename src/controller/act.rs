@@ -254,6 +254,18 @@ fn dataset_of(data: &DataOutcome) -> Option<&crate::training::Validated> {
     }
 }
 
+/// What the job's data is computed from: the generation and every source ConfigMap's
+/// resourceVersion (from the metadata cache: no read).
+pub(super) fn data_key(job: &SkillTrainingJob, ns: &str, ctx: &Context) -> String {
+    let mut key = format!("{}", job.metadata.generation.unwrap_or(0));
+    for src in &job.spec.utterances_from {
+        let name = &src.config_map_key_ref.name;
+        let version = ctx.stores.config_map_version(ns, name).unwrap_or_default();
+        key.push_str(&format!("|{name}@{version}"));
+    }
+    key
+}
+
 /// Resolves and validates the job's data, reusing the last result while neither the generation
 /// nor any source ConfigMap changed (and, with `need_dataset`, while it still holds the dataset).
 pub(super) async fn resolve_data(
@@ -261,22 +273,25 @@ pub(super) async fn resolve_data(
     ctx: &Context,
     need_dataset: bool,
 ) -> Result<ResolvedData, Error> {
-    let spec = &job.obj.spec;
-    let mut key = format!("{}", job.generation);
-    for src in &spec.utterances_from {
-        let name = &src.config_map_key_ref.name;
-        let version = ctx
-            .stores
-            .config_map_version(job.ns, name)
-            .unwrap_or_default();
-        key.push_str(&format!("|{name}@{version}"));
-    }
+    let key = data_key(job.obj, job.ns, ctx);
     if let Some(cached) = ctx.data.get(job.uid)
         && cached.key == key
         && (!need_dataset || dataset_of(&cached.outcome).is_some())
     {
         return Ok(cached);
     }
+    // The job cache holds the object without its training data (no labels, which every job
+    // has at least one of): read the whole object.
+    let full;
+    let job = match job.obj.spec.labels.is_empty() {
+        true => {
+            let api: Api<SkillTrainingJob> = Api::namespaced(ctx.kube.clone(), job.ns);
+            full = api.get(job.name).await?;
+            &JobRef { obj: &full, ..*job }
+        }
+        false => job,
+    };
+    let spec = &job.obj.spec;
     let fetched = fetch_config_maps(job, ctx).await?;
     let outcome = match spec.check(&fetched) {
         SpecCheck::Invalid { problems } => DataOutcome::Invalid { problems },
@@ -286,6 +301,7 @@ pub(super) async fn resolve_data(
             summary,
         } => DataOutcome::Valid {
             report: validated.report().clone(),
+            label_count: validated.dataset().labels.len(),
             validated: Some(validated),
             summary,
             digest,

@@ -94,6 +94,8 @@ pub enum DataOutcome {
         report: ValidationReport,
         /// "N utterances, M labels, language L, digest sha256:…"
         summary: String,
+        /// Labels defined for the run.
+        label_count: usize,
         /// The dataset itself, kept only until the run is submitted (memory stays small with
         /// thousands of finished jobs); resolved again if it is needed later.
         validated: Option<Box<Validated>>,
@@ -113,11 +115,13 @@ impl ResolvedData {
                 digest,
                 report,
                 summary,
+                label_count,
                 ..
             } => Arc::new(DataOutcome::Valid {
                 digest: digest.clone(),
                 report: report.clone(),
                 summary: summary.clone(),
+                label_count: *label_count,
                 validated: None,
             }),
             _ => self.outcome.clone(),

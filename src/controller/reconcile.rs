@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::act::{act, check_credentials, resolve_data};
+use super::act::{act, check_credentials, data_key, resolve_data};
 use super::decide::{self, Next, Note, Observation, RunTarget, Step, View};
 use super::memory::DataOutcome;
 use super::{Context, FIELD_MANAGER, FINALIZER};
@@ -65,22 +65,26 @@ impl Error {
     }
 }
 
-/// Entry point for the controller: reads the job (the cache holds a slim copy, see
-/// `run::slim`) and runs apply or cleanup inside the finalizer helper.
+/// Entry point for the controller: runs apply or cleanup inside the finalizer helper, on the
+/// cached job (a copy without its training data, see `run::slim`) or, when its data must be
+/// resolved, on the whole object read from the API server.
 pub async fn reconcile(cached: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let ns = cached.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<SkillTrainingJob> = Api::namespaced(ctx.kube.clone(), &ns);
-    // The object as the API server has it now: never decide from an older copy.
-    let Some(job) = api.get_opt(&cached.name_any()).await? else {
-        // Gone (its finalizer removed by someone else, or never added): forget it.
-        ctx.forget(&cached.uid().unwrap_or_default());
-        return Ok(Action::await_change());
+    let job = if data_known(&cached, &ctx) {
+        cached
+    } else {
+        let Some(job) = api.get_opt(&cached.name_any()).await? else {
+            // Gone (its finalizer removed by someone else, or never added): forget it.
+            ctx.forget(&cached.uid().unwrap_or_default());
+            return Ok(Action::await_change());
+        };
+        if job.uid() != cached.uid() {
+            return Ok(Action::await_change()); // a new object of that name has its own turn
+        }
+        Arc::new(job)
     };
-    if job.uid() != cached.uid() {
-        return Ok(Action::await_change()); // replaced by a new object of that name; it has its own turn
-    }
-    let job = Arc::new(job);
     let work = finalizer(&api, FINALIZER, job, |event| async {
         match event {
             Finalizer::Apply(job) => apply(&job, &ctx).await,
@@ -108,6 +112,20 @@ pub async fn reconcile(cached: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Resu
     };
     ctx.metrics.reconciled(outcome, started.elapsed());
     result
+}
+
+/// The job's data was resolved for its current generation and ConfigMaps (and is cached), so
+/// the cached copy without the data will do.
+fn data_known(job: &SkillTrainingJob, ctx: &Context) -> bool {
+    let (Some(ns), Some(uid)) = (
+        job.metadata.namespace.as_deref(),
+        job.metadata.uid.as_deref(),
+    ) else {
+        return false;
+    };
+    ctx.data
+        .get(uid)
+        .is_some_and(|d| d.key == data_key(job, ns, ctx))
 }
 
 /// Backoff for errors that escaped the decisions (Kubernetes API failures, mostly).

@@ -489,11 +489,11 @@ fn job_events(
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// What the job cache keeps of a job: its metadata and the few spec fields that map Secret and
-/// ConfigMap changes to jobs. Reconciliation reads the whole object from the API server, so the
-/// cache costs the same for a job with 500 inline utterances and a long history as for the
-/// smallest one. Dropped: managedFields, the last-applied annotation (`kubectl apply` keeps a
-/// whole copy of the object there), the inline data, labels and status.
+/// What the job cache keeps of a job: everything but the training data. Inline utterances (up to
+/// 500) and labels (up to 200) are most of a large job, and the operator needs them only to
+/// resolve the data, which it does from the object read fresh from the API server (see
+/// `reconcile`); the bounded status stays, so polls need no read. Also dropped: managedFields
+/// and the last-applied annotation (`kubectl apply` keeps a whole copy of the object there).
 fn slim(job: &mut SkillTrainingJob) {
     job.metadata.managed_fields = None;
     if let Some(a) = job.metadata.annotations.as_mut() {
@@ -501,9 +501,6 @@ fn slim(job: &mut SkillTrainingJob) {
     }
     job.spec.utterances = Vec::new();
     job.spec.labels = Vec::new();
-    job.spec.evaluation = None;
-    job.spec.hyperparameters = None;
-    job.status = None;
 }
 
 /// What the Secret and ConfigMap caches keep of an object: its name, namespace, uid and
@@ -568,7 +565,7 @@ mod tests {
         assert_eq!(job.spec.connection.credentials_secret_ref.name, "creds");
         assert_eq!(job.spec.utterances_from[0].config_map_key_ref.name, "data");
         assert!(job.spec.utterances.is_empty() && job.spec.labels.is_empty());
-        assert!(job.status.is_none());
+        assert!(job.status.is_some(), "polls decide from the cached status");
         let annotations = job.metadata.annotations.unwrap();
         assert!(!annotations.contains_key(LAST_APPLIED));
     }

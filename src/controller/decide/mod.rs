@@ -1141,9 +1141,14 @@ fn audit_record(v: &View, ending: &Ending, job_id: Option<&str>) -> AuditRecord 
         language: None,
         utterance_count: 0,
     };
-    let (validation, digest) = match v.data {
-        DataOutcome::Valid { report, digest, .. } => (report, Some(digest)),
-        _ => (&empty, None),
+    let (validation, digest, label_count) = match v.data {
+        DataOutcome::Valid {
+            report,
+            digest,
+            label_count,
+            ..
+        } => (report, Some(digest), *label_count),
+        _ => (&empty, None, v.spec.labels.len()),
     };
     let signed: Vec<&str> = ending
         .export
@@ -1176,7 +1181,7 @@ fn audit_record(v: &View, ending: &Ending, job_id: Option<&str>) -> AuditRecord 
         reason: (ending.phase != Phase::Succeeded).then(|| ending.message.clone()),
         validation,
         digest,
-        label_count: v.spec.labels.len(),
+        label_count,
         hyperparameters: &hyperparameters,
         validation_split: v.spec.validation_split(),
         evaluation: ending.analysis.as_deref(),

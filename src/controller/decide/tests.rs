@@ -59,6 +59,7 @@ fn data_of(spec: &SkillTrainingJobSpec) -> DataOutcome {
     let digest = DatasetDigest::of(validated.dataset(), validated.language());
     DataOutcome::Valid {
         summary: format!("6 utterances, 3 labels, language en, digest {digest}"),
+        label_count: 3,
         report: validated.report().clone(),
         digest,
         validated: None,

@@ -21,6 +21,24 @@ use crate::cxone::model::ExportResponse;
 use crate::cxone::{Credentials, CxoneError, Endpoint, SecretString, Target, Transient};
 use crate::training::build_payload;
 
+/// One CXone call of `job`: credentials and a rate-limit slot first (returning the observation
+/// of why not, if so), then the call, then what its answer teaches the shared limiter.
+macro_rules! cxone {
+    ($job:expr, $ctx:expr, $target:expr, $cached_ok:expr, |$t:ident| $call:expr) => {{
+        let (endpoint, creds) = match prepare($job, $ctx, $target, $cached_ok).await? {
+            Ok(ready) => ready,
+            Err(blocked) => return Ok(blocked),
+        };
+        let $t = Target {
+            endpoint: &endpoint,
+            credentials: &creds,
+        };
+        let result = $call.await;
+        learn($job, $ctx, &endpoint, &creds, &result);
+        result
+    }};
+}
+
 /// Performs `effect` and returns its outcome as the next observation. `observed`: the job's data
 /// as read for this reconciliation (with the parsed dataset when it was parsed now), so a
 /// submission does not read and parse it again.
@@ -30,53 +48,23 @@ pub(super) async fn act(
     ctx: &Context,
     observed: &DataOutcome,
 ) -> Result<Observation, Error> {
-    // A CXone call: credentials and a rate-limit slot first (or the observation of why not),
-    // then the call, then what its answer teaches the shared limiter.
-    macro_rules! cxone {
-        ($target:expr, $cached_ok:expr, |$t:ident| $call:expr) => {{
-            let (endpoint, creds) = match prepare(job, ctx, $target, $cached_ok).await? {
-                Ok(ready) => ready,
-                Err(blocked) => return Ok(blocked),
-            };
-            let $t = Target {
-                endpoint: &endpoint,
-                credentials: &creds,
-            };
-            let result = $call.await;
-            learn(job, ctx, &endpoint, &creds, &result);
-            result
-        }};
-    }
     Ok(match effect {
-        Effect::Submit { key, target } => {
-            let resolved;
-            let validated = match dataset_of(observed) {
-                Some(v) => v,
-                None => {
-                    resolved = resolve_data(job, ctx, true).await?;
-                    dataset_of(&resolved.outcome).ok_or(Error::MissingField("resolved dataset"))?
-                }
-            };
-            let (payload, _) = build_payload(
-                &job.obj.spec.skill_id,
-                validated,
-                job.obj.spec.validation_split(),
-                &job.obj.spec.hyperparameters(),
-            );
-            let result = cxone!(&target, false, |t| ctx.cxone.submit(t, &payload, &key));
-            if let Ok(resp) = &result {
-                info!(job = %job.name, namespace = %job.ns, cxone_job = %resp.job_id, "submitted");
-            }
-            Observation::Submitted(result)
-        }
+        Effect::Submit { key, target } => submit(job, ctx, observed, &key, &target).await?,
         Effect::Poll { job_id, target } => {
-            Observation::Polled(cxone!(&target, false, |t| ctx.cxone.status(t, &job_id)))
+            Observation::Polled(cxone!(job, ctx, &target, false, |t| ctx
+                .cxone
+                .status(t, &job_id)))
         }
         Effect::FetchEvaluation { job_id, target } => Observation::Evaluated(
-            cxone!(&target, false, |t| ctx.cxone.evaluation(t, &job_id)).map(Arc::new),
+            cxone!(job, ctx, &target, false, |t| ctx
+                .cxone
+                .evaluation(t, &job_id))
+            .map(Arc::new),
         ),
         Effect::Export { job_id, target } => {
-            Observation::Exported(cxone!(&target, false, |t| ctx.cxone.export(t, &job_id)))
+            Observation::Exported(cxone!(job, ctx, &target, false, |t| ctx
+                .cxone
+                .export(t, &job_id)))
         }
         Effect::Cancel {
             job_id,
@@ -85,7 +73,7 @@ pub(super) async fn act(
         } => {
             // A Secret already gone (a namespace being deleted removes it before the job) falls
             // back to the last credentials the operator read from it.
-            let result = cxone!(&target, true, |t| ctx.cxone.cancel(t, &job_id));
+            let result = cxone!(job, ctx, &target, true, |t| ctx.cxone.cancel(t, &job_id));
             Observation::Cancelled {
                 job_id,
                 purpose,
@@ -97,7 +85,7 @@ pub(super) async fn act(
             target,
             purpose,
         } => {
-            let result = cxone!(&target, true, |t| ctx.cxone.lookup(t, &key));
+            let result = cxone!(job, ctx, &target, true, |t| ctx.cxone.lookup(t, &key));
             Observation::LookedUp { purpose, result }
         }
         Effect::WriteReport { name, data } => {
@@ -107,6 +95,37 @@ pub(super) async fn act(
             Observation::Written(write_artifact_secret(job, ctx, &name, &export).await?)
         }
     })
+}
+
+/// POSTs the run, built from the data read for this reconciliation (or read again).
+async fn submit(
+    job: &JobRef<'_>,
+    ctx: &Context,
+    observed: &DataOutcome,
+    key: &str,
+    target: &RunTarget,
+) -> Result<Observation, Error> {
+    let resolved;
+    let validated = match dataset_of(observed) {
+        Some(v) => v,
+        None => {
+            resolved = resolve_data(job, ctx, true).await?;
+            dataset_of(&resolved.outcome).ok_or(Error::MissingField("resolved dataset"))?
+        }
+    };
+    let (payload, _) = build_payload(
+        &job.obj.spec.skill_id,
+        validated,
+        job.obj.spec.validation_split(),
+        &job.obj.spec.hyperparameters(),
+    );
+    let result = cxone!(job, ctx, target, false, |t| ctx
+        .cxone
+        .submit(t, &payload, key));
+    if let Ok(resp) = &result {
+        info!(job = %job.name, namespace = %job.ns, cxone_job = %resp.job_id, "submitted");
+    }
+    Ok(Observation::Submitted(result))
 }
 
 /// The endpoint and credentials of a call and a slot from the shared rate limiter; `Err`: the

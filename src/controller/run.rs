@@ -242,17 +242,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         stores,
     )?);
 
-    let controllers = scopes
-        .iter()
-        .zip(secret_writers)
-        .zip(cm_writers)
+    let controllers: Vec<_> = (scopes.iter().zip(secret_writers).zip(cm_writers))
         .map(|((scope, secrets), cms)| {
             let sync = Synced {
                 count: synced.clone(),
                 of: scopes.len(),
                 readiness: readiness.clone(),
             };
-            let ctx = ctx.clone();
+            let (ctx, stopped) = (ctx.clone(), stopped());
             scope_controller(
                 &client,
                 scope.as_ref(),
@@ -260,13 +257,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 sync,
                 args.concurrency,
                 ctx,
-                stopped(),
+                stopped,
             )
         })
-        .collect::<Vec<_>>();
+        .collect();
     info!(namespaces = ?scopes, concurrency = args.concurrency, cxone_rate_limit = args.cxone_rate_limit, "operator running");
     futures::future::join_all(controllers).await;
     let _ = stop_tx.send(true);
+    stop_servers(servers).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Waits for the metrics and probe servers to finish their shutdown.
+async fn stop_servers(
+    servers: impl IntoIterator<Item = tokio::task::JoinHandle<std::io::Result<()>>>,
+) {
     for server in servers {
         match server.await {
             Ok(Err(e)) => error!(error = %e, "server failed"),
@@ -274,8 +280,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
         }
     }
-    info!("stopped");
-    Ok(())
 }
 
 type MetaWriter<K> = reflector::store::Writer<PartialObjectMeta<K>>;

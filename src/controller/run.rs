@@ -228,7 +228,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    wait_for_crd(&client, &scopes).await;
+    wait_for_crd(&calls, &scopes).await;
 
     let (stores, secret_writers, cm_writers) = meta_stores(&scopes);
     // Ready once every scope's job watch has delivered its initial list.

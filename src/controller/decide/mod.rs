@@ -450,19 +450,24 @@ fn cancel(
             target,
             purpose,
         }),
-        // Nothing to cancel with: carry on as if the cancel had been refused.
-        Err(problem) => cancelled(
-            v,
-            m,
-            p,
-            job_id,
-            purpose,
-            Err(CxoneError::InvalidRequest {
-                call: crate::cxone::Call::Cancel,
-                message: problem,
-            }),
-        ),
+        Err(problem) => cannot_call(v, p, m, job_id, purpose, problem),
     }
+}
+
+/// Nothing to cancel (or look up) with: carry on as if CXone had refused the cancel.
+fn cannot_call(
+    v: &View,
+    p: &Policy,
+    m: JobMemory,
+    job_id: &str,
+    purpose: CancelPurpose,
+    problem: String,
+) -> Step {
+    let refused = CxoneError::InvalidRequest {
+        call: crate::cxone::Call::Cancel,
+        message: problem,
+    };
+    cancelled(v, m, p, job_id, purpose, Err(refused))
 }
 
 fn lookup(
@@ -482,16 +487,7 @@ fn lookup(
             target,
             purpose,
         }),
-        Err(problem) => looked_up(
-            v,
-            m,
-            p,
-            purpose,
-            Err(CxoneError::InvalidRequest {
-                call: crate::cxone::Call::Submit,
-                message: problem,
-            }),
-        ),
+        Err(problem) => cannot_call(v, p, m, "", purpose, problem),
     }
 }
 
@@ -1589,23 +1585,19 @@ pub fn decide_cleanup(v: &View, m: &JobMemory, obs: Observation, p: &Policy) -> 
             }
         }
         Observation::LookedUp { result, .. } => match result {
-            Ok(Some(found)) => match run_target(v) {
-                Ok(target) if unknown.is_some() => {
-                    let mut m = m;
-                    m.found = unknown.map(|key| (key, found.clone()));
-                    Step::new(status, m, Next::AwaitChange).effect(Effect::Cancel {
+            Ok(Some(found)) => {
+                // Remembered, so a pass without a rate-limit slot does not look again.
+                let mut m = m;
+                m.found = unknown.map(|key| (key, found.clone()));
+                match run_target(v) {
+                    Ok(target) => Step::new(status, m, Next::AwaitChange).effect(Effect::Cancel {
                         job_id: found,
                         target,
                         purpose: CancelPurpose::Delete,
-                    })
+                    }),
+                    Err(problem) => give_up(v, m, &found, &problem),
                 }
-                Ok(target) => Step::new(status, m, Next::AwaitChange).effect(Effect::Cancel {
-                    job_id: found,
-                    target,
-                    purpose: CancelPurpose::Delete,
-                }),
-                Err(problem) => give_up(v, m, &found, &problem),
-            },
+            }
             Ok(None) => Step::new(status, m, Next::AwaitChange),
             Err(e) => cleanup_cancelled(v, m, p, &job_id, Err(e)),
         },

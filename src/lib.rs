@@ -13,6 +13,7 @@ pub mod cxone;
 pub mod duration;
 pub mod evaluation;
 pub mod names;
+pub mod registry;
 pub mod simulator;
 pub mod text;
 pub mod training;

@@ -1,0 +1,1 @@
+//! MLflow Model Registry over its REST API (`/api/2.0/mlflow/…`).

@@ -1,0 +1,1 @@
+//! OCI registries (distribution API), CNCF ModelPack artifacts.

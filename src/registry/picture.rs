@@ -1,0 +1,1 @@
+//! The evaluation picture: confusion-matrix heat map and threshold sweep, as SVG.

@@ -77,6 +77,10 @@ pub struct SkillTrainingJobSpec {
     /// How often the CXone job is polled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub polling: Option<PollingSpec>,
+    /// Register every successful run's model in the team's model registry (an OCI registry
+    /// and/or the MLflow Model Registry), and promote it when it passes `promotion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySpec>,
     /// When true, nothing new is submitted; a job already running is left to finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
@@ -297,6 +301,158 @@ pub struct ArtifactsSpec {
     pub secret_name: Option<String>,
 }
 
+/// Where each successful run's model is registered, and when it is promoted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.oci) || has(self.mlflow)").message("spec.registry needs at least one target: oci and/or mlflow"))]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySpec {
+    /// An OCI registry (Harbor, Quay, ECR, ACR, GAR, distribution): the model is pushed as a CNCF
+    /// ModelPack artifact, with the evaluation, the audit record and the evaluation picture
+    /// attached as a referrer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciRegistrySpec>,
+    /// The MLflow Model Registry: a run with params, metrics and files, and a model version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<MlflowRegistrySpec>,
+    /// The quality gate a run must pass to be promoted. Every successful run is registered;
+    /// without `promotion` none is promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionSpec>,
+}
+
+/// An OCI repository.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OciRegistrySpec {
+    /// `registry-host[:port]/path/to/repository`, without a tag or digest, lower case (for
+    /// example `registry.example.com/cxone/billing-support`). Must be allowed by the operator's
+    /// `--allowed-registries`.
+    #[schemars(
+        length(min = 3, max = 255),
+        pattern(r"^[a-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)+$")
+    )]
+    pub repository: String,
+    /// The tag of each run's model (default `g<generation>-<first 12 hex digits of the dataset
+    /// digest>`): an OCI tag, at most 128 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 128),
+        pattern(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+    )]
+    pub tag: Option<String>,
+    /// A Secret in the job's namespace with the registry credentials: type
+    /// `kubernetes.io/dockerconfigjson` (the entry for the repository's host) or
+    /// `kubernetes.io/basic-auth` (`username`, `password`). Anonymous when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretName>,
+}
+
+/// An MLflow tracking server with its Model Registry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MlflowRegistrySpec {
+    /// The tracking server's URL (`https://mlflow.example.com`, optionally with a path prefix).
+    /// Must be allowed by the operator's `--allowed-registries`.
+    #[schemars(length(min = 8, max = 2048))]
+    pub tracking_uri: String,
+    /// The registered model's name.
+    #[schemars(length(min = 1, max = 256))]
+    pub model_name: String,
+    /// The experiment the runs are logged in (default: `cxone/<namespace>/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub experiment_name: Option<String>,
+    /// A Secret in the job's namespace: type `kubernetes.io/basic-auth` (`username`,
+    /// `password`, for MLflow's basic-auth app), or a `token` key (sent as a bearer token).
+    /// Anonymous when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretName>,
+}
+
+/// The name of a Secret in the job's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretName {
+    /// A DNS subdomain (lower-case letters, digits, `-` and `.`, at most 253 characters).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+}
+
+/// The promotion gate: the recomputed metrics a run needs, and what promotion means per target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.maxRegression) || has(self.compareMetric)").message("promotion.maxRegression needs promotion.compareMetric"))]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionSpec {
+    /// Least accuracy, 0-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_accuracy: Option<f64>,
+    /// Least macro-averaged F1, 0-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_macro_f1: Option<f64>,
+    /// Least macro-averaged precision, 0-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_macro_precision: Option<f64>,
+    /// Least macro-averaged recall, 0-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_macro_recall: Option<f64>,
+    /// Least F1 of every label, 0-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_label_f1: Option<f64>,
+    /// Champion against challenger: the metric compared with the model promoted now (read from
+    /// the registry). Unset: no comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare_metric: Option<GateMetric>,
+    /// How much worse than the champion on `compareMetric` the new run may be and still be
+    /// promoted, 0-1 (default 0: not worse at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_regression: Option<f64>,
+    /// The MLflow alias a promoted run's version gets (default `champion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), pattern(r"^[A-Za-z_][A-Za-z0-9_-]*$"))]
+    pub mlflow_alias: Option<String>,
+    /// The OCI tag a promoted run's manifest gets (default `approved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 128),
+        pattern(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+    )]
+    pub oci_tag: Option<String>,
+}
+
+/// A metric the promotion gate can compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum GateMetric {
+    #[serde(rename = "accuracy")]
+    Accuracy,
+    #[serde(rename = "macroF1")]
+    MacroF1,
+    #[serde(rename = "macroPrecision")]
+    MacroPrecision,
+    #[serde(rename = "macroRecall")]
+    MacroRecall,
+    #[serde(rename = "weightedF1")]
+    WeightedF1,
+}
+
+impl GateMetric {
+    /// The name it has in the registries (`crate::registry::key_metrics`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Accuracy => "accuracy",
+            Self::MacroF1 => "macro_f1",
+            Self::MacroPrecision => "macro_precision",
+            Self::MacroRecall => "macro_recall",
+            Self::WeightedF1 => "weighted_f1",
+        }
+    }
+}
+
 /// Poll schedule of the CXone job.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new("(has(self.initialIntervalSeconds) ? self.initialIntervalSeconds : 2) <= (has(self.maxIntervalSeconds) ? self.maxIntervalSeconds : 30)").message("polling.initialIntervalSeconds must not exceed maxIntervalSeconds (defaults: 2 and 30)"))]
@@ -347,6 +503,8 @@ pub enum Phase {
     Evaluating,
     /// The evaluation is being analysed and artifacts exported.
     Exporting,
+    /// The model is being registered in the registries of `spec.registry`.
+    Registering,
     /// Trained, evaluated and exported.
     Succeeded,
     /// Training failed or CXone rejected the job.
@@ -356,7 +514,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::Pending,
         Phase::Invalid,
         Phase::Submitting,
@@ -364,6 +522,7 @@ impl Phase {
         Phase::Training,
         Phase::Evaluating,
         Phase::Exporting,
+        Phase::Registering,
         Phase::Succeeded,
         Phase::Failed,
         Phase::Cancelled,
@@ -378,6 +537,7 @@ impl Phase {
             Phase::Training => "Training",
             Phase::Evaluating => "Evaluating",
             Phase::Exporting => "Exporting",
+            Phase::Registering => "Registering",
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
             Phase::Cancelled => "Cancelled",
@@ -459,6 +619,10 @@ pub struct SkillTrainingJobStatus {
     /// Exported model artifacts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<ArtifactsStatus>,
+    /// Where the current run's model is registered (`spec.registry`), and whether it was
+    /// promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryStatus>,
     /// Where the governance audit record of the last finished run is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditStatus>,
@@ -466,6 +630,61 @@ pub struct SkillTrainingJobStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 5))]
     pub history: Vec<RunHistory>,
+}
+
+/// Registration of the current run's model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryStatus {
+    /// The CXone job whose model this is.
+    pub job_id: String,
+    /// The OCI registration, once the manifest is pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<TargetRegistration>,
+    /// The MLflow registration, once the model version exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<TargetRegistration>,
+    /// The promotion gate's outcome, once every target is registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateStatus>,
+    /// Consecutive failed registration attempts (reset by success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<i64>,
+}
+
+/// One registry's record of the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRegistration {
+    /// OCI: `registry/repository@sha256:…`; MLflow: `models:/<name>/<version>`.
+    pub reference: String,
+    /// OCI: the run's tag; MLflow: the version number.
+    pub version: String,
+    /// MLflow: the run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    pub registered_at: Time,
+    /// Whether the gate passed and the promotion (tag or alias) was set; unset until decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<bool>,
+    /// The promotion tag or alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_as: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<Time>,
+    /// The champion the gate compared against in this registry, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion: Option<String>,
+}
+
+/// What the promotion gate decided.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStatus {
+    /// True when every threshold (and the champion comparison) passed.
+    pub passed: bool,
+    /// Each check with its input and threshold.
+    pub message: String,
 }
 
 /// A submission of the current run.

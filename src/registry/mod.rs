@@ -7,6 +7,8 @@
 //! [`picture`]. Decisions about registration (when, retries, promotion) are not made here: see
 //! `src/controller/decide/`.
 
+pub mod allow;
+pub mod gate;
 pub mod mlflow;
 pub mod oci;
 pub mod picture;

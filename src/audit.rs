@@ -147,6 +147,43 @@ pub struct AuditRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_units: Option<ComputeRecord>,
     pub timeline: Timeline,
+    /// Where the model was registered and what the promotion gate decided (`spec.registry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryRecord>,
+}
+
+/// The registration of a run's model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryRecord {
+    /// The declared gate (thresholds, champion comparison); `None`: no gate, nothing promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<crate::crd::PromotionSpec>,
+    /// The recomputed metrics the gate read.
+    pub inputs: std::collections::BTreeMap<String, f64>,
+    pub targets: Vec<RegistryTargetRecord>,
+}
+
+/// One registry's record of the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryTargetRecord {
+    /// `oci` or `mlflow`.
+    pub target: String,
+    /// The OCI repository or the MLflow tracking server and model name.
+    pub location: String,
+    /// `repo@sha256:…` or `models:/<name>/<version>`; absent when registration did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_as: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion: Option<String>,
+    /// The gate's outcome in this registry: each check with its input and threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
 }
 
 /// What a record is built from.
@@ -166,6 +203,7 @@ pub struct AuditInput<'a> {
     pub training_duration_seconds: Option<f64>,
     pub compute_units: Option<ComputeRecord>,
     pub timeline: Timeline,
+    pub registry: Option<RegistryRecord>,
     pub now: Timestamp,
 }
 
@@ -246,6 +284,7 @@ impl AuditRecord {
             training_duration_seconds: input.training_duration_seconds,
             compute_units: input.compute_units,
             timeline: input.timeline,
+            registry: input.registry,
         };
         let redacted = record.scan_for(input.signed_urls);
         record.checks.push(CheckRecord {
@@ -361,6 +400,7 @@ mod tests {
             training_duration_seconds: Some(3.0),
             compute_units: None,
             timeline: Timeline::default(),
+            registry: None,
             now: Timestamp::UNIX_EPOCH,
         }
     }

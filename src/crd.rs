@@ -320,6 +320,34 @@ pub struct RegistrySpec {
     pub promotion: Option<PromotionSpec>,
 }
 
+impl RegistrySpec {
+    /// The credentials Secrets it names, with their fields.
+    pub fn secret_names(&self) -> Vec<(&'static str, &str)> {
+        let mut names = Vec::new();
+        if let Some(s) = self
+            .oci
+            .as_ref()
+            .and_then(|o| o.credentials_secret_ref.as_ref())
+        {
+            names.push((
+                "spec.registry.oci.credentialsSecretRef.name",
+                s.name.as_str(),
+            ));
+        }
+        if let Some(s) = self
+            .mlflow
+            .as_ref()
+            .and_then(|m| m.credentials_secret_ref.as_ref())
+        {
+            names.push((
+                "spec.registry.mlflow.credentialsSecretRef.name",
+                s.name.as_str(),
+            ));
+        }
+        names
+    }
+}
+
 /// An OCI repository.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -644,9 +672,6 @@ pub struct RegistryStatus {
     /// The MLflow registration, once the model version exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlflow: Option<TargetRegistration>,
-    /// The promotion gate's outcome, once every target is registered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<GateStatus>,
     /// Consecutive failed registration attempts (reset by success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_attempts: Option<i64>,
@@ -675,16 +700,9 @@ pub struct TargetRegistration {
     /// The champion the gate compared against in this registry, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub champion: Option<String>,
-}
-
-/// What the promotion gate decided.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct GateStatus {
-    /// True when every threshold (and the champion comparison) passed.
-    pub passed: bool,
-    /// Each check with its input and threshold.
-    pub message: String,
+    /// The promotion gate's outcome: each check with its input and threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
 }
 
 /// A submission of the current run.

@@ -94,6 +94,16 @@ pub(super) async fn act(
         Effect::WriteArtifactSecret { name, export } => {
             Observation::Written(write_artifact_secret(job, ctx, &name, &export).await?)
         }
+        Effect::Register(request) => super::registering::register(job, ctx, *request).await?,
+        Effect::Promote {
+            target,
+            secret,
+            version,
+            alias,
+        } => {
+            super::registering::promote(job, ctx, &target, secret.as_deref(), &version, &alias)
+                .await?
+        }
     })
 }
 

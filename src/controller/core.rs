@@ -318,6 +318,11 @@ pub fn reference_problems(spec: &SkillTrainingJobSpec, artifact_secrets: bool) -
             &src.config_map_key_ref.name,
         );
     }
+    if let Some(registry) = &spec.registry {
+        for (field, name) in registry.secret_names() {
+            check(field.to_string(), name);
+        }
+    }
     if let Some(name) = spec
         .artifacts
         .as_ref()

@@ -51,6 +51,8 @@ pub struct Completion {
     pub remote: JobStatus,
     pub analysis: Option<Arc<EvaluationReport>>,
     pub training_duration_seconds: Option<f64>,
+    /// The artifact URLs of the run while it is registered (`spec.registry`).
+    pub export: Option<ExportResponse>,
 }
 
 /// Where ending a run has got to.

@@ -45,6 +45,12 @@ pub struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistrationLabels {
+    pub target: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub phase: &'static str,
 }
@@ -66,6 +72,7 @@ pub struct Metrics {
     pub local_rate_limit_waits: Counter,
     pub rate_limit_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub jobs: Family<PhaseLabels, Gauge>,
+    pub registrations: Family<RegistrationLabels, Counter>,
     phases: Mutex<HashMap<String, Phase>>,
 }
 
@@ -84,6 +91,28 @@ fn register<M: prometheus_client::registry::Metric + Clone>(
 ) -> M {
     registry.register(name, help, metric.clone());
     metric
+}
+
+/// Jobs by phase, and model registrations by target and outcome.
+fn lifecycle_metrics(
+    registry: &mut Registry,
+) -> (
+    Family<PhaseLabels, Gauge>,
+    Family<RegistrationLabels, Counter>,
+) {
+    let jobs = register(
+        registry,
+        "cxone_skill_training_jobs",
+        "SkillTrainingJobs by phase",
+        Family::<PhaseLabels, Gauge>::default(),
+    );
+    let registrations = register(
+        registry,
+        "cxone_skill_model_registrations",
+        "Model registrations (spec.registry) by target and outcome",
+        Family::<RegistrationLabels, Counter>::default(),
+    );
+    (jobs, registrations)
 }
 
 impl Metrics {
@@ -147,12 +176,7 @@ impl Metrics {
             "Time jobs were deferred by rate limits (CXone 429s and the operator's own limiter)",
             Counter::<f64, std::sync::atomic::AtomicU64>::default(),
         );
-        let jobs = register(
-            &mut registry,
-            "cxone_skill_training_jobs",
-            "SkillTrainingJobs by phase",
-            Family::<PhaseLabels, Gauge>::default(),
-        );
+        let (jobs, registrations) = lifecycle_metrics(&mut registry);
         Self {
             registry,
             reconcile_total,
@@ -165,8 +189,16 @@ impl Metrics {
             local_rate_limit_waits,
             rate_limit_wait_seconds,
             jobs,
+            registrations,
             phases: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// One finished model registration in a registry (`oci`, `mlflow`), by outcome.
+    pub fn registration(&self, target: &'static str, outcome: &'static str) {
+        self.registrations
+            .get_or_create(&RegistrationLabels { target, outcome })
+            .inc();
     }
 
     pub fn reconciled(&self, result: &'static str, elapsed: Duration) {

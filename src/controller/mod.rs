@@ -9,6 +9,7 @@ pub mod leader;
 pub mod memory;
 pub mod metrics;
 mod reconcile;
+pub mod registering;
 mod run;
 pub mod server;
 pub mod vocab;
@@ -110,6 +111,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub stores: MetaStores,
+    /// Registry clients, allowlist and running registrations (`spec.registry`).
+    pub registries: registering::Registries,
     /// Decision memory of each job (see `memory.rs` for its invariants).
     memory: Memories<JobMemory>,
     /// Each job's resolved data (an I/O cache).
@@ -142,12 +145,19 @@ impl Context {
             metrics,
             recorder,
             stores,
+            registries: registering::Registries::default(),
             memory: Memories::new(),
             data: Memories::new(),
             reservations: Memories::new(),
             credentials: Mutex::new(HashMap::new()),
             jitter: Mutex::new(seed | 1),
         }
+    }
+
+    /// The same context with these registries (`spec.registry`).
+    pub fn with_registries(mut self, registries: registering::Registries) -> Self {
+        self.registries = registries;
+        self
     }
 
     pub(crate) fn memory(&self, uid: &str) -> JobMemory {
@@ -221,6 +231,7 @@ impl Context {
         self.memory.remove(uid);
         self.data.remove(uid);
         self.reservations.remove(uid);
+        self.registries.forget(uid);
         self.metrics.set_phase(uid, None);
     }
 

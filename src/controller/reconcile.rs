@@ -22,6 +22,7 @@ use super::memory::DataOutcome;
 use super::{Context, FIELD_MANAGER, FINALIZER};
 use crate::crd::{SkillTrainingJob, SkillTrainingJobStatus};
 use crate::cxone::CxoneError;
+use crate::registry::allow::Targets;
 
 /// Errors that end a reconciliation early; the controller retries them with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +183,13 @@ struct Observed {
     data: Arc<DataOutcome>,
     endpoint: Result<RunTarget, String>,
     credentials: Result<(), String>,
+    registry: Option<Result<Targets, String>>,
+}
+
+/// The registries of `spec.registry` through the registry allowlist.
+fn spec_registry(job: &JobRef<'_>, ctx: &Context) -> Option<Result<Targets, String>> {
+    let spec = job.obj.spec.registry.as_ref()?;
+    Some(ctx.registries.allowlist.check(spec, job.ns, job.name))
 }
 
 /// The spec's CXone endpoint through the allowlist (runs recorded before their endpoint was kept
@@ -205,6 +213,7 @@ async fn observe(job: &JobRef<'_>, ctx: &Context) -> Result<Observed, Error> {
             data: Arc::new(DataOutcome::NotRead),
             endpoint,
             credentials: Err("not read".into()),
+            registry: spec_registry(job, ctx),
         });
     }
     let data = resolve_data(job, ctx, false).await?.outcome;
@@ -213,6 +222,7 @@ async fn observe(job: &JobRef<'_>, ctx: &Context) -> Result<Observed, Error> {
         data,
         endpoint,
         credentials,
+        registry: spec_registry(job, ctx),
     })
 }
 
@@ -233,6 +243,7 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
         data: Arc::new(DataOutcome::NotRead),
         endpoint: spec_endpoint(&job, ctx),
         credentials: Ok(()),
+        registry: None,
     };
     match drive(&job, ctx, observed, true).await? {
         Next::AwaitChange => {
@@ -266,6 +277,7 @@ async fn drive(
             data: &observed.data,
             endpoint: observed.endpoint.clone(),
             credentials: observed.credentials.clone(),
+            registry: observed.registry.clone(),
             now: Timestamp::now(),
             jitter: ctx.jitter(),
         };

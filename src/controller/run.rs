@@ -20,11 +20,13 @@ use kube::{Client, ResourceExt};
 use tracing::{error, info, warn};
 
 use super::metrics::Metrics;
+use super::registering::Registries;
 use super::server::{self, Readiness};
 use super::{Context, MetaStores, OperatorConfig, error_policy, reconcile};
 use crate::crd::SkillTrainingJob;
 use crate::cxone::{ClientConfig, CxoneClient};
 use crate::cxone::{CxoneRateLimiter, EndpointAllowlist};
+use crate::registry::allow::RegistryAllowlist;
 
 /// Flags of `cxone-skill-operator run` (kubebuilder-style names).
 #[derive(clap::Args, Debug, Clone)]
@@ -73,6 +75,17 @@ pub struct RunArgs {
     /// needs create/patch on Secrets (Helm value `artifactSecrets.enabled`).
     #[arg(long)]
     pub enable_artifact_secrets: bool,
+    /// Registries jobs may register models in (`spec.registry`), comma-separated:
+    /// `host[:port][/path]` for OCI repositories under that path, `https://host[/path]` for MLflow
+    /// tracking servers; `*` matches one DNS label. Empty (the default): none.
+    #[arg(long, value_delimiter = ',', env = "ALLOWED_REGISTRIES")]
+    pub allowed_registries: Vec<String>,
+    /// Allow `http://` registry patterns for hosts that are not loopback.
+    #[arg(long)]
+    pub allow_plain_http_registries: bool,
+    /// Model registrations that may run at once (each streams a model from CXone to a registry).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_concurrent_registrations: u16,
 }
 
 /// Longest wait for one answer of the API server to a reconciliation's request (watches have
@@ -187,6 +200,9 @@ async fn signal() {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let allowlist = EndpointAllowlist::parse(&args.allowed_endpoints)
         .map_err(|e| anyhow::anyhow!("--allowed-endpoints: {e}"))?;
+    let registries =
+        RegistryAllowlist::parse(&args.allowed_registries, args.allow_plain_http_registries)
+            .map_err(|e| anyhow::anyhow!("--allowed-registries: {e}"))?;
     let (client, calls) = kube_clients(&args).await?;
     let scopes = scopes_of(&args.watch_namespaces);
     let metrics = Arc::new(Metrics::new());
@@ -233,14 +249,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (stores, secret_writers, cm_writers) = meta_stores(&scopes);
     // Ready once every scope's job watch has delivered its initial list.
     let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let ctx = Arc::new(context(
-        &args,
-        allowlist,
-        calls,
-        &identity,
-        metrics.clone(),
-        stores,
-    )?);
+    let ctx = Arc::new(
+        context(&args, allowlist, calls, &identity, metrics.clone(), stores)?.with_registries(
+            Registries::new(registries, usize::from(args.max_concurrent_registrations)),
+        ),
+    );
 
     let controllers: Vec<_> = (scopes.iter().zip(secret_writers).zip(cm_writers))
         .map(|((scope, secrets), cms)| {
@@ -441,7 +454,13 @@ fn scope_controller(
         .with_config(controller::Config::default().concurrency(concurrency))
         .watches_stream(secrets, move |s: PartialObjectMeta<Secret>| {
             referencing(&by_secret, &s.namespace().unwrap_or_default(), |job| {
-                job.spec.connection.credentials_secret_ref.name == s.name_any()
+                let name = s.name_any();
+                job.spec.connection.credentials_secret_ref.name == name
+                    || job
+                        .spec
+                        .registry
+                        .as_ref()
+                        .is_some_and(|r| r.secret_names().iter().any(|(_, n)| *n == name))
             })
         })
         .watches_stream(cms, move |cm: PartialObjectMeta<ConfigMap>| {

@@ -11,14 +11,17 @@ pub enum ConditionType {
     Validated,
     Submitted,
     Succeeded,
+    /// Only for jobs with `spec.registry`.
+    Registered,
     Ready,
 }
 
 impl ConditionType {
-    pub const ALL: [ConditionType; 4] = [
+    pub const ALL: [ConditionType; 5] = [
         ConditionType::Validated,
         ConditionType::Submitted,
         ConditionType::Succeeded,
+        ConditionType::Registered,
         ConditionType::Ready,
     ];
 
@@ -27,6 +30,7 @@ impl ConditionType {
             ConditionType::Validated => "Validated",
             ConditionType::Submitted => "Submitted",
             ConditionType::Succeeded => "Succeeded",
+            ConditionType::Registered => "Registered",
             ConditionType::Ready => "Ready",
         }
     }
@@ -84,6 +88,16 @@ pub enum Reason {
     RateLimited,
     CxoneUnavailable,
     ObjectNotOwned,
+    // Registered
+    Registering,
+    Promoted,
+    RegisteredNotPromoted,
+    GateNotMet,
+    RegistryAuthFailed,
+    RegistryUnreachable,
+    RegistryRejected,
+    RegistryNotAllowed,
+    RegistrationFailed,
     // Events only
     Validated,
     Submitted,
@@ -122,6 +136,15 @@ impl Reason {
             Reason::RateLimited => "RateLimited",
             Reason::CxoneUnavailable => "CxoneUnavailable",
             Reason::ObjectNotOwned => "ObjectNotOwned",
+            Reason::Registering => "Registering",
+            Reason::Promoted => "Promoted",
+            Reason::RegisteredNotPromoted => "RegisteredNotPromoted",
+            Reason::GateNotMet => "GateNotMet",
+            Reason::RegistryAuthFailed => "RegistryAuthFailed",
+            Reason::RegistryUnreachable => "RegistryUnreachable",
+            Reason::RegistryRejected => "RegistryRejected",
+            Reason::RegistryNotAllowed => "RegistryNotAllowed",
+            Reason::RegistrationFailed => "RegistrationFailed",
             Reason::Validated => "Validated",
             Reason::Submitted => "Submitted",
             Reason::Succeeded => "Succeeded",
@@ -172,6 +195,15 @@ mod tests {
             Reason::RateLimited,
             Reason::CxoneUnavailable,
             Reason::ObjectNotOwned,
+            Reason::Registering,
+            Reason::Promoted,
+            Reason::RegisteredNotPromoted,
+            Reason::GateNotMet,
+            Reason::RegistryAuthFailed,
+            Reason::RegistryUnreachable,
+            Reason::RegistryRejected,
+            Reason::RegistryNotAllowed,
+            Reason::RegistrationFailed,
             Reason::Validated,
             Reason::Submitted,
             Reason::Succeeded,
@@ -186,6 +218,9 @@ mod tests {
             assert_eq!(format!("{r:?}"), s, "the string is the variant's name");
         }
         let types: Vec<&str> = ConditionType::ALL.iter().map(|t| t.as_str()).collect();
-        assert_eq!(types, ["Validated", "Submitted", "Succeeded", "Ready"]);
+        assert_eq!(
+            types,
+            ["Validated", "Submitted", "Succeeded", "Registered", "Ready"]
+        );
     }
 }

@@ -30,8 +30,11 @@ use crate::cxone::{AuthProblem, CancelOutcome, CxoneError};
 use crate::evaluation::analyze;
 use crate::training::{DatasetDigest, ValidationReport};
 
+mod register;
 #[cfg(test)]
 mod tests;
+
+pub use register::{RegisterRequest, Registration, RegistryTarget, TargetKind};
 
 /// The job as the API server has it, with what was read for this reconciliation.
 pub struct View<'a> {
@@ -48,6 +51,9 @@ pub struct View<'a> {
     pub endpoint: Result<RunTarget, String>,
     /// Whether the spec's credentials Secret can be read, or what is wrong with it.
     pub credentials: Result<(), String>,
+    /// The registries of `spec.registry` (allowed), or why they cannot be used; `None` without
+    /// `spec.registry`.
+    pub registry: Option<Result<crate::registry::allow::Targets, String>>,
     pub now: Timestamp,
     /// A number in [0, 1) for jitter.
     pub jitter: f64,
@@ -121,6 +127,16 @@ pub enum Observation {
     CannotCall(String),
     /// The shared rate limiter has no slot before this long.
     NoSlot(Duration),
+    /// The model was registered in one registry (or why not).
+    Registered {
+        kind: TargetKind,
+        result: Result<Registration, crate::registry::RegistryError>,
+    },
+    /// The promotion (MLflow alias, OCI tag) was set (or why not).
+    Promoted {
+        kind: TargetKind,
+        result: Result<(), crate::registry::RegistryError>,
+    },
 }
 
 /// The one thing to do next, outside the status write.
@@ -163,6 +179,16 @@ pub enum Effect {
     WriteArtifactSecret {
         name: String,
         export: ExportResponse,
+    },
+    /// Register the run's model in one registry (idempotent), reading its champion too.
+    Register(Box<RegisterRequest>),
+    /// Promote a registered model (MLflow alias, OCI tag).
+    Promote {
+        target: RegistryTarget,
+        secret: Option<String>,
+        /// MLflow version, or OCI manifest digest.
+        version: String,
+        alias: String,
     },
 }
 
@@ -320,6 +346,8 @@ pub fn decide(v: &View, m: &JobMemory, obs: Observation, p: &Policy) -> Step {
         Observation::Evaluated(result) => evaluated(v, m, p, result),
         Observation::Exported(result) => exported(v, m, p, result),
         Observation::Written(result) => written(v, m, p, result),
+        Observation::Registered { kind, result } => register::registered(v, m, p, kind, result),
+        Observation::Promoted { kind, result } => register::promoted(v, m, p, kind, result),
     }
 }
 
@@ -368,6 +396,10 @@ fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) ->
         }
         if let Some(key) = unknown_submission(status) {
             return lookup(v, p, next, m, key, CancelPurpose::Supersede);
+        }
+        if let Some(Err(problem)) = &v.registry {
+            let problems = vec![problem.clone()];
+            return invalid(v, p, next, m, Reason::RegistryNotAllowed, problems);
         }
         return start_run(v, next, m, &endpoint, digest, summary, &fingerprint);
     }
@@ -810,6 +842,7 @@ fn track(v: &View, p: &Policy, next: SkillTrainingJobStatus, m: JobMemory, job_i
         .and_then(|p| p.active_deadline_seconds);
     if let (Some(deadline), Some(submitted)) = (deadline, next.submitted_at.as_ref())
         && v.now.as_second() - submitted.0.as_second() >= deadline as i64
+        && next.phase != Some(Phase::Registering)
     {
         return cancel(v, p, next, m, job_id, CancelPurpose::Deadline);
     }
@@ -818,6 +851,11 @@ fn track(v: &View, p: &Policy, next: SkillTrainingJobStatus, m: JobMemory, job_i
         Err(problem) => return credentials_problem(v, m, &problem),
     };
     let known = m.completion.as_ref().filter(|c| c.job_id == job_id);
+    if known.is_some_and(|c| c.analysis.is_some() && c.export.is_some())
+        && next.phase == Some(Phase::Registering)
+    {
+        return register::next_target(v, p, next, m);
+    }
     let effect = match known.map(|c| c.analysis.is_some()) {
         Some(true) => Effect::Export {
             job_id: job_id.to_string(),
@@ -857,6 +895,7 @@ fn polled(v: &View, mut m: JobMemory, p: &Policy, result: Result<JobStatus, Cxon
                 remote,
                 analysis: None,
                 training_duration_seconds: None,
+                export: None,
             });
             let target = match run_target(v) {
                 Ok(t) => t,
@@ -1031,21 +1070,14 @@ fn exported(
         Err(e) if is_gone(&e) => return results_gone(v, m, &completion, "artifact export", &e),
         Err(e) => return trouble(v, m, p, &e),
     };
+    if v.spec.registry.is_some() {
+        return register::begin(v, m, p, completion, export);
+    }
     m.completion = None;
     let Some(analysis) = completion.analysis.clone() else {
         return start(v, v.status, m, p);
     };
-    let message = format!(
-        "CXone job {} completed: macro precision {}, recall {}, F1 {}{}",
-        completion.job_id,
-        core::decimal(analysis.macro_average.precision),
-        core::decimal(analysis.macro_average.recall),
-        core::decimal(analysis.macro_average.f1),
-        match &analysis.recommendation {
-            Some(r) => format!("; recommended threshold {:.2}", r.threshold),
-            None => "; no threshold reaches the requested precision".to_string(),
-        }
-    );
+    let message = completed_message(&completion.job_id, &analysis);
     finish(
         v,
         m,
@@ -1057,7 +1089,23 @@ fn exported(
             analysis: Some(analysis),
             training_duration_seconds: completion.training_duration_seconds,
             export: Some(export),
+            registry: None,
         },
+    )
+}
+
+/// "CXone job … completed: macro precision …, recall …, F1 …; recommended threshold …"
+fn completed_message(job_id: &str, analysis: &crate::evaluation::EvaluationReport) -> String {
+    format!(
+        "CXone job {} completed: macro precision {}, recall {}, F1 {}{}",
+        job_id,
+        core::decimal(analysis.macro_average.precision),
+        core::decimal(analysis.macro_average.recall),
+        core::decimal(analysis.macro_average.f1),
+        match &analysis.recommendation {
+            Some(r) => format!("; recommended threshold {:.2}", r.threshold),
+            None => "; no threshold reaches the requested precision".to_string(),
+        }
     )
 }
 
@@ -1070,6 +1118,8 @@ struct Ending {
     analysis: Option<Arc<crate::evaluation::EvaluationReport>>,
     training_duration_seconds: Option<f64>,
     export: Option<ExportResponse>,
+    /// Where the model was registered, and the gate's outcome per registry.
+    registry: Option<crate::crd::RegistryStatus>,
 }
 
 impl Ending {
@@ -1082,13 +1132,19 @@ impl Ending {
             analysis: None,
             training_duration_seconds: None,
             export: None,
+            registry: None,
         }
     }
 }
 
 /// Ends a run: the audit record goes into its ConfigMap first; the final status follows once it
 /// is written (see [`written`]).
-fn finish(v: &View, mut m: JobMemory, ending: Ending) -> Step {
+fn finish(v: &View, m: JobMemory, ending: Ending) -> Step {
+    finish_on(v, v.status.clone(), m, ending)
+}
+
+/// [`finish`] from a status this step changed (it is written before the report).
+fn finish_on(v: &View, status: SkillTrainingJobStatus, mut m: JobMemory, ending: Ending) -> Step {
     let job_id = v.status.job_id.clone();
     let name = core::report_config_map_name(
         v.name,
@@ -1112,7 +1168,7 @@ fn finish(v: &View, mut m: JobMemory, ending: Ending) -> Step {
         report_data: data.clone(),
     };
     m.finishing = Some(Arc::new(finish));
-    Step::new(v.status.clone(), m, Next::AwaitChange).effect(Effect::WriteReport { name, data })
+    Step::new(status, m, Next::AwaitChange).effect(Effect::WriteReport { name, data })
 }
 
 /// The audit record and the evaluation report of a run.
@@ -1199,6 +1255,10 @@ fn audit_record(v: &View, ending: &Ending, job_id: Option<&str>) -> AuditRecord 
                     .unwrap_or(v.now),
             ),
         },
+        registry: ending
+            .registry
+            .as_ref()
+            .map(|r| register::registry_record(v, r, ending.analysis.as_deref())),
         now: v.now,
     })
 }

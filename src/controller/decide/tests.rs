@@ -24,6 +24,7 @@ struct Job {
     data_valid: bool,
     endpoint: Result<RunTarget, String>,
     credentials: Result<(), String>,
+    registry: Option<Result<crate::registry::allow::Targets, String>>,
     generation: i64,
     now: Timestamp,
     policy: Policy,
@@ -170,6 +171,7 @@ impl Job {
                 secret: "cxone-credentials".into(),
             }),
             credentials: Ok(()),
+            registry: None,
             generation: 1,
             now: Timestamp::from_second(1_800_000_000).unwrap(),
             policy: Policy::default(),
@@ -194,6 +196,7 @@ impl Job {
             data: &data,
             endpoint: self.endpoint.clone(),
             credentials: self.credentials.clone(),
+            registry: self.registry.clone(),
             now: self.now,
             jitter: 0.5,
         };
@@ -212,6 +215,7 @@ impl Job {
             data: &data,
             endpoint: self.endpoint.clone(),
             credentials: Ok(()),
+            registry: None,
             now: self.now,
             jitter: 0.5,
         };
@@ -1276,3 +1280,5 @@ fn every_phase_with_a_missing_secret_or_no_rate_limit_slot_waits_without_losing_
         );
     }
 }
+
+mod registration;

@@ -82,11 +82,20 @@ enum Document {
     Data(DataFormat),
 }
 
+/// The operator's allowlists to check jobs against (each optional).
+#[derive(Clone, Debug, Default)]
+pub struct Allowlists {
+    /// `--allowed-endpoints`.
+    pub endpoints: Option<EndpointAllowlist>,
+    /// `--allowed-registries` (with `--allow-plain-http-registries`).
+    pub registries: Option<crate::registry::allow::RegistryAllowlist>,
+}
+
 /// Validates manifests (YAML/JSON, multi-document, with the ConfigMaps they reference) and data
 /// files (JSONL/CSV/JSON). Every file is checked; each gets a verdict.
 pub fn validate_paths(
     paths: &[impl AsRef<Path>],
-    allowlist: Option<&EndpointAllowlist>,
+    allow: &Allowlists,
 ) -> Vec<FileVerdict> {
     let mut maps = ConfigMaps::default();
     let mut pending: Vec<LoadedFile> = Vec::new();
@@ -109,7 +118,7 @@ pub fn validate_paths(
                 summary: None,
                 problems: vec![problem],
             },
-            Ok(docs) => check_documents(path, docs, &bytes, &maps, allowlist),
+            Ok(docs) => check_documents(path, docs, &bytes, &maps, allow),
         })
         .collect()
 }
@@ -177,7 +186,7 @@ fn check_documents(
     docs: Vec<Document>,
     bytes: &[u8],
     maps: &ConfigMaps,
-    allowlist: Option<&EndpointAllowlist>,
+    allow: &Allowlists,
 ) -> FileVerdict {
     let mut problems = Vec::new();
     let mut summaries = Vec::new();
@@ -189,7 +198,7 @@ fn check_documents(
             },
             Document::Job { index, value } => {
                 let label = job_label(index, &value);
-                match check_job(value, maps, allowlist) {
+                match check_job(value, maps, allow) {
                     Ok(s) => summaries.push(format!("{label}: {s}")),
                     Err(p) => problems.extend(p.into_iter().map(|p| format!("{label}: {p}"))),
                 }
@@ -238,7 +247,7 @@ fn check_metadata(value: &serde_json::Value) -> Vec<String> {
 fn check_job(
     value: serde_json::Value,
     maps: &ConfigMaps,
-    allowlist: Option<&EndpointAllowlist>,
+    allow: &Allowlists,
 ) -> Result<String, Vec<String>> {
     let namespace = value
         .pointer("/metadata/namespace")
@@ -254,10 +263,19 @@ fn check_job(
         }
     };
     let spec = &job.spec;
-    if let Some(allowlist) = allowlist
+    if let Some(allowlist) = &allow.endpoints
         && let Err(problem) = allowlist.resolve(&spec.connection)
     {
         problems.push(problem);
+    }
+    if let Some(registry) = &spec.registry {
+        problems.extend(registry.problems());
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        if let Some(allowlist) = &allow.registries
+            && let Err(problem) = allowlist.check(registry, &namespace, name)
+        {
+            problems.push(problem);
+        }
     }
     let sources = NamespacedSources {
         maps,

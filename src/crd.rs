@@ -321,6 +321,61 @@ pub struct RegistrySpec {
 }
 
 impl RegistrySpec {
+    /// What is wrong with it that the API server's schema cannot see (or that an object stored
+    /// before the schema had it may carry), each naming its field.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.oci.is_none() && self.mlflow.is_none() {
+            problems.push("spec.registry needs at least one target: oci and/or mlflow".into());
+        }
+        if let Some(o) = &self.oci
+            && let Err(e) = crate::registry::oci::OciTarget::parse(&o.repository, false)
+        {
+            problems.push(format!("spec.registry.oci.repository: {e}"));
+        }
+        if let Some(m) = &self.mlflow {
+            match reqwest::Url::parse(&m.tracking_uri) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+                Ok(_) => problems.push(
+                    "spec.registry.mlflow.trackingUri must be an http or https URL with a host"
+                        .into(),
+                ),
+                Err(e) => problems.push(format!(
+                    "spec.registry.mlflow.trackingUri is not a URL: {e}"
+                )),
+            }
+            if m.model_name.trim().is_empty() || m.model_name.chars().any(char::is_control) {
+                problems.push(
+                    "spec.registry.mlflow.modelName must be visible text without control characters"
+                        .into(),
+                );
+            }
+        }
+        if let Some(p) = &self.promotion {
+            if p.max_regression.is_some() && p.compare_metric.is_none() {
+                problems.push("spec.registry.promotion.maxRegression needs compareMetric".into());
+            }
+            let thresholds = [
+                ("minAccuracy", p.min_accuracy),
+                ("minMacroF1", p.min_macro_f1),
+                ("minMacroPrecision", p.min_macro_precision),
+                ("minMacroRecall", p.min_macro_recall),
+                ("minLabelF1", p.min_label_f1),
+                ("maxRegression", p.max_regression),
+            ];
+            for (field, value) in thresholds {
+                if let Some(v) = value
+                    && !(0.0..=1.0).contains(&v)
+                {
+                    problems.push(format!(
+                        "spec.registry.promotion.{field} is {v}; it must be between 0 and 1"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     /// The credentials Secrets it names, with their fields.
     pub fn secret_names(&self) -> Vec<(&'static str, &str)> {
         let mut names = Vec::new();

@@ -37,6 +37,13 @@ enum Command {
         /// allows (its `--allowed-endpoints`, comma-separated; `*` matches one DNS label).
         #[arg(long, value_delimiter = ',')]
         allowed_endpoints: Vec<String>,
+        /// Also check each job's `spec.registry` against the registries an operator allows (its
+        /// `--allowed-registries`, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        allowed_registries: Vec<String>,
+        /// As the operator's `--allow-plain-http-registries`.
+        #[arg(long)]
+        allow_plain_http_registries: bool,
     },
     /// Analyse a CXone evaluation response offline, as the operator does.
     Evaluate {
@@ -78,19 +85,32 @@ fn main() -> ExitCode {
         Command::Validate {
             files,
             allowed_endpoints,
+            allowed_registries,
+            allow_plain_http_registries,
         } => {
-            let allowlist = if allowed_endpoints.is_empty() {
-                None
-            } else {
+            let mut allow = cli::Allowlists::default();
+            if !allowed_endpoints.is_empty() {
                 match cxone_skill_operator::cxone::EndpointAllowlist::parse(&allowed_endpoints) {
-                    Ok(a) => Some(a),
+                    Ok(a) => allow.endpoints = Some(a),
                     Err(e) => {
                         eprintln!("error: --allowed-endpoints: {e}");
                         return ExitCode::from(2);
                     }
                 }
-            };
-            let verdicts = cli::validate_paths(&files, allowlist.as_ref());
+            }
+            if !allowed_registries.is_empty() {
+                match cxone_skill_operator::registry::allow::RegistryAllowlist::parse(
+                    &allowed_registries,
+                    allow_plain_http_registries,
+                ) {
+                    Ok(a) => allow.registries = Some(a),
+                    Err(e) => {
+                        eprintln!("error: --allowed-registries: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            let verdicts = cli::validate_paths(&files, &allow);
             let mut ok = true;
             for v in &verdicts {
                 println!("{}", v.render());

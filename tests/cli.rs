@@ -481,3 +481,65 @@ fn validate_checks_endpoints_against_an_operators_allowlist() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--allowed-endpoints"));
 }
+
+#[test]
+fn validate_checks_registries_against_an_operators_allowlist() {
+    let allowed = bin()
+        .args([
+            "validate",
+            "--allowed-registries",
+            "registry.example.com/cxone,https://mlflow.example.com",
+            &data("registry-job.yaml"),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&allowed.stdout);
+    assert!(allowed.status.success(), "{stdout}");
+    let refused = bin()
+        .args([
+            "validate",
+            "--allowed-registries=registry.example.com/other,https://mlflow.example.com",
+            &data("registry-job.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        stdout.contains(
+            "spec.registry.oci.repository registry.example.com/cxone/billing-support is not an allowed registry"
+        ),
+        "{stdout}"
+    );
+    let plain = bin()
+        .args([
+            "validate",
+            "--allowed-registries=http://registry.internal",
+            &data("registry-job.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("plain HTTP"));
+}
+
+#[test]
+fn validate_reports_registry_problems_the_schema_cannot_see() {
+    let dir = TempDir::new("registry");
+    let text = std::fs::read_to_string(data("registry-job.yaml"))
+        .unwrap()
+        .replace(
+            "registry.example.com/cxone/billing-support",
+            "registry.example.com/cxone/billing-support:v1",
+        )
+        .replace("maxRegression: 0.01", "maxRegression: 1.5");
+    let file = dir.write("bad-registry.yaml", &text);
+    let out = bin().arg("validate").arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("spec.registry.oci.repository"), "{stdout}");
+    assert!(
+        stdout.contains("spec.registry.promotion.maxRegression is 1.5"),
+        "{stdout}"
+    );
+}

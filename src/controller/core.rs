@@ -338,6 +338,9 @@ pub fn reference_problems(spec: &SkillTrainingJobSpec, artifact_secrets: bool) -
             );
         }
     }
+    if let Some(registry) = &spec.registry {
+        problems.extend(registry.problems());
+    }
     problems
 }
 

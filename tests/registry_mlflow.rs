@@ -181,7 +181,12 @@ fn admin(server: &MlflowServer) -> RegistryAuth {
     }
 }
 
-async fn check(server: &'static MlflowServer, model: &str, job: &str, alias: Option<&str>) -> Value {
+async fn check(
+    server: &'static MlflowServer,
+    model: &str,
+    job: &str,
+    alias: Option<&str>,
+) -> Value {
     let (model, job, alias) = (model.to_string(), job.to_string(), alias.map(String::from));
     tokio::task::spawn_blocking(move || server.check(&model, &job, alias.as_deref()))
         .await
@@ -207,14 +212,23 @@ async fn registers_with_provenance_then_alias_and_champion() {
     let documents = job.documents();
 
     let registered = client
-        .register(&target, &auth, &job.source, &provenance, &metrics, &documents)
+        .register(
+            &target,
+            &auth,
+            &job.source,
+            &provenance,
+            &metrics,
+            &documents,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", mlflow.log_tail()));
     assert!(registered.created);
     assert_eq!(registered.version, "1");
     assert!(
         registered.source.starts_with("mlflow-artifacts:/")
-            && registered.source.ends_with(&format!("/{}/artifacts/model", registered.run_id)),
+            && registered
+                .source
+                .ends_with(&format!("/{}/artifacts/model", registered.run_id)),
         "{}",
         registered.source
     );
@@ -236,9 +250,17 @@ async fn registers_with_provenance_then_alias_and_champion() {
     assert_eq!(run["params"]["epochs"], "10");
     assert_eq!(run["params"]["learning_rate"], "0.001");
     for (key, value) in key_metrics(&job.report) {
-        assert!(close(value, &run["metrics"][&key]), "{key}: {}", run["metrics"]);
+        assert!(
+            close(value, &run["metrics"][&key]),
+            "{key}: {}",
+            run["metrics"]
+        );
     }
-    assert!(close(0.5, &run["metrics"]["f1 _ recommended"]), "{}", run["metrics"]);
+    assert!(
+        close(0.5, &run["metrics"]["f1 _ recommended"]),
+        "{}",
+        run["metrics"]
+    );
     let tags = &run["tags"];
     assert_eq!(tags[JOB_ID_TAG], job.job_id);
     assert_eq!(tags["cxone.namespace"], "team-a");
@@ -258,14 +280,23 @@ async fn registers_with_provenance_then_alias_and_champion() {
     assert_eq!(model_files[WEIGHTS_FILE], job.weights_sha256);
     assert_eq!(model_files[CONFIG_FILE], job.config_sha256);
     let run_files = &seen["run_files"];
-    assert_eq!(run_files[format!("model/{WEIGHTS_FILE}")], job.weights_sha256);
+    assert_eq!(
+        run_files[format!("model/{WEIGHTS_FILE}")],
+        job.weights_sha256
+    );
     assert_eq!(run_files[format!("model/{CONFIG_FILE}")], job.config_sha256);
-    assert_eq!(run_files[EVALUATION_FILE], sha256(&documents.evaluation_json));
+    assert_eq!(
+        run_files[EVALUATION_FILE],
+        sha256(&documents.evaluation_json)
+    );
     assert_eq!(run_files[AUDIT_FILE], sha256(&documents.audit_json));
     assert_eq!(run_files[PICTURE_FILE], sha256(&documents.picture_svg));
 
     // No alias yet: no champion.
-    assert_eq!(client.champion(&target, &auth, "champion").await.unwrap(), None);
+    assert_eq!(
+        client.champion(&target, &auth, "champion").await.unwrap(),
+        None
+    );
 
     client
         .set_alias(&target, &auth, "champion", &registered.version)
@@ -283,16 +314,25 @@ async fn registers_with_provenance_then_alias_and_champion() {
     assert_eq!(champion.reference, registered.version);
     for (key, value) in key_metrics(&job.report) {
         let got = champion.metrics.get(&key).copied();
-        assert!(got.is_some_and(|g| (g - value).abs() < 1e-12), "{key}: {got:?}");
+        assert!(
+            got.is_some_and(|g| (g - value).abs() < 1e-12),
+            "{key}: {got:?}"
+        );
     }
 
     // Another alias is not this one; a model that does not exist has no champion.
-    assert_eq!(client.champion(&target, &auth, "other").await.unwrap(), None);
+    assert_eq!(
+        client.champion(&target, &auth, "other").await.unwrap(),
+        None
+    );
     let missing = MlflowTarget {
         model_name: unique_name("no-such-model"),
         ..target.clone()
     };
-    assert_eq!(client.champion(&missing, &auth, "champion").await.unwrap(), None);
+    assert_eq!(
+        client.champion(&missing, &auth, "champion").await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -309,11 +349,25 @@ async fn registers_once_per_job() {
     let (metrics, documents) = (job.metrics(), job.documents());
 
     let first = client
-        .register(&target, &auth, &job.source, &provenance, &metrics, &documents)
+        .register(
+            &target,
+            &auth,
+            &job.source,
+            &provenance,
+            &metrics,
+            &documents,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", mlflow.log_tail()));
     let second = client
-        .register(&target, &auth, &job.source, &provenance, &metrics, &documents)
+        .register(
+            &target,
+            &auth,
+            &job.source,
+            &provenance,
+            &metrics,
+            &documents,
+        )
         .await
         .unwrap();
     assert!(first.created);
@@ -329,7 +383,14 @@ async fn registers_once_per_job() {
     // A job id that only matches the first one's LIKE pattern is another job.
     let similar = format!("{}x_%_", job.job_id);
     let third = client
-        .register(&target, &auth, &job.source, &job.provenance(&similar), &metrics, &documents)
+        .register(
+            &target,
+            &auth,
+            &job.source,
+            &job.provenance(&similar),
+            &metrics,
+            &documents,
+        )
         .await
         .unwrap();
     assert!(third.created);
@@ -338,7 +399,14 @@ async fn registers_once_per_job() {
     // The first job's search now also matches the similar one's version: only the exact
     // comparison tells them apart.
     let fourth = client
-        .register(&target, &auth, &job.source, &provenance, &metrics, &documents)
+        .register(
+            &target,
+            &auth,
+            &job.source,
+            &provenance,
+            &metrics,
+            &documents,
+        )
         .await
         .unwrap();
     assert!(!fourth.created);
@@ -372,7 +440,10 @@ async fn an_expired_source_is_reported_and_the_retry_reuses_the_run() {
     assert!(matches!(e, RegistryError::SourceExpired(_)), "{e:?}");
     assert!(e.retryable());
     let text = e.to_string();
-    assert!(!text.contains("signature") && !text.contains("expires="), "{text}");
+    assert!(
+        !text.contains("signature") && !text.contains("expires="),
+        "{text}"
+    );
     assert!(!text.contains("deadbeef"), "{text}");
 
     // No version yet; the run the attempt created is finished by the retry, not duplicated.
@@ -380,7 +451,14 @@ async fn an_expired_source_is_reported_and_the_retry_reuses_the_run() {
     assert_eq!(seen["versions"].as_array().unwrap().len(), 0, "{seen}");
 
     let registered = client
-        .register(&target, &auth, &job.source, &provenance, &metrics, &documents)
+        .register(
+            &target,
+            &auth,
+            &job.source,
+            &provenance,
+            &metrics,
+            &documents,
+        )
         .await
         .unwrap();
     assert!(registered.created);
@@ -394,7 +472,13 @@ async fn an_expired_source_is_reported_and_the_retry_reuses_the_run() {
 
     // A URL that was never signed by the source at all.
     let unsigned = ModelSource {
-        weights_url: job.source.weights_url.split('?').next().unwrap().to_string(),
+        weights_url: job
+            .source
+            .weights_url
+            .split('?')
+            .next()
+            .unwrap()
+            .to_string(),
         config_url: job.source.config_url.clone(),
     };
     let other = MlflowTarget {
@@ -419,7 +503,14 @@ async fn basic_auth_credentials_are_used_and_refusals_classified() {
     let (metrics, documents) = (job.metrics(), job.documents());
 
     let registered = client
-        .register(&target, &admin(mlflow), &job.source, &provenance, &metrics, &documents)
+        .register(
+            &target,
+            &admin(mlflow),
+            &job.source,
+            &provenance,
+            &metrics,
+            &documents,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", mlflow.log_tail()));
     assert!(registered.created);
@@ -448,17 +539,31 @@ async fn basic_auth_credentials_are_used_and_refusals_classified() {
     };
     for auth in [wrong, bearer, RegistryAuth::Anonymous] {
         let e = client
-            .register(&target, &auth, &job.source, &provenance, &metrics, &documents)
+            .register(
+                &target,
+                &auth,
+                &job.source,
+                &provenance,
+                &metrics,
+                &documents,
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, RegistryError::Auth(_)), "{auth:?}: {e:?}");
         assert!(!e.retryable());
         let text = e.to_string();
         assert!(text.contains("registered-models/create"), "{text}");
-        for secret in [wrong_password, "tok-not-valid-123", mlflow.admin_password().unwrap()] {
+        for secret in [
+            wrong_password,
+            "tok-not-valid-123",
+            mlflow.admin_password().unwrap(),
+        ] {
             assert!(!text.contains(secret), "{text}");
         }
-        let e = client.champion(&target, &auth, "champion").await.unwrap_err();
+        let e = client
+            .champion(&target, &auth, "champion")
+            .await
+            .unwrap_err();
         assert!(matches!(e, RegistryError::Auth(_)), "{auth:?}: {e:?}");
         let e = client
             .set_alias(&target, &auth, "champion", "1")
@@ -496,8 +601,14 @@ async fn a_server_that_is_not_running_is_unreachable() {
     assert!(matches!(e, RegistryError::Unreachable(_)), "{e:?}");
     assert!(e.retryable());
     assert!(!e.to_string().contains("hunter2"), "{e}");
-    let e = client.champion(&target, &auth, "champion").await.unwrap_err();
+    let e = client
+        .champion(&target, &auth, "champion")
+        .await
+        .unwrap_err();
     assert!(matches!(e, RegistryError::Unreachable(_)), "{e:?}");
-    let e = client.set_alias(&target, &auth, "champion", "1").await.unwrap_err();
+    let e = client
+        .set_alias(&target, &auth, "champion", "1")
+        .await
+        .unwrap_err();
     assert!(matches!(e, RegistryError::Unreachable(_)), "{e:?}");
 }

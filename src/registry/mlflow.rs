@@ -208,12 +208,19 @@ impl Mlflow {
         let weights = format!("{MODEL_DIR}/{WEIGHTS_FILE}");
         let config = format!("{MODEL_DIR}/{CONFIG_FILE}");
         let mut sizes = BTreeMap::new();
-        for (path, url) in [(&weights, &source.weights_url), (&config, &source.config_url)] {
+        for (path, url) in [
+            (&weights, &source.weights_url),
+            (&config, &source.config_url),
+        ] {
             let size = self.copy_from_source(&api, &root, path, url).await?;
             sizes.insert(path.clone(), size);
         }
         for (name, bytes, content_type) in [
-            (EVALUATION_FILE, &documents.evaluation_json, "application/json"),
+            (
+                EVALUATION_FILE,
+                &documents.evaluation_json,
+                "application/json",
+            ),
             (AUDIT_FILE, &documents.audit_json, "application/json"),
             (PICTURE_FILE, &documents.picture_svg, "image/svg+xml"),
         ] {
@@ -384,7 +391,9 @@ impl Mlflow {
             found.extend(page.model_versions.into_iter().filter(|v| {
                 v.name == model
                     && v.status != "FAILED_REGISTRATION"
-                    && v.tags.iter().any(|t| t.key == JOB_ID_TAG && t.value == job_id)
+                    && v.tags
+                        .iter()
+                        .any(|t| t.key == JOB_ID_TAG && t.value == job_id)
             }));
             if page.next_page_token.is_empty() {
                 return Ok(found.into_iter().min_by_key(|v| version_number(&v.version)));
@@ -548,12 +557,10 @@ impl Mlflow {
         url: &str,
     ) -> Result<u64, RegistryError> {
         let shown = redact_url(url);
-        let response = self
-            .source
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| RegistryError::Source(format!("download {shown}: {}", error_chain(e))))?;
+        let response =
+            self.source.get(url).send().await.map_err(|e| {
+                RegistryError::Source(format!("download {shown}: {}", error_chain(e)))
+            })?;
         let status = response.status();
         if matches!(status.as_u16(), 401 | 403 | 404 | 410) {
             return Err(RegistryError::SourceExpired(format!(
@@ -942,12 +949,16 @@ impl ArtifactRoot {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         };
         if !segments.iter().all(|s| safe(s)) {
-            return Err(reject("has a path outside letters, digits, '-', '_' and '.'"));
+            return Err(reject(
+                "has a path outside letters, digits, '-', '_' and '.'",
+            ));
         }
         let path = segments.join("/");
         let mut url = base.clone();
         let prefix = base.path().trim_end_matches('/');
-        url.set_path(&format!("{prefix}/api/2.0/mlflow-artifacts/artifacts/{path}"));
+        url.set_path(&format!(
+            "{prefix}/api/2.0/mlflow-artifacts/artifacts/{path}"
+        ));
         Ok(Self { url, path })
     }
 
@@ -997,7 +1008,9 @@ fn check_target(target: &MlflowTarget) -> Result<(), RegistryError> {
         return Err(RegistryError::Rejected("the model name is empty".into()));
     }
     if target.experiment_name.trim().is_empty() {
-        return Err(RegistryError::Rejected("the experiment name is empty".into()));
+        return Err(RegistryError::Rejected(
+            "the experiment name is empty".into(),
+        ));
     }
     Ok(())
 }
@@ -1046,7 +1059,13 @@ pub fn sanitize_key(key: &str) -> String {
     let segments: Vec<String> = cleaned
         .split('/')
         .filter(|s| !s.is_empty() && *s != ".")
-        .map(|s| if s == ".." { "__".to_string() } else { s.to_string() })
+        .map(|s| {
+            if s == ".." {
+                "__".to_string()
+            } else {
+                s.to_string()
+            }
+        })
         .collect();
     let mut key = segments.join("/");
     if key.starts_with("..") {
@@ -1267,7 +1286,10 @@ impl CallError {
         } else {
             format!(" {code}")
         };
-        let text = format!("{what} ({shown}): HTTP {}{code}: {message}", status.as_u16());
+        let text = format!(
+            "{what} ({shown}): HTTP {}{code}: {message}",
+            status.as_u16()
+        );
         match status.as_u16() {
             401 | 403 => RegistryError::Auth(text),
             429 | 500..=599 => RegistryError::Unreachable(text),
@@ -1708,14 +1730,21 @@ mod tests {
         assert_eq!(long.len(), MAX_KEY_CHARS);
         // Every result passes the server's own checks (`mlflow/utils/validation.py`).
         let accepted = |k: &str| {
-            k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.: /".contains(c))
+            k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.: /".contains(c))
                 && !k.starts_with('/')
                 && !k.starts_with("..")
                 && k != "."
                 && !k.split('/').any(|s| s.is_empty() || s == "." || s == "..")
                 && k.len() <= MAX_KEY_CHARS
         };
-        for key in ["a/", "x/..", "./.", "a/.", &format!("{}/..", "z".repeat(248))] {
+        for key in [
+            "a/",
+            "x/..",
+            "./.",
+            "a/.",
+            &format!("{}/..", "z".repeat(248)),
+        ] {
             let s = sanitize_key(key);
             assert!(accepted(&s), "{key:?} -> {s:?}");
         }
@@ -1737,7 +1766,10 @@ mod tests {
 
     #[test]
     fn filters_never_break_out_of_their_quotes() {
-        assert_eq!(tag_filter(JOB_ID_TAG, "job-1"), "tags.`cxone.job_id` = 'job-1'");
+        assert_eq!(
+            tag_filter(JOB_ID_TAG, "job-1"),
+            "tags.`cxone.job_id` = 'job-1'"
+        );
         assert_eq!(
             tag_filter(JOB_ID_TAG, "it's"),
             "tags.`cxone.job_id` LIKE 'it_s'"
@@ -1784,11 +1816,18 @@ mod tests {
     fn params_and_tags_carry_the_provenance() {
         let p = provenance();
         let params = run_params(&p);
-        assert_eq!(params[0], ("dataset_digest".into(), p.dataset_digest.clone()));
+        assert_eq!(
+            params[0],
+            ("dataset_digest".into(), p.dataset_digest.clone())
+        );
         assert!(params.contains(&("dataset_digest_2".into(), "user value".into())));
         assert!(params.contains(&("epochs".into(), "10".into())));
         let long = params.iter().find(|(k, _)| k == "long").unwrap();
-        assert_eq!(long.1.chars().count(), MAX_PARAM_VALUE_CHARS + 1, "cut, with an ellipsis");
+        assert_eq!(
+            long.1.chars().count(),
+            MAX_PARAM_VALUE_CHARS + 1,
+            "cut, with an ellipsis"
+        );
         let tags: BTreeMap<String, String> = run_tags(&p).into_iter().collect();
         assert_eq!(tags[JOB_ID_TAG], "job-42");
         assert_eq!(tags["mlflow.runName"], "intents-2");
@@ -1820,7 +1859,10 @@ mod tests {
             let p = b["params"].as_array().unwrap().len();
             let m = b["metrics"].as_array().unwrap().len();
             let t = b["tags"].as_array().unwrap().len();
-            assert!(p <= 100 && t <= 100 && m <= 1000 && p + m + t <= 1000, "{p} {m} {t}");
+            assert!(
+                p <= 100 && t <= 100 && m <= 1000 && p + m + t <= 1000,
+                "{p} {m} {t}"
+            );
             assert!(b.to_string().len() < 1_000_000);
             (np, nm, nt) = (np + p, nm + m, nt + t);
         }
@@ -1860,6 +1902,125 @@ mod tests {
             panic!("a number is not a model version");
         };
         assert!(matches!(e, RegistryError::Rejected(_)));
+    }
+
+    /// Reads one HTTP/1.1 request head (up to the blank line) from `stream`.
+    async fn read_head(stream: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                return (head, buf[end + 4..].to_vec());
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed inside the request head");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A one-shot source on loopback: answers its first request with `declared` as the
+    /// Content-Length and `body` as the bytes actually sent, then closes.
+    async fn source(declared: usize, body: Vec<u8>) -> String {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_head(&mut stream).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\nconnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(&body).await.unwrap();
+            stream.shutdown().await.unwrap();
+        });
+        format!("http://{addr}/w.json?expires=1&signature=s3cr3t-sig")
+    }
+
+    /// A one-shot artifact proxy on loopback: reads the upload (by its Content-Length, else to
+    /// the end of the connection), answers 200, and hands back the request head and body.
+    async fn proxy() -> (Url, tokio::sync::oneshot::Receiver<(String, Vec<u8>)>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let (head, mut body) = read_head(&mut stream).await;
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let mut chunk = [0u8; 4096];
+            while length.is_none_or(|n| body.len() < n) {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => body.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await;
+            let _ = tx.send((head, body));
+        });
+        (base, rx)
+    }
+
+    #[tokio::test]
+    async fn uploads_stream_with_the_sources_declared_length() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let url = source(body.len(), body.clone()).await;
+        let (base, received) = proxy().await;
+        let auth = RegistryAuth::Anonymous;
+        let api = Api {
+            base: base.clone(),
+            auth: &auth,
+        };
+        let root = ArtifactRoot::parse(&base, "mlflow-artifacts:/1/r/artifacts").unwrap();
+        let client = Mlflow::new().unwrap();
+        let size = client
+            .copy_from_source(&api, &root, "model/w.json", &url)
+            .await
+            .unwrap();
+        assert_eq!(size, body.len() as u64);
+        let (head, uploaded) = received.await.unwrap();
+        assert!(
+            head.starts_with("put /api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/model/w.json "),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert_eq!(uploaded, body);
+    }
+
+    #[tokio::test]
+    async fn a_short_download_fails_the_upload_as_a_source_error() {
+        let url = source(100_000, vec![b'x'; 1000]).await;
+        let (base, _received) = proxy().await;
+        let auth = RegistryAuth::Anonymous;
+        let api = Api {
+            base: base.clone(),
+            auth: &auth,
+        };
+        let root = ArtifactRoot::parse(&base, "mlflow-artifacts:/1/r/artifacts").unwrap();
+        let e = Mlflow::new()
+            .unwrap()
+            .copy_from_source(&api, &root, "model/w.json", &url)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RegistryError::Source(_)), "{e:?}");
+        assert!(e.retryable());
+        let text = e.to_string();
+        assert!(text.contains("/w.json?…"), "{text}");
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("signature"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -60,11 +60,10 @@ async fn shared(
     cell: &'static OnceLock<Result<MlflowServer, String>>,
     basic_auth: bool,
 ) -> &'static MlflowServer {
-    let result = tokio::task::spawn_blocking(move || {
-        cell.get_or_init(|| MlflowServer::start(basic_auth))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("MLflow server: start-up task failed: {e}"));
+    let result =
+        tokio::task::spawn_blocking(move || cell.get_or_init(|| MlflowServer::start(basic_auth)))
+            .await
+            .unwrap_or_else(|e| panic!("MLflow server: start-up task failed: {e}"));
     match result {
         Ok(server) => server,
         Err(e) => panic!("the MLflow test server could not be started:\n{e}"),

@@ -38,7 +38,8 @@ if ! complete; then
     python3 -m venv "$venv" >&2
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     "$venv/bin/pip" install --quiet "$want" </dev/null >&2
-    "$venv/bin/python" -c 'import mlflow.server, mlflow.server.auth, mlflow.tracking' </dev/null >&2 ||
+    PYTHONWARNINGS=ignore "$venv/bin/python" -c 'import mlflow.server, mlflow.server.auth, mlflow.tracking' \
+      </dev/null >&2 ||
       die "the installed mlflow does not import"
     printf '%s' "$want" > "$marker"
     log "installed $want"

@@ -612,3 +612,36 @@ async fn a_server_that_is_not_running_is_unreachable() {
         .unwrap_err();
     assert!(matches!(e, RegistryError::Unreachable(_)), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_wrong_path_prefix_is_rejected_with_a_hint() {
+    let mlflow = server().await;
+    let job = TrainedJob::new().await;
+    let target = MlflowTarget {
+        tracking_uri: format!("{}/not-mlflow", mlflow.url()),
+        model_name: unique_name("cxone-prefix"),
+        experiment_name: unique_name("cxone-exp"),
+    };
+    let client = Mlflow::new().unwrap();
+    let auth = RegistryAuth::Anonymous;
+    let e = client
+        .register(
+            &target,
+            &auth,
+            &job.source,
+            &job.provenance(&job.job_id),
+            &job.metrics(),
+            &job.documents(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Rejected(_)), "{e:?}");
+    assert!(!e.retryable());
+    let text = e.to_string();
+    assert!(
+        text.contains("/not-mlflow/api/2.0/mlflow/registered-models/create")
+            && text.contains("HTTP 404"),
+        "{text}"
+    );
+    assert!(text.contains("path prefix"), "{text}");
+}

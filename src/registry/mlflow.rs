@@ -77,7 +77,7 @@ const MAX_MESSAGE_CHARS: usize = 300;
 const SEARCH_PAGE: u32 = 100;
 const MAX_SEARCH_PAGES: usize = 20;
 
-/// The server's limits for one `runs/log-batch` (`mlflow/utils/validation.py` of the server).
+/// The server's limits for one `runs/log-batch` (as MLflow 3.17 validates it).
 const MAX_PARAMS_TAGS_PER_BATCH: usize = 100;
 const MAX_METRICS_PER_BATCH: usize = 1000;
 const MAX_ENTITIES_PER_BATCH: usize = 1000;
@@ -415,11 +415,15 @@ impl Mlflow {
     ) -> Result<ModelVersion, RegistryError> {
         let version = self.wait_ready(api, version).await?;
         if !version.run_id.is_empty() {
-            let run: RunAnswer = self
+            let run: RunAnswer = match self
                 .get(api, "runs/get", &[("run_id", version.run_id.as_str())])
                 .await
-                .map_err(|e| e.classify("read the registered version's run"))
-                .and_then(|v| parse(v, "runs/get"))?;
+            {
+                Ok(v) => parse(v, "runs/get")?,
+                // Deleted by someone since: the version stands on its own.
+                Err(e) if e.is_code("RESOURCE_DOES_NOT_EXIST") => return Ok(version),
+                Err(e) => return Err(e.classify("read the registered version's run")),
+            };
             if run.run.info.status != "FINISHED" {
                 self.finish_run(api, &version.run_id).await?;
             }
@@ -857,7 +861,20 @@ impl<'a> Api<'a> {
             .unwrap_or_default();
         let (code, message) = match serde_json::from_slice::<ErrorAnswer>(&body) {
             Ok(e) => (e.error_code, e.message),
-            Err(_) => (String::new(), String::from_utf8_lossy(&body).into_owned()),
+            Err(_) => {
+                let text = String::from_utf8_lossy(&body).into_owned();
+                let html = text.trim_start().get(..5).is_some_and(|s| {
+                    s.eq_ignore_ascii_case("<!doc") || s.eq_ignore_ascii_case("<html")
+                });
+                if html {
+                    // Not MLflow's JSON: a proxy's or another server's page.
+                    let hint = "an HTML page, not an MLflow answer (is the tracking URI right, \
+                                path prefix included?)";
+                    (String::new(), hint.to_string())
+                } else {
+                    (String::new(), text)
+                }
+            }
         };
         let mut message = truncate_chars(message.trim(), MAX_MESSAGE_CHARS);
         for secret in self.secrets() {
@@ -1728,7 +1745,7 @@ mod tests {
         }
         let long = sanitize_key(&"k".repeat(400));
         assert_eq!(long.len(), MAX_KEY_CHARS);
-        // Every result passes the server's own checks (`mlflow/utils/validation.py`).
+        // Every result passes the checks MLflow 3.17 makes of a key.
         let accepted = |k: &str| {
             k.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_-.: /".contains(c))

@@ -55,6 +55,7 @@ crds: build ## Regenerate crds/ from the Rust types, and its copies in the Helm 
 
 tools: ## Install helm, hadolint, kubernetes-validate and build argocd-lua (cached outside the repo)
 	./hack/tools.sh >/dev/null
+	./hack/oci-tools.sh >/dev/null
 
 chart-crd: ## Copy crds/ into the Helm chart (files/crds/) and deploy/crds/ (tests fail on drift)
 	cp crds/skilltrainingjobs.ai.cxone.io.yaml charts/cxone-skill-operator/files/crds/skilltrainingjobs.ai.cxone.io.yaml

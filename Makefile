@@ -53,7 +53,7 @@ crds: build ## Regenerate crds/ from the Rust types, and its copies in the Helm 
 # ---- packaging: Helm chart, deploy/ (kustomize), Dockerfile, Argo CD health check -------------
 .PHONY: tools chart-crd argocd-cm packaging
 
-tools: ## Install helm, hadolint, kubernetes-validate and build argocd-lua (cached outside the repo)
+tools: ## Install helm, hadolint, kubernetes-validate, docker-registry, htpasswd; build argocd-lua and oras (cached outside the repo)
 	./hack/tools.sh >/dev/null
 	./hack/oci-tools.sh >/dev/null
 

@@ -16,6 +16,7 @@
 //!   config        application/vnd.cncf.model.config.v1+json     (ModelPack model config)
 //!   layers        application/vnd.cncf.model.weight.v1.raw         model-weights.json
 //!                 application/vnd.cncf.model.weight.config.v1.raw  model-config.json
+//!                 (file names as org.cncf.model.filepath and org.opencontainers.image.title)
 //!   annotations   org.opencontainers.image.{created,source,title}, io.cxone.ai.<provenance>,
 //!                 io.cxone.ai.metrics.<name>
 //! <registry>/<repository>@sha256:…   the referrer (artifactType application/vnd.cxone.ai.evaluation.v1+json,
@@ -712,7 +713,9 @@ impl OciRegistry {
         let weights = s
             .copy_from_source(&source.weights_url, "the weights file")
             .await?
-            .annotated(FILEPATH_ANNOTATION, WEIGHTS_FILE);
+            .annotated(FILEPATH_ANNOTATION, WEIGHTS_FILE)
+            // Also the OCI title, so generic clients (`oras pull`) write the file by its name.
+            .annotated(TITLE_ANNOTATION, WEIGHTS_FILE);
         let weights = Descriptor {
             media_type: WEIGHT_MEDIA_TYPE.into(),
             ..weights
@@ -720,7 +723,9 @@ impl OciRegistry {
         let config_file = s
             .copy_from_source(&source.config_url, "the model config file")
             .await?
-            .annotated(FILEPATH_ANNOTATION, CONFIG_FILE);
+            .annotated(FILEPATH_ANNOTATION, CONFIG_FILE)
+            // Also the OCI title, so generic clients (`oras pull`) write the file by its name.
+            .annotated(TITLE_ANNOTATION, CONFIG_FILE);
         let config_file = Descriptor {
             media_type: WEIGHT_CONFIG_MEDIA_TYPE.into(),
             ..config_file
@@ -1233,7 +1238,49 @@ impl<'a> Session<'a> {
         url: &str,
         what: &str,
     ) -> Result<Descriptor, RegistryError> {
+        // The registry first: refused credentials or a registry that is down are found before
+        // anything is downloaded.
+        let location = self.start_upload(what).await?;
         let shown = redact_url(url);
+        let mut last_location = location.clone();
+        let result = self
+            .stream_source(url, &shown, location, &mut last_location, what)
+            .await;
+        if result.is_err() {
+            // Best effort: the registry would expire the abandoned upload anyway.
+            let headers = self.auth_headers_for(&last_location);
+            let _ = self
+                .reg
+                .http
+                .delete(last_location)
+                .headers(headers)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+        }
+        result
+    }
+
+    /// The `Authorization` header of this session for `url` (none for another origin), for a
+    /// request that bypasses [`Self::send`].
+    fn auth_headers_for(&self, url: &Url) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(auth) = &self.authorization
+            && self.same_origin(url)
+        {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
+        headers
+    }
+
+    async fn stream_source(
+        &mut self,
+        url: &str,
+        shown: &str,
+        mut location: Url,
+        last_location: &mut Url,
+        what: &str,
+    ) -> Result<Descriptor, RegistryError> {
         let resp =
             self.reg.source.get(url).send().await.map_err(|e| {
                 RegistryError::Source(format!("{what}: GET {shown}: {}", transport(e)))
@@ -1259,28 +1306,28 @@ impl<'a> Session<'a> {
             total: 0,
             hasher: Sha256::new(),
             what,
-            shown: &shown,
+            shown,
         };
-        if reader.expected.is_some_and(|n| n > MAX_SOURCE_BYTES) {
+        if let Some(n) = reader.expected.filter(|n| *n > MAX_SOURCE_BYTES) {
             return Err(RegistryError::Source(format!(
-                "{what}: GET {shown} announces {} bytes, more than the {MAX_SOURCE_BYTES} copied at most",
-                reader.expected.unwrap_or_default()
+                "{what}: GET {shown} announces {n} bytes, more than the {MAX_SOURCE_BYTES} copied at most"
             )));
         }
 
         let chunk_bytes = self.reg.chunk_bytes;
-        let mut location = self.start_upload(what).await?;
         let mut offset: u64 = 0;
         let mut current = reader.next_chunk(chunk_bytes).await?;
         while !current.is_empty() {
             // Send this chunk while reading the next one.
             let len = current.len() as u64;
+            *last_location = location.clone();
             let patch = self.patch_chunk(location, current, offset, what);
             let (patched, next) = tokio::join!(patch, reader.next_chunk(chunk_bytes));
             location = patched?;
             current = next?;
             offset += len;
         }
+        *last_location = location.clone();
         reader.finish()?;
         let digest = format!("sha256:{}", hex::encode(reader.hasher.finalize()));
         self.finish_upload(location, &digest, None, what).await?;

@@ -39,6 +39,7 @@ guide-example: build ## The CXone guide's complete example against the simulator
 bench: envtest ## Benchmarks (release build): domain (validation, payload, evaluation) and scale scenarios a-e
 	$(CARGO) bench --locked --bench domain
 	$(CARGO) bench --locked --bench scale
+	$(CARGO) bench --locked --bench registry
 
 bench-smoke: envtest ## Reduced scale benchmark (also part of `make test` through cargo test)
 	$(CARGO) test --locked --bench scale

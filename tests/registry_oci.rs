@@ -637,3 +637,183 @@ async fn a_registry_that_is_not_running_is_unreachable() {
         .unwrap_err();
     assert!(matches!(err, RegistryError::Unreachable(_)), "{err:?}");
 }
+
+/// A token-auth front end for a registry, as registries with a token service work: every
+/// request needs `Authorization: Bearer <token>`, else 401 with a `Bearer realm=…` challenge; the
+/// realm issues a token for HTTP Basic credentials; authorised requests are passed on to the
+/// real registry behind it. Records the scopes asked for.
+struct TokenGateway {
+    addr: std::net::SocketAddr,
+    scopes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+const GATEWAY_TOKEN: &str = "gw-token-7f3a9c";
+
+async fn token_gateway(upstream: String, user: &str, password: &str) -> TokenGateway {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use base64::Engine as _;
+
+    #[derive(Clone)]
+    struct Gw {
+        upstream: String,
+        basic: String,
+        realm: String,
+        scopes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        http: reqwest::Client,
+    }
+    async fn handle(State(gw): State<Gw>, req: Request) -> Response {
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if req.uri().path() == "/token" {
+            if auth != gw.basic {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    "{\"details\":\"bad credentials\"}",
+                )
+                    .into_response();
+            }
+            let query = req.uri().query().unwrap_or("").to_string();
+            let scope = reqwest::Url::parse(&format!("http://x/?{query}"))
+                .unwrap()
+                .query_pairs()
+                .find(|(k, _)| k == "scope")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            gw.scopes.lock().unwrap().push(scope);
+            return axum::Json(json!({"token": GATEWAY_TOKEN})).into_response();
+        }
+        if auth != format!("Bearer {GATEWAY_TOKEN}") {
+            let mut resp = (
+                StatusCode::UNAUTHORIZED,
+                "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\"}]}",
+            )
+                .into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_str(&format!(
+                    "Bearer realm=\"{}\",service=\"cxone-test\"",
+                    gw.realm
+                ))
+                .unwrap(),
+            );
+            return resp;
+        }
+        // Pass the request on (the Host header is kept, so the registry's Location headers
+        // name the gateway).
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 64 << 20).await.unwrap();
+        let url = format!(
+            "{}{}",
+            gw.upstream,
+            parts.uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        let mut headers = parts.headers.clone();
+        headers.remove(header::AUTHORIZATION);
+        let upstream = gw
+            .http
+            .request(parts.method, url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let mut out = Response::builder().status(upstream.status().as_u16());
+        for (k, v) in upstream.headers() {
+            out = out.header(k, v);
+        }
+        out.body(Body::from(upstream.bytes().await.unwrap()))
+            .unwrap()
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let scopes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let gw = Gw {
+        upstream,
+        basic: format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ),
+        realm: format!("http://{addr}/token"),
+        scopes: scopes.clone(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    };
+    let app = axum::Router::new().fallback(handle).with_state(gw);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TokenGateway {
+        addr,
+        scopes,
+        _server: server,
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_token_flow_gets_a_token_for_the_repository() {
+    let job = exported_job(sim_config(Some(5 * 1024 * 1024))).await;
+    let registry = TestRegistry::start().await;
+    let gateway = token_gateway(format!("http://{}", registry.host()), "robot", "t0ken-Pa55").await;
+    let target = OciTarget::parse(&format!("{}/cxone/tokens", gateway.addr), true).unwrap();
+    let client = OciRegistry::new().unwrap();
+    let creds = RegistryAuth::Basic {
+        username: "robot".into(),
+        password: "t0ken-Pa55".into(),
+    };
+    let pushed = push(&client, &target, &creds, "run-2", &job).await.unwrap();
+    assert_eq!(
+        gateway.scopes.lock().unwrap().first().map(String::as_str),
+        Some("repository:cxone/tokens:pull,push")
+    );
+    // The registry behind the gateway has it.
+    let out = registry.oras(&[
+        "manifest",
+        "fetch",
+        "--descriptor",
+        &registry.reference("cxone/tokens:run-2"),
+    ]);
+    assert_eq!(json_of(&out)["digest"], pushed.manifest_digest.as_str());
+    client
+        .tag(&target, &creds, &pushed.manifest_digest, "approved")
+        .await
+        .unwrap();
+    let champion = client
+        .champion(&target, &creds, "approved")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(champion.metrics, metrics());
+    assert!(
+        gateway
+            .scopes
+            .lock()
+            .unwrap()
+            .contains(&"repository:cxone/tokens:pull".to_string())
+    );
+
+    // Refused by the token service: Auth, without the password or the token service's secrets.
+    let wrong = RegistryAuth::Basic {
+        username: "robot".into(),
+        password: "not-the-Pa55".into(),
+    };
+    let err = push(&client, &target, &wrong, "run-3", &job)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Auth(_)), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("token"), "{text}");
+    for secret in ["not-the-Pa55", "t0ken-Pa55", GATEWAY_TOKEN] {
+        assert!(!text.contains(secret), "{text}");
+    }
+}

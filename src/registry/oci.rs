@@ -709,9 +709,11 @@ impl OciRegistry {
     ) -> Result<OciPushed, RegistryError> {
         check_tag(tag)?;
         let mut s = Session::new(self, target, auth, "pull,push")?;
+        let dest = format!("{}/{}", target.registry, target.repository);
+        let doing = |what: &str| format!("pushing {what} to {dest}");
 
         let weights = s
-            .copy_from_source(&source.weights_url, "the weights file")
+            .copy_from_source(&source.weights_url, &doing(WEIGHTS_FILE))
             .await?
             .annotated(FILEPATH_ANNOTATION, WEIGHTS_FILE)
             // Also the OCI title, so generic clients (`oras pull`) write the file by its name.
@@ -721,7 +723,7 @@ impl OciRegistry {
             ..weights
         };
         let config_file = s
-            .copy_from_source(&source.config_url, "the model config file")
+            .copy_from_source(&source.config_url, &doing(CONFIG_FILE))
             .await?
             .annotated(FILEPATH_ANNOTATION, CONFIG_FILE)
             // Also the OCI title, so generic clients (`oras pull`) write the file by its name.
@@ -733,7 +735,8 @@ impl OciRegistry {
         let weights_bytes = weights.size;
 
         let model_config = model_config_json(provenance, &[weights.clone(), config_file.clone()]);
-        s.put_blob(&model_config, "the model config").await?;
+        s.put_blob(&model_config, &doing("the ModelPack config"))
+            .await?;
         let manifest = model_manifest(provenance, metrics, weights, config_file, &model_config);
         let manifest_json = manifest_bytes(&manifest);
         let manifest_digest = s
@@ -741,20 +744,20 @@ impl OciRegistry {
                 tag,
                 OCI_MANIFEST_MEDIA_TYPE,
                 &manifest_json,
-                "the model manifest",
+                &doing(&format!("the model manifest as {tag}")),
             )
             .await?
             .digest;
 
         // The referrer.
-        s.put_blob(EMPTY_JSON, "the empty config").await?;
+        s.put_blob(EMPTY_JSON, &doing("the empty config")).await?;
         for (descriptor, data) in document_layers(documents) {
             let name = descriptor
                 .annotations
                 .get(TITLE_ANNOTATION)
                 .cloned()
                 .unwrap_or_default();
-            s.put_blob(data, &name).await?;
+            s.put_blob(data, &doing(&name)).await?;
         }
         let subject = Descriptor::of(OCI_MANIFEST_MEDIA_TYPE, &manifest_json);
         let subject = Descriptor {
@@ -769,7 +772,7 @@ impl OciRegistry {
                 &referrer_digest,
                 OCI_MANIFEST_MEDIA_TYPE,
                 &referrer_json,
-                "the evaluation referrer",
+                &doing("the evaluation referrer"),
             )
             .await?;
         let referrers_api = if put.oci_subject.as_deref() == Some(manifest_digest.as_str()) {
@@ -829,7 +832,7 @@ impl OciRegistry {
             tag,
             &fetched.media_type,
             &fetched.bytes,
-            "the promoted manifest",
+            &format!("tagging {}@{digest} as {tag}", target.repository),
         )
         .await?;
         Ok(())
@@ -1376,7 +1379,15 @@ impl<'a> Session<'a> {
     /// GET a manifest by tag or digest; `None` when it does not exist. Reads at most 4 MiB and
     /// checks the content against a requested digest.
     async fn get_manifest(&mut self, reference: &str) -> Result<Option<Fetched>, RegistryError> {
-        let what = format!("fetching {}:{reference}", self.target.repository);
+        let separator = if reference.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
+        let what = format!(
+            "fetching {}/{}{separator}{reference}",
+            self.target.registry, self.target.repository
+        );
         let url = self.url(&format!("manifests/{reference}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -1475,7 +1486,10 @@ impl<'a> Session<'a> {
 
     /// Whether `GET /v2/<repo>/referrers/<digest>` exists (404: no referrers API).
     async fn referrers_api(&mut self, digest: &str) -> Result<bool, RegistryError> {
-        let what = "checking for the referrers API";
+        let what = &format!(
+            "checking {}/{} for the referrers API",
+            self.target.registry, self.target.repository
+        );
         let url = self.url(&format!("referrers/{digest}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -1513,7 +1527,10 @@ impl<'a> Session<'a> {
                 &tag,
                 OCI_INDEX_MEDIA_TYPE,
                 &index,
-                "the referrers fallback index",
+                &format!(
+                    "pushing the referrers fallback index {}:{tag}",
+                    self.target.repository
+                ),
             )
             .await?;
         }

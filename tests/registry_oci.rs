@@ -817,3 +817,73 @@ async fn the_bearer_token_flow_gets_a_token_for_the_repository() {
         assert!(!text.contains(secret), "{text}");
     }
 }
+
+/// A source that serves `/ok` (a small file), `/broken` (1 MiB, then the connection breaks,
+/// short of its declared length) and `/error` (503).
+async fn unreliable_source() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use axum::http::{StatusCode, header};
+    use axum::response::Response;
+    use axum::routing::get;
+
+    let app = axum::Router::new()
+        .route("/ok", get(|| async { "{\"ok\":true}" }))
+        .route(
+            "/broken",
+            get(|| async {
+                let pieces = futures::stream::iter(vec![
+                    Ok(bytes::Bytes::from(vec![7u8; 1024 * 1024])),
+                    Err(std::io::Error::other("the source went away")),
+                ]);
+                Response::builder()
+                    .header(header::CONTENT_LENGTH, 4 * 1024 * 1024)
+                    .body(Body::from_stream(pieces))
+                    .unwrap()
+            }),
+        )
+        .route(
+            "/error",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "busy") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, server)
+}
+
+#[tokio::test]
+async fn a_broken_or_failing_download_is_a_source_error_and_nothing_is_tagged() {
+    let (base, _server) = unreliable_source().await;
+    let registry = TestRegistry::start().await;
+    let target = registry.target("cxone/broken");
+    let client = OciRegistry::new().unwrap();
+    for path in ["broken", "error"] {
+        let source = ModelSource {
+            weights_url: format!("{base}/{path}?signature=s3cr3t-sig"),
+            config_url: format!("{base}/ok?signature=s3cr3t-sig"),
+        };
+        let err = client
+            .push(
+                &target,
+                &RegistryAuth::Anonymous,
+                "run-2",
+                &source,
+                &provenance("job-x"),
+                &metrics(),
+                &documents(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Source(_)), "{path}: {err:?}");
+        assert!(err.retryable());
+        assert!(!err.to_string().contains("s3cr3t-sig"), "{err}");
+    }
+    assert_eq!(
+        client
+            .champion(&target, &RegistryAuth::Anonymous, "run-2")
+            .await,
+        Ok(None)
+    );
+}

@@ -938,11 +938,22 @@ impl<'a> Session<'a> {
                     resp.status()
                 ))
             })?;
-        self.base.join(location).map_err(|e| {
+        let url = self.base.join(location).map_err(|e| {
             RegistryError::Rejected(format!(
                 "{what}: the registry's Location header is not a URL: {e}"
             ))
-        })
+        })?;
+        // Model data goes where the registry says, but never from HTTPS down to plain HTTP
+        // (credentials are only sent to the registry's own origin, see `send`).
+        let scheme_ok =
+            url.scheme() == "https" || (url.scheme() == "http" && self.target.plain_http);
+        if !scheme_ok {
+            return Err(RegistryError::Rejected(format!(
+                "{what}: the registry's Location {} is not HTTPS",
+                redact_url(url.as_str())
+            )));
+        }
+        Ok(url)
     }
 
     fn same_origin(&self, url: &Url) -> bool {
@@ -2214,6 +2225,62 @@ mod tests {
             e(400).to_string(),
             "the registry rejected the request: w: HTTP 400 Bad Request: d"
         );
+    }
+
+    #[test]
+    fn locations_resolve_against_the_registry_and_never_downgrade() {
+        let registry = OciRegistry::new().unwrap();
+        let answer = |location: &str| {
+            reqwest::Response::from(
+                axum::http::Response::builder()
+                    .status(202)
+                    .header("Location", location)
+                    .body(Vec::<u8>::new())
+                    .unwrap(),
+            )
+        };
+        let plain = OciTarget::parse("127.0.0.1:5000/cxone/x", true).unwrap();
+        let s = Session::new(&registry, &plain, &RegistryAuth::Anonymous, "pull").unwrap();
+        let url = s
+            .location(&answer("/v2/cxone/x/blobs/uploads/u1?_state=abc"), "w")
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:5000/v2/cxone/x/blobs/uploads/u1?_state=abc"
+        );
+        assert!(s.same_origin(&url));
+        let elsewhere = s
+            .location(&answer("http://storage.example/upload/1"), "w")
+            .unwrap();
+        assert!(
+            !s.same_origin(&elsewhere),
+            "no credentials for another host"
+        );
+
+        let tls = OciTarget::parse("registry.example.com/cxone/x", false).unwrap();
+        let s = Session::new(&registry, &tls, &RegistryAuth::Anonymous, "pull").unwrap();
+        assert_eq!(
+            s.location(&answer("uploads/u2"), "w").unwrap().as_str(),
+            "https://registry.example.com/uploads/u2"
+        );
+        let err = s
+            .location(
+                &answer("http://registry.example.com/v2/x?_state=secret"),
+                "w",
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("not HTTPS"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        let missing = reqwest::Response::from(
+            axum::http::Response::builder()
+                .status(202)
+                .body(Vec::<u8>::new())
+                .unwrap(),
+        );
+        assert!(matches!(
+            s.location(&missing, "w"),
+            Err(RegistryError::Rejected(_))
+        ));
     }
 
     #[test]

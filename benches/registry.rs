@@ -376,7 +376,11 @@ fn main() {
     let hwm_total = f.hwm_total_growth_kib as f64 / 1024.0;
     println!(
         "registry copy of {mib:.0} MiB ({} build, upload chunks of {} MiB):",
-        if full { "release" } else { "debug smoke" },
+        if full {
+            "release"
+        } else {
+            "debug smoke: the figures only show the harness works"
+        },
         f.chunk_bytes as f64 / MIB
     );
     println!(

@@ -8,7 +8,7 @@
 //! model (an OCI referrer). [`OciRegistry::tag`] promotes a model under another tag;
 //! [`OciRegistry::champion`] reads the promoted model's metrics back from its annotations.
 //!
-//! What is pushed (see `docs/` and DESIGN §5a for the why):
+//! What is pushed:
 //!
 //! ```text
 //! <registry>/<repository>:<tag>      application/vnd.oci.image.manifest.v1+json

@@ -27,3 +27,6 @@ pub mod operator;
 
 #[allow(dead_code)]
 pub mod mlflow;
+
+#[allow(dead_code)]
+pub mod oci_registry;

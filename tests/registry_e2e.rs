@@ -306,3 +306,206 @@ async fn a_registry_outside_the_allowlist_is_refused_before_anything_is_sent() {
     let seen = tokio::task::block_in_place(|| ml.check(&model, "none", None));
     assert!(seen["versions"].as_array().unwrap().is_empty());
 }
+
+use support::oci_registry::TestRegistry;
+
+/// `oras manifest fetch` of `reference`, as JSON.
+fn manifest(registry: &TestRegistry, reference: &str) -> Value {
+    let out = registry.oras(&["manifest", "fetch", reference]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The repository's tags, as `oras repo tags` lists them.
+fn tags(registry: &TestRegistry, repository: &str) -> Vec<String> {
+    let out = registry.oras(&["repo", "tags", &registry.reference(repository)]);
+    let mut tags: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    tags.sort();
+    tags
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_registries_to_succeeded_checked_by_oras_and_mlflow() {
+    let ml = server().await;
+    let oci = TestRegistry::start().await;
+    let allowed = format!("http://{}", oci.host());
+    let w = world("both", sim(), &[ml.url(), &allowed]).await;
+    let model = unique_name("both");
+    let repository = "cxone/billing-support";
+    let registry = json!({
+        "oci": {"repository": oci.reference(repository)},
+        "mlflow": {"trackingUri": ml.url(), "modelName": model},
+        "promotion": {"minAccuracy": 0.0}
+    });
+    w.create_job(guide_job(
+        "both",
+        &w.sim_url(),
+        json!({ "registry": registry }),
+    ))
+    .await;
+    let done = w.wait_job("both", T, "Succeeded", succeeded).await;
+    let st = done.status.clone().unwrap();
+    let job_id = st.job_id.clone().unwrap();
+    let reg = st.registry.clone().unwrap();
+    let pushed = reg.oci.clone().unwrap();
+    assert_eq!(pushed.promoted, Some(true));
+    assert_eq!(pushed.promoted_as.as_deref(), Some("approved"));
+    assert_eq!(
+        pushed.reference,
+        format!("{}@{}", oci.reference(repository), pushed.version)
+    );
+    assert_eq!(reg.mlflow.clone().unwrap().promoted, Some(true));
+
+    // What oras sees: a ModelPack manifest with the provenance, the files CXone served, the
+    // evaluation as a referrer, and the promotion tag on the same manifest.
+    let m = manifest(&oci, &pushed.reference);
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        m["artifactType"],
+        "application/vnd.cncf.model.manifest.v1+json"
+    );
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.cncf.model.config.v1+json"
+    );
+    let a = &m["annotations"];
+    assert_eq!(a["io.cxone.ai.job-id"], job_id.as_str());
+    assert_eq!(a["io.cxone.ai.namespace"], w.ns.name());
+    assert_eq!(
+        a["io.cxone.ai.dataset-digest"],
+        st.dataset_digest.clone().unwrap()
+    );
+    assert!(a["org.opencontainers.image.created"].is_string());
+    assert!(a["io.cxone.ai.metrics.macro_f1"].is_string());
+    let (weights, config) = served_files(&w, &job_id).await;
+    let layers = m["layers"].as_array().unwrap();
+    let layer = |media: &str| {
+        layers
+            .iter()
+            .find(|l| l["mediaType"] == media)
+            .unwrap_or_else(|| panic!("no {media} layer: {m}"))
+            .clone()
+    };
+    let w_layer = layer("application/vnd.cncf.model.weight.v1.raw");
+    let c_layer = layer("application/vnd.cncf.model.weight.config.v1.raw");
+    assert_eq!(w_layer["digest"], format!("sha256:{weights}"));
+    assert_eq!(c_layer["digest"], format!("sha256:{config}"));
+    assert_eq!(
+        w_layer["annotations"]["org.cncf.model.filepath"],
+        "model-weights.json"
+    );
+    let blob = oci.oras(&[
+        "blob",
+        "fetch",
+        "--output",
+        "-",
+        &format!("{}@sha256:{weights}", oci.reference(repository)),
+    ]);
+    assert_eq!(sha256(&blob.stdout), weights);
+    let approved = manifest(&oci, &oci.reference(&format!("{repository}:approved")));
+    assert_eq!(approved, m, "the promotion tag names the same manifest");
+    let discovered = oci.oras(&["discover", "--format", "json", &pushed.reference]);
+    let discovered = String::from_utf8_lossy(&discovered.stdout);
+    assert!(
+        discovered.contains("application/vnd.cxone.ai.evaluation"),
+        "{discovered}"
+    );
+    let seen = tokio::task::block_in_place(|| ml.check(&model, &job_id, Some("champion")));
+    assert_eq!(seen["versions"].as_array().unwrap().len(), 1);
+    assert_eq!(seen["model_files"]["model-weights.json"], weights.as_str());
+    let record = audit(&w, &done).await;
+    let targets = record["registry"]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    assert_eq!(targets[0]["reference"], pushed.reference.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_registration_ends_with_one_version_and_one_manifest() {
+    let ml = server().await;
+    let oci = TestRegistry::start().await;
+    let allowed = format!("http://{}", oci.host());
+    // Weights big enough that the copy is still running when the operator is killed.
+    let config = SimulatorConfig {
+        artifact_weights_bytes: Some(96 << 20),
+        ..sim()
+    };
+    let mut w = world("kill-reg", config, &[ml.url(), &allowed]).await;
+    let model = unique_name("kill");
+    let repository = "cxone/kill";
+    let registry = json!({
+        "oci": {"repository": oci.reference(repository), "tag": "run"},
+        "mlflow": {"trackingUri": ml.url(), "modelName": model},
+    });
+    w.create_job(guide_job(
+        "kill",
+        &w.sim_url(),
+        json!({ "registry": registry }),
+    ))
+    .await;
+    w.wait_job("kill", T, "Registering", |j| {
+        phase(j) == Some(Phase::Registering)
+    })
+    .await;
+    w.operator.as_mut().unwrap().kill();
+    let allowed_flag = format!("--allowed-registries={},{allowed}", ml.url());
+    w.start_operator(&[allowed_flag.as_str()]);
+    let done = w.wait_job("kill", T, "Succeeded", succeeded).await;
+    let st = done.status.unwrap();
+    let job_id = st.job_id.unwrap();
+    let seen = tokio::task::block_in_place(|| ml.check(&model, &job_id, None));
+    assert_eq!(
+        seen["versions"].as_array().unwrap().len(),
+        1,
+        "one MLflow version: {seen}"
+    );
+    let model_tags: Vec<String> = tags(&oci, repository)
+        .into_iter()
+        .filter(|t| !t.starts_with("sha256-"))
+        .collect();
+    assert_eq!(model_tags, vec!["run".to_string()], "one model manifest");
+    let pushed = st.registry.unwrap().oci.unwrap();
+    let m = manifest(&oci, &oci.reference(&format!("{repository}:run")));
+    assert_eq!(
+        m,
+        manifest(&oci, &pushed.reference),
+        "the tag names what status records"
+    );
+    let weights = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["mediaType"] == "application/vnd.cncf.model.weight.v1.raw")
+        .unwrap()
+        .clone();
+    assert_eq!(weights["size"].as_u64(), Some(96 << 20), "the whole file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_url_that_expired_before_the_copy_is_exported_again() {
+    let oci = TestRegistry::start().await;
+    let allowed = format!("http://{}", oci.host());
+    let w = world("expired", sim(), &[&allowed]).await;
+    // The first download of an artifact URL is refused as expired.
+    w.sim.set_faults(cxone_skill_operator::simulator::Faults {
+        expire_artifact_downloads: 1,
+        ..Default::default()
+    });
+    let repository = "cxone/expired";
+    let registry = json!({"oci": {"repository": oci.reference(repository)}});
+    w.create_job(guide_job(
+        "expired",
+        &w.sim_url(),
+        json!({ "registry": registry }),
+    ))
+    .await;
+    let done = w.wait_job("expired", T, "Succeeded", succeeded).await;
+    assert_eq!(
+        w.sim.stats().total("export"),
+        2,
+        "exported once after training, once more for fresh URLs"
+    );
+    let pushed = done.status.unwrap().registry.unwrap().oci.unwrap();
+    manifest(&oci, &pushed.reference);
+}

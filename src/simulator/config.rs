@@ -416,6 +416,7 @@ impl SimulateArgs {
                 job_failure_rate: self.job_failure_rate,
                 rate_limit_per_second: self.rate_limit,
                 retry_after_format: self.retry_after_format,
+                expire_artifact_downloads: 0,
             },
             seed: self.seed,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),

@@ -199,6 +199,16 @@ impl Simulator {
         *lock(&self.faults) = faults;
     }
 
+    /// Whether this artifact download is one `expire_artifact_downloads` refuses (counting it).
+    fn take_artifact_expiry(&self) -> bool {
+        let mut faults = lock(&self.faults);
+        if faults.expire_artifact_downloads > 0 {
+            faults.expire_artifact_downloads -= 1;
+            return true;
+        }
+        false
+    }
+
     /// Revokes every issued token; returns how many were still valid.
     pub(crate) fn revoke_tokens(&self) -> usize {
         lock(&self.tokens).revoke_all(Instant::now())
@@ -1200,7 +1210,7 @@ async fn artifact(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    if now >= expires as f64 {
+    if now >= expires as f64 || sim.take_artifact_expiry() {
         let expired_at = i64::try_from(expires)
             .ok()
             .and_then(|s| jiff::Timestamp::from_second(s).ok())

@@ -361,15 +361,13 @@ fn start(v: &View, status: &SkillTrainingJobStatus, mut m: JobMemory, p: &Policy
     if !problems.is_empty() {
         return invalid(v, p, next, m, Reason::InvalidReference, problems);
     }
-    let (digest, summary) = match v.data {
-        DataOutcome::Valid {
-            digest, summary, ..
-        } => {
+    let digest = match v.data {
+        DataOutcome::Valid { digest, .. } => {
             next.data_source_key = v.data_source_key.clone();
             m.read_data = false;
-            (digest.as_str(), Some(summary))
+            digest.as_str()
         }
-        DataOutcome::Unchanged { digest } => (digest.as_str(), None),
+        DataOutcome::Unchanged { digest } => digest.as_str(),
         DataOutcome::Invalid { problems } => {
             return invalid(v, p, next, m, Reason::ValidationFailed, problems.clone());
         }
@@ -397,23 +395,7 @@ fn start(v: &View, status: &SkillTrainingJobStatus, mut m: JobMemory, p: &Policy
         .as_ref()
         .is_some_and(|s| s.fingerprint == fingerprint);
     if !current {
-        // New data, skill, endpoint or hyperparameters: a run still training is superseded.
-        if let Some(old) = in_flight(status) {
-            return cancel(v, p, next, m, old, CancelPurpose::Supersede);
-        }
-        if let Some(key) = unknown_submission(status) {
-            return lookup(v, p, next, m, key, CancelPurpose::Supersede);
-        }
-        if let Some(Err(problem)) = &v.registry {
-            let problems = vec![problem.clone()];
-            return invalid(v, p, next, m, Reason::RegistryNotAllowed, problems);
-        }
-        let (DataOutcome::Valid { digest, .. }, Some(summary)) = (v.data, summary) else {
-            // Only a finished run's recorded digest was at hand: read the data, then decide.
-            m.read_data = true;
-            return Step::new(next, m, Next::Requeue(Duration::from_secs(1)));
-        };
-        return start_run(v, next, m, &endpoint, digest, summary, &fingerprint);
+        return supersede(v, p, status, next, m, (&endpoint, &fingerprint));
     }
     match (status.phase, status.job_id.clone()) {
         (Some(Phase::Succeeded), Some(job_id)) => refresh(v, next, m, &job_id),
@@ -440,6 +422,37 @@ fn start(v: &View, status: &SkillTrainingJobStatus, mut m: JobMemory, p: &Policy
         }
         (_, Some(job_id)) => track(v, p, next, m, &job_id),
     }
+}
+
+/// What is trained changed (data, skill, endpoint or hyperparameters): a run still training is
+/// cancelled first, then the new run starts.
+fn supersede(
+    v: &View,
+    p: &Policy,
+    status: &SkillTrainingJobStatus,
+    next: SkillTrainingJobStatus,
+    mut m: JobMemory,
+    (endpoint, fingerprint): (&RunTarget, &str),
+) -> Step {
+    if let Some(old) = in_flight(status) {
+        return cancel(v, p, next, m, old, CancelPurpose::Supersede);
+    }
+    if let Some(key) = unknown_submission(status) {
+        return lookup(v, p, next, m, key, CancelPurpose::Supersede);
+    }
+    if let Some(Err(problem)) = &v.registry {
+        let problems = vec![problem.clone()];
+        return invalid(v, p, next, m, Reason::RegistryNotAllowed, problems);
+    }
+    let DataOutcome::Valid {
+        digest, summary, ..
+    } = v.data
+    else {
+        // Only a finished run's recorded digest was at hand: read the data, then decide.
+        m.read_data = true;
+        return Step::new(next, m, Next::Requeue(Duration::from_secs(1)));
+    };
+    start_run(v, next, m, endpoint, digest, summary, fingerprint)
 }
 
 /// Nothing is submitted and nothing is retried until the spec or its data change.

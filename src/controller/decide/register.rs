@@ -406,9 +406,6 @@ pub(super) fn registered(
     let promotion = v.spec.registry.as_ref().and_then(|s| s.promotion.as_ref());
     let outcome = gate::evaluate(promotion, &analysis, registration.champion.as_ref());
     let earlier = recorded(&registry, kind).cloned();
-    let already = registration.champion.as_ref().is_some_and(|c| {
-        c.reference == registration.version || c.reference == registration.reference
-    });
     let mut record = TargetRegistration {
         reference: registration.reference.clone(),
         version: registration.version.clone(),
@@ -421,91 +418,80 @@ pub(super) fn registered(
         promoted_as: None,
         promoted_at: None,
         champion: outcome.as_ref().and_then(|o| o.champion.clone()),
-        gate: Some(match &outcome {
-            Some(o) => o.describe(),
-            None => "no promotion gate declared".to_string(),
-        }),
+        gate: Some(outcome.as_ref().map_or_else(
+            || "no promotion gate declared".to_string(),
+            gate::GateOutcome::describe,
+        )),
     };
-    let c = Conds(v);
-    let location = kind.as_str();
-    let step = match outcome {
-        Some(o) if o.passed && !already => {
-            let alias = alias(v, kind);
+    let is_champion = registration.champion.as_ref().is_some_and(|c| {
+        c.reference == registration.version || c.reference == registration.reference
+    });
+    let (reason, event) = match &outcome {
+        Some(o) if o.passed && !is_champion => {
+            // Recorded as registered first; the promotion follows.
             *slot(&mut registry, kind) = Some(record);
             next.registry = Some(registry);
-            let target = match request_target(v, kind) {
-                Some(t) => t,
-                None => return Step::new(next, m, Next::AwaitChange),
-            };
-            let effect = Effect::Promote {
-                secret: secret(v, kind),
-                target,
-                version: registration.version,
-                alias,
-            };
-            return Step::new(next, m, Next::AwaitChange).effect(effect);
+            return promote(v, next, m, kind, registration.version);
         }
         Some(o) if o.passed => {
             record.promoted = Some(true);
             record.promoted_as = Some(alias(v, kind));
             record.promoted_at = earlier.and_then(|e| e.promoted_at).or(Some(Time(v.now)));
-            c.set(
-                &mut next,
-                Cond::Registered,
-                Status::True,
-                Reason::Promoted,
-                &format!("{} in {location}, already promoted", record.reference),
-            );
-            Step::new(next.clone(), m.clone(), Next::AwaitChange)
+            (Reason::Promoted, false)
         }
-        Some(o) => {
-            record.promoted = Some(false);
-            let message = format!(
-                "{} in {location}, not promoted: gate {}",
-                record.reference,
-                o.describe()
-            );
-            c.set(
-                &mut next,
-                Cond::Registered,
-                Status::True,
-                Reason::GateNotMet,
-                &message,
-            );
-            Step::new(next.clone(), m.clone(), Next::AwaitChange).event(
-                false,
-                Reason::GateNotMet,
-                "Register",
-                message,
-            )
-        }
-        None => {
-            record.promoted = Some(false);
-            let message = format!("{} in {location}", record.reference);
-            c.set(
-                &mut next,
-                Cond::Registered,
-                Status::True,
-                Reason::RegisteredNotPromoted,
-                &message,
-            );
-            Step::new(next.clone(), m.clone(), Next::AwaitChange).event(
-                false,
-                Reason::RegisteredNotPromoted,
-                "Register",
-                message,
-            )
-        }
+        Some(_) => (Reason::GateNotMet, true),
+        None => (Reason::RegisteredNotPromoted, true),
+    };
+    record.promoted.get_or_insert(false);
+    let message = match (reason, &record.gate) {
+        (Reason::GateNotMet, Some(gate)) => format!(
+            "{} in {}, not promoted: gate {gate}",
+            record.reference,
+            kind.as_str()
+        ),
+        (Reason::Promoted, _) => format!(
+            "{} in {}, already promoted",
+            record.reference,
+            kind.as_str()
+        ),
+        _ => format!("{} in {}", record.reference, kind.as_str()),
     };
     *slot(&mut registry, kind) = Some(record);
-    let mut status = step.status;
-    status.registry = Some(registry);
-    let events = step.events;
-    let mut after = next_target(v, p, status, step.memory);
-    let mut all = events;
-    all.append(&mut after.events);
-    after.events = all;
-    after
+    next.registry = Some(registry);
+    Conds(v).set(&mut next, Cond::Registered, Status::True, reason, &message);
+    let mut step = next_target(v, p, next, m);
+    if event {
+        step.events.insert(
+            0,
+            super::Note {
+                warning: false,
+                reason,
+                action: "Register",
+                message,
+            },
+        );
+    }
+    step
+}
+
+/// Promote the registered model in `kind`.
+fn promote(
+    v: &View,
+    next: SkillTrainingJobStatus,
+    m: JobMemory,
+    kind: TargetKind,
+    version: String,
+) -> Step {
+    let Some(target) = request_target(v, kind) else {
+        return Step::new(next, m, Next::AwaitChange);
+    };
+    let effect = Effect::Promote {
+        secret: secret(v, kind),
+        target,
+        version,
+        alias: alias(v, kind),
+    };
+    Step::new(next, m, Next::AwaitChange).effect(effect)
 }
 
 /// The outcome of [`Effect::Promote`].

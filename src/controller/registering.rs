@@ -30,7 +30,7 @@ use crate::registry::{Documents, RegistryAuth, RegistryError, key_metrics, pictu
 /// Longest a registration task may run (a multi-GiB model over a slow link).
 pub const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long the reconciliation that starts a task waits for it (small models finish within).
-const FIRST_WAIT: Duration = Duration::from_secs(20);
+const FIRST_WAIT: Duration = Duration::from_secs(5);
 /// How soon a job whose registration is still running looks again.
 const RUNNING_WAIT: Duration = Duration::from_secs(5);
 /// Longest wait for a promotion (one small request).

@@ -747,6 +747,7 @@ pub struct TargetRegistration {
     /// MLflow: the run id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// When the model was registered here.
     pub registered_at: Time,
     /// Whether the gate passed and the promotion (tag or alias) was set; unset until decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -754,6 +755,7 @@ pub struct TargetRegistration {
     /// The promotion tag or alias.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_as: Option<String>,
+    /// When it was promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_at: Option<Time>,
     /// The champion the gate compared against in this registry, if any.

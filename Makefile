@@ -39,6 +39,7 @@ guide-example: build ## The CXone guide's complete example against the simulator
 bench: envtest ## Benchmarks (release build): domain (validation, payload, evaluation) and scale scenarios a-e
 	$(CARGO) bench --locked --bench domain
 	$(CARGO) bench --locked --bench scale
+	$(CARGO) bench --locked --bench registry
 
 bench-smoke: envtest ## Reduced scale benchmark (also part of `make test` through cargo test)
 	$(CARGO) test --locked --bench scale
@@ -53,8 +54,10 @@ crds: build ## Regenerate crds/ from the Rust types, and its copies in the Helm 
 # ---- packaging: Helm chart, deploy/ (kustomize), Dockerfile, Argo CD health check -------------
 .PHONY: tools chart-crd argocd-cm packaging
 
-tools: ## Install helm, hadolint, kubernetes-validate and build argocd-lua (cached outside the repo)
+tools: ## Install helm, hadolint, kubernetes-validate, docker-registry, htpasswd, the MLflow venv; build argocd-lua and oras (cached outside the repo)
 	./hack/tools.sh >/dev/null
+	./hack/mlflow-venv.sh >/dev/null
+	./hack/oci-tools.sh >/dev/null
 
 chart-crd: ## Copy crds/ into the Helm chart (files/crds/) and deploy/crds/ (tests fail on drift)
 	cp crds/skilltrainingjobs.ai.cxone.io.yaml charts/cxone-skill-operator/files/crds/skilltrainingjobs.ai.cxone.io.yaml

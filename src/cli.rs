@@ -93,10 +93,7 @@ pub struct Allowlists {
 
 /// Validates manifests (YAML/JSON, multi-document, with the ConfigMaps they reference) and data
 /// files (JSONL/CSV/JSON). Every file is checked; each gets a verdict.
-pub fn validate_paths(
-    paths: &[impl AsRef<Path>],
-    allow: &Allowlists,
-) -> Vec<FileVerdict> {
+pub fn validate_paths(paths: &[impl AsRef<Path>], allow: &Allowlists) -> Vec<FileVerdict> {
     let mut maps = ConfigMaps::default();
     let mut pending: Vec<LoadedFile> = Vec::new();
     for path in paths {

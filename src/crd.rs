@@ -669,6 +669,10 @@ pub struct SkillTrainingJobStatus {
     /// CXone training job id of the current run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// What the current data was read from (a hash of the generation and each source ConfigMap's
+    /// resourceVersion): a finished job whose sources are unchanged is not read again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_source_key: Option<String>,
     /// SHA-256 of the dataset of the current run (`sha256:<hex>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_digest: Option<String>,

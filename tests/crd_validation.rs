@@ -138,6 +138,49 @@ async fn the_api_server_rejects_invalid_specs_with_clear_messages() {
             Box::new(|m| m["spec"]["polling"] = json!({"initialIntervalSeconds": 1})),
             "spec.polling.initialIntervalSeconds: Invalid value",
         ),
+        (
+            "registry-without-target",
+            Box::new(|m| m["spec"]["registry"] = json!({"promotion": {"minAccuracy": 0.9}})),
+            "spec.registry needs at least one target: oci and/or mlflow",
+        ),
+        (
+            "registry-tagged-repository",
+            Box::new(|m| {
+                m["spec"]["registry"] =
+                    json!({"oci": {"repository": "registry.example.com/cxone/billing:v1"}})
+            }),
+            "spec.registry.oci.repository",
+        ),
+        (
+            "registry-regression-without-metric",
+            Box::new(|m| {
+                m["spec"]["registry"] = json!({
+                    "mlflow": {"trackingUri": "https://mlflow.example.com", "modelName": "m"},
+                    "promotion": {"maxRegression": 0.01}
+                })
+            }),
+            "promotion.maxRegression needs promotion.compareMetric",
+        ),
+        (
+            "registry-threshold-over-one",
+            Box::new(|m| {
+                m["spec"]["registry"] = json!({
+                    "mlflow": {"trackingUri": "https://mlflow.example.com", "modelName": "m"},
+                    "promotion": {"minMacroF1": 1.5}
+                })
+            }),
+            "spec.registry.promotion.minMacroF1",
+        ),
+        (
+            "registry-unknown-metric",
+            Box::new(|m| {
+                m["spec"]["registry"] = json!({
+                    "mlflow": {"trackingUri": "https://mlflow.example.com", "modelName": "m"},
+                    "promotion": {"compareMetric": "loss"}
+                })
+            }),
+            "spec.registry.promotion.compareMetric",
+        ),
     ];
     for (name, mutate, expected) in cases {
         let mut m = base();
@@ -196,6 +239,26 @@ fn name_fields() -> Vec<NameField> {
                     "configMapKeyRef": {"name": "data", "key": v},
                     "format": "jsonl"
                 }])
+            },
+        },
+        NameField {
+            path: "spec.registry.oci.credentialsSecretRef.name",
+            key: false,
+            set: |m, v| {
+                m["spec"]["registry"] = json!({"oci": {
+                    "repository": "registry.example.com/cxone/billing",
+                    "credentialsSecretRef": {"name": v}
+                }})
+            },
+        },
+        NameField {
+            path: "spec.registry.mlflow.credentialsSecretRef.name",
+            key: false,
+            set: |m, v| {
+                m["spec"]["registry"] = json!({"mlflow": {
+                    "trackingUri": "https://mlflow.example.com", "modelName": "m",
+                    "credentialsSecretRef": {"name": v}
+                }})
             },
         },
         NameField {

@@ -220,3 +220,92 @@ async fn a_leader_that_loses_its_lease_stops_reconciling() {
         "{log}"
     );
 }
+
+/// A metric's value in the operator's /metrics text (0 when absent).
+async fn operator_metric(w: &World, name: &str) -> f64 {
+    let op = w.operator.as_ref().expect("operator running");
+    let text = op
+        .http_get(op.metrics_port, "/metrics")
+        .await
+        .map(|(_, t)| t)
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_finished_job_reads_no_configmap_after_a_restart() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    let mut w = World::new("norereads", sim(500)).await;
+    w.put_secret(SECRET, CLIENT_ID, CLIENT_SECRET).await;
+    let cms: Api<ConfigMap> = Api::namespaced(w.ns.client(), w.ns.name());
+    let data = "text,label\ncancel now,cancel_sub\nstop my plan,cancel_sub\nupgrade me,upgrade_plan\nmore features please,upgrade_plan\n";
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "utterances"},
+        "data": {"data.csv": data}
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let mut job = guide_job(
+        "from-cm",
+        &w.sim_url(),
+        json!({
+            "utterancesFrom": [{"configMapKeyRef": {"name": "utterances", "key": "data.csv"}, "format": "csv"}]
+        }),
+    );
+    job["spec"]["labels"] =
+        json!([{"id": "cancel_sub", "name": "Cancel"}, {"id": "upgrade_plan", "name": "Upgrade"}]);
+    job["spec"].as_object_mut().unwrap().remove("utterances");
+    w.start_operator(&[]);
+    w.create_job(job).await;
+    let done = w
+        .wait_job("from-cm", Duration::from_secs(60), "Succeeded", |j| {
+            phase(j) == Some(Phase::Succeeded)
+        })
+        .await;
+    let first_digest = done.status.as_ref().unwrap().dataset_digest.clone();
+    assert!(operator_metric(&w, "cxone_skill_configmap_reads_total").await >= 1.0);
+
+    w.operator.as_mut().unwrap().kill();
+    w.start_operator(&[]);
+    // Wait until the new process has reconciled the finished job.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while operator_metric(&w, "controller_runtime_reconcile_total").await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no reconciliation after the restart\n{}",
+            w.operator_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        operator_metric(&w, "cxone_skill_configmap_reads_total").await,
+        0.0,
+        "a finished job's unchanged ConfigMap is not read again"
+    );
+    // Changed data is read, and trains again.
+    let more = format!("{data}cancel it all,cancel_sub\nbigger plan please,upgrade_plan\n");
+    cms.patch(
+        "utterances",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"data.csv": more}})),
+    )
+    .await
+    .unwrap();
+    let retrained = w
+        .wait_job(
+            "from-cm",
+            Duration::from_secs(60),
+            "a second run Succeeded",
+            |j| {
+                phase(j) == Some(Phase::Succeeded)
+                    && j.status.as_ref().unwrap().dataset_digest != first_digest
+            },
+        )
+        .await;
+    assert_eq!(retrained.status.unwrap().history.len(), 2);
+    assert!(operator_metric(&w, "cxone_skill_configmap_reads_total").await >= 1.0);
+}

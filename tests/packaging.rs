@@ -931,6 +931,64 @@ fn optional_parts_render_only_when_enabled() {
 }
 
 #[test]
+fn allowed_registries_reach_the_operator_and_its_network_policy() {
+    let default = render_docs(&[]);
+    let args = |docs: &[Value]| -> Vec<String> {
+        find(docs, "Deployment", RELEASE)["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(
+        !args(&default)
+            .iter()
+            .any(|a| a.starts_with("--allowed-registries")),
+        "no registry is allowed by default"
+    );
+    let on = render_docs(&[
+        "--set",
+        "registries.allowed={registry.example.com/cxone,https://mlflow.example.com}",
+        "--set",
+        "registries.maxConcurrent=2",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.apiServer.cidrs={10.96.0.1/32}",
+    ]);
+    let a = args(&on);
+    assert!(
+        a.contains(
+            &"--allowed-registries=registry.example.com/cxone,https://mlflow.example.com"
+                .to_string()
+        ),
+        "{a:?}"
+    );
+    assert!(a.contains(&"--max-concurrent-registrations=2".to_string()));
+    let egress = find(&on, "NetworkPolicy", RELEASE)["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        egress.len(),
+        4,
+        "DNS, API server, CXone, registries: {egress:?}"
+    );
+    assert_eq!(
+        egress[3]["ports"],
+        json!([{"port": 443, "protocol": "TCP"}])
+    );
+    let err = fails(
+        tool("helm")
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--set", "registries.allowed={ftp://x y}"]),
+    );
+    assert!(err.contains("/registries/allowed/0"), "{err}");
+}
+
+#[test]
 fn simulator_takes_credentials_from_a_secret_and_is_allowed_by_the_operator() {
     let full = render_docs(&["-f", &ci_values("full-values.yaml")]);
     let sim = find(&full, "Deployment", "cxone-skill-operator-simulator");

@@ -831,6 +831,67 @@ async fn artifacts_are_signed_and_expire() {
 }
 
 #[tokio::test]
+async fn synthetic_weights_have_the_configured_size_and_depend_only_on_the_job() {
+    use sha2::{Digest, Sha256};
+    // 3 MiB and a few bytes: not a multiple of the simulator's piece size.
+    const SIZE: u64 = 3 * 1024 * 1024 + 5;
+    let sim = start(SimulatorConfig {
+        job_duration: Duration::from_millis(50),
+        artifact_weights_bytes: Some(SIZE),
+        ..config()
+    })
+    .await;
+    let token = sim.token().await;
+    let mut digests = Vec::new();
+    for _ in 0..2 {
+        let id = sim.submit_ok(&token, &separable_payload()).await;
+        sim.wait_terminal(&token, &id).await;
+        let export: ExportResponse = sim
+            .get(&token, &format!("{JOBS}/{id}/artifacts/export"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let mut per_job = Vec::new();
+        for _ in 0..2 {
+            let mut resp = sim
+                .http
+                .get(&export.artifacts.model_weights_url)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(resp.content_length(), Some(SIZE));
+            assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+            // Read piece by piece, as the registry copy does: the body arrives in many pieces.
+            let (mut len, mut pieces, mut hash) = (0u64, 0, Sha256::new());
+            while let Some(piece) = resp.chunk().await.unwrap() {
+                len += piece.len() as u64;
+                pieces += 1;
+                hash.update(&piece);
+            }
+            assert_eq!(len, SIZE);
+            assert!(pieces > 1, "streamed, not one buffer");
+            per_job.push(hex::encode(hash.finalize()));
+        }
+        assert_eq!(per_job[0], per_job[1], "the same job gives the same bytes");
+        digests.push(per_job.remove(0));
+        // The config file is still the job's JSON.
+        let cfg: Value = sim
+            .http
+            .get(&export.artifacts.config_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(cfg["jobId"], json!(id));
+    }
+    assert_ne!(digests[0], digests[1], "another job gives other bytes");
+}
+
+#[tokio::test]
 async fn artifact_urls_expire_and_follow_the_public_url() {
     let sim = start(SimulatorConfig {
         job_duration: Duration::from_millis(50),

@@ -359,6 +359,7 @@ async fn fetch_config_maps(job: &JobRef<'_>, ctx: &Context) -> Result<FetchedSou
         if fetched.contains_key(&name) {
             continue;
         }
+        ctx.metrics.config_map_reads.inc();
         let entry = match api.get_opt(&name).await? {
             None => Err(format!(
                 "ConfigMap {name:?} does not exist in namespace {:?}",

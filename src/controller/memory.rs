@@ -37,6 +37,9 @@ pub struct JobMemory {
     pub completion: Option<Completion>,
     /// A run being ended: its audit record is written before the status that names it.
     pub finishing: Option<Arc<Finish>>,
+    /// The data must be read in full at the next reconciliation (a recorded digest did not
+    /// suffice).
+    pub read_data: bool,
     /// Fresh artifact URLs of a finished run, while they are written into its Secret.
     pub refreshing: Option<ExportResponse>,
     /// (idempotency key, CXone job id) a lookup found for a submission whose answer was lost,
@@ -107,6 +110,11 @@ pub enum DataOutcome {
     },
     /// Not read: the spec's references are not usable names.
     NotRead,
+    /// Not read again: the job's run is over and its sources are the ones recorded with it
+    /// (`status.dataSourceKey`), so the recorded digest stands for them.
+    Unchanged {
+        digest: String,
+    },
 }
 
 impl ResolvedData {

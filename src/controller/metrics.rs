@@ -73,6 +73,7 @@ pub struct Metrics {
     pub rate_limit_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub jobs: Family<PhaseLabels, Gauge>,
     pub registrations: Family<RegistrationLabels, Counter>,
+    pub config_map_reads: Counter,
     phases: Mutex<HashMap<String, Phase>>,
 }
 
@@ -93,12 +94,13 @@ fn register<M: prometheus_client::registry::Metric + Clone>(
     metric
 }
 
-/// Jobs by phase, and model registrations by target and outcome.
+/// Jobs by phase, model registrations by target and outcome, and ConfigMaps read for data.
 fn lifecycle_metrics(
     registry: &mut Registry,
 ) -> (
     Family<PhaseLabels, Gauge>,
     Family<RegistrationLabels, Counter>,
+    Counter,
 ) {
     let jobs = register(
         registry,
@@ -112,7 +114,13 @@ fn lifecycle_metrics(
         "Model registrations (spec.registry) by target and outcome",
         Family::<RegistrationLabels, Counter>::default(),
     );
-    (jobs, registrations)
+    let config_map_reads = register(
+        registry,
+        "cxone_skill_configmap_reads",
+        "ConfigMaps read from the API server for training data (spec.utterancesFrom)",
+        Counter::default(),
+    );
+    (jobs, registrations, config_map_reads)
 }
 
 impl Metrics {
@@ -176,7 +184,7 @@ impl Metrics {
             "Time jobs were deferred by rate limits (CXone 429s and the operator's own limiter)",
             Counter::<f64, std::sync::atomic::AtomicU64>::default(),
         );
-        let (jobs, registrations) = lifecycle_metrics(&mut registry);
+        let (jobs, registrations, config_map_reads) = lifecycle_metrics(&mut registry);
         Self {
             registry,
             reconcile_total,
@@ -190,6 +198,7 @@ impl Metrics {
             rate_limit_wait_seconds,
             jobs,
             registrations,
+            config_map_reads,
             phases: Mutex::new(HashMap::new()),
         }
     }

@@ -96,6 +96,17 @@ impl MetaStores {
         Self::lookup(&self.secrets, ns, name).and_then(|m| m.metadata.resource_version.clone())
     }
 
+    /// Waits (at most 30 s) until the ConfigMap metadata watch of `ns` has listed once.
+    pub async fn config_maps_ready(&self, ns: &str) {
+        let store = self
+            .config_maps
+            .get(&Some(ns.to_string()))
+            .or_else(|| self.config_maps.get(&None));
+        if let Some(store) = store {
+            let _ = tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready()).await;
+        }
+    }
+
     /// resourceVersion of a ConfigMap as the watch last saw it.
     pub fn config_map_version(&self, ns: &str, name: &str) -> Option<String> {
         Self::lookup(&self.config_maps, ns, name).and_then(|m| m.metadata.resource_version.clone())
@@ -225,6 +236,11 @@ impl Context {
                 }
             }
         })
+    }
+
+    /// Drops the job's cached data (a finished run keeps none).
+    pub(crate) fn forget_data(&self, uid: &str) {
+        self.data.remove(uid);
     }
 
     pub(crate) fn forget(&self, uid: &str) {

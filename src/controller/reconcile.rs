@@ -20,7 +20,7 @@ use super::act::{act, check_credentials, data_key, resolve_data};
 use super::decide::{self, Next, Note, Observation, RunTarget, Step, View};
 use super::memory::DataOutcome;
 use super::{Context, FIELD_MANAGER, FINALIZER};
-use crate::crd::{SkillTrainingJob, SkillTrainingJobStatus};
+use crate::crd::{Phase, SkillTrainingJob, SkillTrainingJobStatus};
 use crate::cxone::CxoneError;
 use crate::registry::allow::Targets;
 
@@ -73,7 +73,7 @@ pub async fn reconcile(cached: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Resu
     let started = std::time::Instant::now();
     let ns = cached.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<SkillTrainingJob> = Api::namespaced(ctx.kube.clone(), &ns);
-    let job = if data_known(&cached, &ctx) {
+    let job = if data_known(&cached, &ctx).await {
         cached
     } else {
         let Some(job) = api.get_opt(&cached.name_any()).await? else {
@@ -117,16 +117,39 @@ pub async fn reconcile(cached: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Resu
 
 /// The job's data was resolved for its current generation and ConfigMaps (and is cached), so
 /// the cached copy without the data will do.
-fn data_known(job: &SkillTrainingJob, ctx: &Context) -> bool {
+async fn data_known(job: &SkillTrainingJob, ctx: &Context) -> bool {
     let (Some(ns), Some(uid)) = (
         job.metadata.namespace.as_deref(),
         job.metadata.uid.as_deref(),
     ) else {
         return false;
     };
-    ctx.data
+    if ctx
+        .data
         .get(uid)
         .is_some_and(|d| d.key == data_key(job, ns, ctx))
+    {
+        return true;
+    }
+    // A finished run whose sources are unchanged needs none (see `recorded_data`).
+    finished(job.status.as_ref())
+        && !ctx.memory(uid).read_data
+        && match job
+            .status
+            .as_ref()
+            .and_then(|s| s.data_source_key.as_deref())
+        {
+            Some(recorded) => recorded == data_source_key(job, ns, ctx).await,
+            None => false,
+        }
+}
+
+/// The run in `status` is over.
+fn finished(status: Option<&SkillTrainingJobStatus>) -> bool {
+    matches!(
+        status.and_then(|s| s.phase),
+        Some(Phase::Succeeded | Phase::Failed | Phase::Cancelled)
+    )
 }
 
 /// Backoff for errors that escaped the decisions (Kubernetes API failures, mostly).
@@ -181,6 +204,8 @@ impl<'a> JobRef<'a> {
 /// What was read for this reconciliation.
 struct Observed {
     data: Arc<DataOutcome>,
+    /// What the data was read from (`status.dataSourceKey`).
+    source_key: Option<String>,
     endpoint: Result<RunTarget, String>,
     credentials: Result<(), String>,
     registry: Option<Result<Targets, String>>,
@@ -203,6 +228,34 @@ fn spec_endpoint(job: &JobRef<'_>, ctx: &Context) -> Result<RunTarget, String> {
     })
 }
 
+/// A hash of what the job's data is read from: its generation and each source ConfigMap's
+/// resourceVersion as the metadata watch has it (waiting for that watch's first list, so a
+/// restart does not mistake "not listed yet" for a change).
+async fn data_source_key(job: &SkillTrainingJob, ns: &str, ctx: &Context) -> String {
+    use sha2::Digest as _;
+    if !job.spec.utterances_from.is_empty() {
+        ctx.stores.config_maps_ready(ns).await;
+    }
+    let key = data_key(job, ns, ctx);
+    let hash = sha2::Sha256::digest(key.as_bytes());
+    format!("v1:{}", hex::encode(&hash[..16]))
+}
+
+/// The recorded digest of a finished run whose sources did not change: nothing is read, and
+/// nothing of its data is kept in memory.
+fn recorded_data(job: &JobRef<'_>, ctx: &Context, source_key: &str) -> Option<Arc<DataOutcome>> {
+    let status = job.obj.status.as_ref()?;
+    if !finished(Some(status))
+        || status.data_source_key.as_deref() != Some(source_key)
+        || ctx.memory(job.uid).read_data
+    {
+        return None;
+    }
+    let digest = status.dataset_digest.clone()?;
+    ctx.forget_data(job.uid);
+    Some(Arc::new(DataOutcome::Unchanged { digest }))
+}
+
 async fn observe(job: &JobRef<'_>, ctx: &Context) -> Result<Observed, Error> {
     let spec = &job.obj.spec;
     let endpoint = spec_endpoint(job, ctx);
@@ -211,14 +264,20 @@ async fn observe(job: &JobRef<'_>, ctx: &Context) -> Result<Observed, Error> {
     if !super::core::reference_problems(spec, ctx.config.artifact_secrets).is_empty() {
         return Ok(Observed {
             data: Arc::new(DataOutcome::NotRead),
+            source_key: None,
             endpoint,
             credentials: Err("not read".into()),
             registry: spec_registry(job, ctx),
         });
     }
-    let data = resolve_data(job, ctx, false).await?.outcome;
+    let source_key = data_source_key(job.obj, job.ns, ctx).await;
+    let data = match recorded_data(job, ctx, &source_key) {
+        Some(recorded) => recorded,
+        None => resolve_data(job, ctx, false).await?.outcome,
+    };
     let credentials = check_credentials(job, ctx).await?;
     Ok(Observed {
+        source_key: Some(source_key),
         data,
         endpoint,
         credentials,
@@ -241,6 +300,7 @@ async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error>
     let job = JobRef::new(obj)?;
     let observed = Observed {
         data: Arc::new(DataOutcome::NotRead),
+        source_key: None,
         endpoint: spec_endpoint(&job, ctx),
         credentials: Ok(()),
         registry: None,
@@ -275,6 +335,7 @@ async fn drive(
             spec: &job.obj.spec,
             status: &status,
             data: &observed.data,
+            data_source_key: observed.source_key.clone(),
             endpoint: observed.endpoint.clone(),
             credentials: observed.credentials.clone(),
             registry: observed.registry.clone(),

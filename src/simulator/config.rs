@@ -85,6 +85,8 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 /// simulator stays inside the Helm chart's 128Mi memory limit (measured: a peak of about 95 MB
 /// after 25 submissions of 2 MiB whose every utterance has words of its own).
 pub const DEFAULT_MAX_JOB_MEMORY: usize = 32 * 1024 * 1024;
+/// Largest `--artifact-weights-bytes`: 16 GiB.
+pub const MAX_ARTIFACT_WEIGHTS_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 /// Bounds of `--max-request-bytes`.
 pub const MIN_REQUEST_BYTES: usize = 1024;
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024 * 1024;
@@ -120,6 +122,10 @@ pub struct SimulatorConfig {
     /// About how much memory the kept jobs' models and evaluations may take; beyond it the
     /// oldest finished jobs are forgotten, as with `max_jobs`.
     pub max_job_memory: usize,
+    /// When set, the weights artifact is exactly this many bytes of deterministic content derived
+    /// from the job id, streamed without being held in memory (for registry copy tests and
+    /// benchmarks). When unset, it is the trained model's JSON.
+    pub artifact_weights_bytes: Option<u64>,
 }
 
 impl Default for SimulatorConfig {
@@ -138,6 +144,7 @@ impl Default for SimulatorConfig {
             max_tokens: DEFAULT_MAX_TOKENS,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_job_memory: DEFAULT_MAX_JOB_MEMORY,
+            artifact_weights_bytes: None,
         }
     }
 }
@@ -209,6 +216,13 @@ impl SimulatorConfig {
             return Err(format!(
                 "max request bytes {} must be between 1KiB and 1GiB",
                 self.max_request_bytes
+            ));
+        }
+        if let Some(n) = self.artifact_weights_bytes
+            && !(1..=MAX_ARTIFACT_WEIGHTS_BYTES).contains(&n)
+        {
+            return Err(format!(
+                "artifact weights bytes {n} must be between 1 byte and 16GiB"
             ));
         }
         if self.max_job_memory < MIN_REQUEST_BYTES {
@@ -348,6 +362,12 @@ pub struct SimulateArgs {
     /// take it all.
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = size_arg)]
     pub max_job_memory: usize,
+
+    /// Serve the weights artifact as exactly N bytes (`268435456`, `256MiB`) of deterministic
+    /// content derived from the job id, streamed, instead of the trained model's JSON: for
+    /// registry copy tests and benchmarks. Off by default.
+    #[arg(long, value_name = "N", value_parser = artifact_size_arg)]
+    pub artifact_weights_bytes: Option<u64>,
 }
 
 impl SimulateArgs {
@@ -396,6 +416,7 @@ impl SimulateArgs {
                 job_failure_rate: self.job_failure_rate,
                 rate_limit_per_second: self.rate_limit,
                 retry_after_format: self.retry_after_format,
+                expire_artifact_downloads: 0,
             },
             seed: self.seed,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
@@ -405,6 +426,7 @@ impl SimulateArgs {
             max_tokens: self.max_tokens,
             max_request_bytes: self.max_request_bytes,
             max_job_memory: self.max_job_memory,
+            artifact_weights_bytes: self.artifact_weights_bytes,
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
@@ -528,6 +550,33 @@ pub(crate) fn size_arg(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is not a size; use e.g. 16MiB, 512KiB or 1048576"))?;
     if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&n) {
         return Err(format!("{s} is outside 1KiB-1GiB"));
+    }
+    Ok(n)
+}
+
+/// `256MiB`, `268435456` (bytes) → bytes, 1 byte to 16 GiB.
+pub(crate) fn artifact_size_arg(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?}; use bytes, KiB, MiB or GiB (e.g. 256MiB)"
+            ));
+        }
+    };
+    let n = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("{s:?} is not a size; use e.g. 268435456 or 256MiB"))?;
+    if !(1..=MAX_ARTIFACT_WEIGHTS_BYTES).contains(&n) {
+        return Err(format!("{s} is outside 1 byte-16GiB"));
     }
     Ok(n)
 }
@@ -801,6 +850,33 @@ mod tests {
         }
         let err = with(&["--max-jobs", "0"]).unwrap().unwrap_err().to_string();
         assert!(err.contains("max jobs"), "{err}");
+    }
+
+    #[test]
+    fn artifact_weights_bytes_flag() {
+        let base = ["--client-id", "a", "--client-secret", "s"];
+        let config = parse(&base).unwrap().into_config().unwrap();
+        assert_eq!(config.artifact_weights_bytes, None, "off by default");
+        let mut args = base.to_vec();
+        args.extend(["--artifact-weights-bytes", "268435456"]);
+        let config = parse(&args).unwrap().into_config().unwrap();
+        assert_eq!(config.artifact_weights_bytes, Some(256 * 1024 * 1024));
+        assert_eq!(artifact_size_arg("1"), Ok(1));
+        assert_eq!(artifact_size_arg("8MiB"), Ok(8 * 1024 * 1024));
+        assert_eq!(artifact_size_arg("16GiB"), Ok(16 << 30));
+        for bad in ["0", "17GiB", "x", "5TiB", "99999999999999999999"] {
+            assert!(artifact_size_arg(bad).is_err(), "{bad}");
+        }
+        let invalid = SimulatorConfig {
+            artifact_weights_bytes: Some(0),
+            ..SimulatorConfig::default()
+        };
+        assert!(
+            invalid
+                .validate()
+                .unwrap_err()
+                .contains("artifact weights bytes")
+        );
     }
 
     #[test]

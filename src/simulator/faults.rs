@@ -55,6 +55,9 @@ pub struct Faults {
     pub rate_limit_per_second: Option<f64>,
     /// How `Retry-After` is written on 429 responses.
     pub retry_after_format: RetryAfterFormat,
+    /// The next this many artifact downloads are refused as expired (403 `url_expired`), as if
+    /// the signed URL had run out between the export and the download.
+    pub expire_artifact_downloads: u32,
 }
 
 impl Faults {

@@ -18,7 +18,7 @@
 //! | `GET …/jobs/{jobId}/evaluation` | evaluation on the validation split |
 //! | `GET …/jobs/{jobId}/artifacts/export` | signed, expiring artifact URLs |
 //! | `POST …/jobs/{jobId}/cancel` | cancel a running job |
-//! | `GET /_sim/artifacts/{jobId}/{file}?expires=…&signature=…` | the artifacts themselves |
+//! | `GET /_sim/artifacts/{jobId}/{file}?expires=…&signature=…` | the artifacts themselves (with `--artifact-weights-bytes N`, the weights are N streamed bytes derived from the job id) |
 //! | `GET /_sim/stats` | [`Stats`] (admin) |
 //! | `GET`/`PUT /_sim/faults` | the [`Faults`] in force (admin) |
 //! | `POST /_sim/tokens/revoke` | revoke every issued token (admin) |

@@ -199,6 +199,16 @@ impl Simulator {
         *lock(&self.faults) = faults;
     }
 
+    /// Whether this artifact download is one `expire_artifact_downloads` refuses (counting it).
+    fn take_artifact_expiry(&self) -> bool {
+        let mut faults = lock(&self.faults);
+        if faults.expire_artifact_downloads > 0 {
+            faults.expire_artifact_downloads -= 1;
+            return true;
+        }
+        false
+    }
+
     /// Revokes every issued token; returns how many were still valid.
     pub(crate) fn revoke_tokens(&self) -> usize {
         lock(&self.tokens).revoke_all(Instant::now())
@@ -1200,7 +1210,7 @@ async fn artifact(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    if now >= expires as f64 {
+    if now >= expires as f64 || sim.take_artifact_expiry() {
         let expired_at = i64::try_from(expires)
             .ok()
             .and_then(|s| jiff::Timestamp::from_second(s).ok())
@@ -1221,6 +1231,11 @@ async fn artifact(
             (file == CONFIG_FILE).then(|| job.config_json()),
         )
     };
+    if file == MODEL_WEIGHTS_FILE
+        && let Some(size) = sim.config.artifact_weights_bytes
+    {
+        return Ok(synthetic_weights(&id, size));
+    }
     let body = match (file.as_str(), config) {
         (CONFIG_FILE, Some(config)) => config,
         (MODEL_WEIGHTS_FILE, _) => training.model.to_json(),
@@ -1233,6 +1248,42 @@ async fn artifact(
         }
     };
     Ok(json_response(StatusCode::OK, body))
+}
+
+/// Piece size of a synthetic weights file: what is in memory at a time while it is served.
+const SYNTHETIC_PIECE_BYTES: usize = 64 * 1024;
+
+/// `--artifact-weights-bytes`: exactly `size` bytes of a SplitMix64 stream seeded from the job
+/// id, produced piece by piece while the response is sent (a 256 MiB file never takes more than
+/// one piece of memory), with its Content-Length.
+fn synthetic_weights(job_id: &str, size: u64) -> Response {
+    let digest = Sha256::digest(job_id.as_bytes());
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&digest[..8]);
+    let rng = SplitMix64::new(u64::from_le_bytes(seed));
+    let pieces = futures::stream::unfold((rng, size), |(mut rng, remaining)| async move {
+        if remaining == 0 {
+            return None;
+        }
+        let len = remaining.min(SYNTHETIC_PIECE_BYTES as u64) as usize;
+        let mut piece = Vec::with_capacity(len + 8);
+        while piece.len() < len {
+            piece.extend_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        piece.truncate(len);
+        Some((
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(piece)),
+            (rng, remaining - len as u64),
+        ))
+    });
+    let mut response = Response::new(Body::from_stream(pieces));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
+    response
 }
 
 // ---------------------------------------------------------------------------------------------

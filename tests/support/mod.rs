@@ -24,3 +24,9 @@ pub use envtest::{ControlPlane, TestNamespace, control_plane, control_plane_bloc
 
 #[allow(dead_code)]
 pub mod operator;
+
+#[allow(dead_code)]
+pub mod mlflow;
+
+#[allow(dead_code)]
+pub mod oci_registry;

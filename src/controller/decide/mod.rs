@@ -47,6 +47,8 @@ pub struct View<'a> {
     pub status: &'a SkillTrainingJobStatus,
     /// The job's training data (read unless the spec's names are unusable).
     pub data: &'a DataOutcome,
+    /// What the data was read from now (see `status.dataSourceKey`).
+    pub data_source_key: Option<String>,
     /// The spec's CXone endpoint, or why it cannot be used (allowlist, URL).
     pub endpoint: Result<RunTarget, String>,
     /// Whether the spec's credentials Secret can be read, or what is wrong with it.
@@ -352,7 +354,7 @@ pub fn decide(v: &View, m: &JobMemory, obs: Observation, p: &Policy) -> Step {
 }
 
 /// From what status says (at the start of a reconciliation, or once a superseded run is gone).
-fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) -> Step {
+fn start(v: &View, status: &SkillTrainingJobStatus, mut m: JobMemory, p: &Policy) -> Step {
     let mut next = status.clone();
     next.observed_generation = Some(v.generation);
     let problems = core::reference_problems(v.spec, p.artifact_secrets);
@@ -362,7 +364,12 @@ fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) ->
     let (digest, summary) = match v.data {
         DataOutcome::Valid {
             digest, summary, ..
-        } => (digest, summary),
+        } => {
+            next.data_source_key = v.data_source_key.clone();
+            m.read_data = false;
+            (digest.as_str(), Some(summary))
+        }
+        DataOutcome::Unchanged { digest } => (digest.as_str(), None),
         DataOutcome::Invalid { problems } => {
             return invalid(v, p, next, m, Reason::ValidationFailed, problems.clone());
         }
@@ -384,7 +391,7 @@ fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) ->
             );
         }
     };
-    let fingerprint = core::run_fingerprint(v.spec, &endpoint.base_url, digest.as_str());
+    let fingerprint = core::run_fingerprint(v.spec, &endpoint.base_url, digest);
     let current = status
         .submission
         .as_ref()
@@ -401,6 +408,11 @@ fn start(v: &View, status: &SkillTrainingJobStatus, m: JobMemory, p: &Policy) ->
             let problems = vec![problem.clone()];
             return invalid(v, p, next, m, Reason::RegistryNotAllowed, problems);
         }
+        let (DataOutcome::Valid { digest, .. }, Some(summary)) = (v.data, summary) else {
+            // Only a finished run's recorded digest was at hand: read the data, then decide.
+            m.read_data = true;
+            return Step::new(next, m, Next::Requeue(Duration::from_secs(1)));
+        };
         return start_run(v, next, m, &endpoint, digest, summary, &fingerprint);
     }
     match (status.phase, status.job_id.clone()) {

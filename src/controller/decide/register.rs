@@ -489,7 +489,12 @@ pub(super) fn registered(
                 Reason::RegisteredNotPromoted,
                 &message,
             );
-            Step::new(next.clone(), m.clone(), Next::AwaitChange)
+            Step::new(next.clone(), m.clone(), Next::AwaitChange).event(
+                false,
+                Reason::RegisteredNotPromoted,
+                "Register",
+                message,
+            )
         }
     };
     *slot(&mut registry, kind) = Some(record);

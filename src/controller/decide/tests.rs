@@ -22,6 +22,8 @@ struct Job {
     status: SkillTrainingJobStatus,
     memory: JobMemory,
     data_valid: bool,
+    /// Observe the recorded digest only (a finished run whose sources are unchanged).
+    data_recorded: bool,
     endpoint: Result<RunTarget, String>,
     credentials: Result<(), String>,
     registry: Option<Result<crate::registry::allow::Targets, String>>,
@@ -165,6 +167,7 @@ impl Job {
             status: SkillTrainingJobStatus::default(),
             memory: JobMemory::default(),
             data_valid: true,
+            data_recorded: false,
             endpoint: Ok(RunTarget {
                 base_url: BASE.into(),
                 token_url: format!("{BASE}oauth/token"),
@@ -179,7 +182,11 @@ impl Job {
     }
 
     fn decide(&self, obs: Observation) -> Step {
-        let data = if self.data_valid {
+        let data = if self.data_recorded {
+            DataOutcome::Unchanged {
+                digest: self.status.dataset_digest.clone().unwrap_or_default(),
+            }
+        } else if self.data_valid {
             data_of(&self.spec)
         } else {
             DataOutcome::Invalid {
@@ -194,6 +201,7 @@ impl Job {
             spec: &self.spec,
             status: &self.status,
             data: &data,
+            data_source_key: Some("v1:k".into()),
             endpoint: self.endpoint.clone(),
             credentials: self.credentials.clone(),
             registry: self.registry.clone(),
@@ -213,6 +221,7 @@ impl Job {
             spec: &self.spec,
             status: &self.status,
             data: &data,
+            data_source_key: None,
             endpoint: self.endpoint.clone(),
             credentials: Ok(()),
             registry: None,
@@ -1279,6 +1288,39 @@ fn every_phase_with_a_missing_secret_or_no_rate_limit_slot_waits_without_losing_
             "{name}"
         );
     }
+}
+
+#[test]
+fn a_finished_run_needs_no_data_while_its_sources_are_unchanged() {
+    let done = Job::new().succeeded();
+    assert_eq!(done.status.data_source_key.as_deref(), Some("v1:k"));
+    let mut restarted = done.with_memory_cleared();
+    restarted.data_recorded = true;
+    let step = restarted.decide(Observation::Start);
+    assert_eq!(phase(&step), Some(Phase::Succeeded));
+    assert_eq!(step.effect, None);
+    assert!(!step.memory.read_data);
+    assert_eq!(step.status, restarted.status, "nothing to write");
+}
+
+#[test]
+fn a_recorded_digest_that_does_not_fit_the_spec_asks_for_the_data() {
+    let done = Job::new().succeeded();
+    let mut changed = done.with_spec(|s| s.skill_id = "skill-other".into());
+    changed.data_recorded = true;
+    let step = changed.decide(Observation::Start);
+    assert_eq!(
+        is_submit(&step),
+        None,
+        "no run starts from a recorded digest"
+    );
+    assert!(step.memory.read_data);
+    assert!(matches!(step.next, Next::Requeue(_)));
+    let mut read = changed.after(&step);
+    read.data_recorded = false;
+    let step = read.decide(Observation::Start);
+    assert!(is_submit(&step).is_some());
+    assert!(!step.memory.read_data);
 }
 
 mod registration;

@@ -133,6 +133,7 @@ fn both_registries_then_the_audit_record_then_succeeded() {
     let step = job.decide(oci_ok("sha256:aa", None));
     let recorded = step.status.registry.as_ref().unwrap().oci.clone().unwrap();
     assert_eq!(recorded.promoted, Some(false), "no gate: registered only");
+    assert!(reasons(&step).contains(&Reason::RegisteredNotPromoted));
     assert_eq!(request(&step).target.kind(), TargetKind::Mlflow);
     let job = job.after(&step);
     let step = job.decide(mlflow_ok("3", None));

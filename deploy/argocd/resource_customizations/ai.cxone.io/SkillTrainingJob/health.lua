@@ -6,6 +6,8 @@
 --   spec.suspend                                                       -> Suspended
 --   phase Failed, Invalid or Cancelled -> Degraded, with the message of the failing condition
 --                              (Succeeded=False or Validated=False, else Ready, else status.message)
+--   phase Registering with Registered=False for a reason a human must fix (RegistryAuthFailed,
+--                              RegistryRejected) -> Degraded, with that condition's message
 --   phase Succeeded         -> Healthy
 --   anything else           -> Progressing, with status.message
 local hs = {}
@@ -71,6 +73,15 @@ if phase == "Failed" or phase == "Invalid" or phase == "Cancelled" then
     hs.message = "phase " .. phase
   end
   return hs
+end
+
+if phase == "Registering" then
+  local registered = condition(status, "Registered", "False")
+  if registered ~= nil and (registered.reason == "RegistryAuthFailed" or registered.reason == "RegistryRejected") then
+    hs.status = "Degraded"
+    hs.message = registered.message
+    return hs
+  end
 end
 
 if phase == "Succeeded" then

@@ -111,6 +111,8 @@ pub struct StageReport {
     /// VmHWM of the operator so far.
     pub peak_rss_mib: f64,
     pub cpu_seconds: f64,
+    /// CPU of kube-apiserver during the stage (not the operator's; it shows where time went).
+    pub apiserver_cpu_seconds: f64,
     /// Operator CPU while at least 90 % of the stage's jobs were queued or training (NaN when that
     /// window was shorter than 5 s).
     pub cpu_percent_while_training: f64,
@@ -364,6 +366,7 @@ pub async fn run(s: &Realistic, launch: &Launch) -> RealisticReport {
     for (k, (n, mix)) in s.stages.iter().enumerate() {
         let stage_started = Instant::now();
         let cpu_before = proc_cpu_seconds(pid);
+        let apiserver_before = proc_cpu_seconds(w.cp.apiserver_pid());
         let watch = watch_stage(w.jobs.clone(), k, seen.clone());
         let done_before = seen.lock().unwrap().succeeded.len();
         let mut batch = Vec::with_capacity(*n);
@@ -452,11 +455,12 @@ pub async fn run(s: &Realistic, launch: &Launch) -> RealisticReport {
             steady_rss_mib: proc_rss_mib(pid, "VmRSS:"),
             peak_rss_mib: peak.max(proc_rss_mib(pid, "VmHWM:")),
             cpu_seconds: proc_cpu_seconds(pid) - cpu_before,
+            apiserver_cpu_seconds: proc_cpu_seconds(w.cp.apiserver_pid()) - apiserver_before,
             cpu_percent_while_training: cpu_pct,
             training_window_seconds: window,
         };
         eprintln!(
-            "({}) stage {k}: {} {} jobs ({} in all) in {:.1}s: steady RSS {:.1} MiB, peak {:.1} MiB, CPU {:.1}s, {:.2}% while training ({:.0}s window)",
+            "({}) stage {k}: {} {} jobs ({} in all) in {:.1}s: steady RSS {:.1} MiB, peak {:.1} MiB, CPU {:.1}s (API server {:.1}s), {:.2}% while training ({:.0}s window)",
             s.name,
             stage.jobs,
             stage.kinds,
@@ -465,6 +469,7 @@ pub async fn run(s: &Realistic, launch: &Launch) -> RealisticReport {
             stage.steady_rss_mib,
             stage.peak_rss_mib,
             stage.cpu_seconds,
+            stage.apiserver_cpu_seconds,
             stage.cpu_percent_while_training,
             stage.training_window_seconds
         );

@@ -6,10 +6,22 @@
 //! Scenarios (issue "Scale and efficiency"): (a) N jobs created at once; (b) many jobs with a
 //! bounded number training at any time; (c) operator SIGKILLed and restarted with jobs in flight;
 //! (d) a simulator rate limit below what the jobs would like; (e) the guide's example script run
-//! as N concurrent copies next to the operator handling N jobs.
+//! as N concurrent copies next to the operator handling N jobs; (f) a few 5-minute jobs. The
+//! realistic scenarios (g) 10,000 jobs of three kinds, (h) a background of 20,000 unrelated
+//! Secrets and ConfigMaps, (i) a restart with finished jobs on 1 MiB ConfigMaps are described in
+//! `benches/scale/realistic.rs`.
+//!
+//! Environment: `BENCH_SCENARIOS=a,g` runs only the scenarios named; `BENCH_G_STAGES=N` runs the
+//! first N stages of (g); `BENCH_OPERATOR_BIN` runs another operator binary (e.g. one built with
+//! `--features jemalloc`, see `hack/bench/allocators.sh`); `BENCH_OPERATOR_ENV=K=V,K=V` adds to
+//! the operator's environment (e.g. `MALLOC_ARENA_MAX=2`); `BENCH_LABEL` names the run in the JSON
+//! lines.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+#[path = "scale/realistic.rs"]
+mod realistic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -22,7 +34,7 @@ use futures::StreamExt;
 use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use support::operator::{CLIENT_ID, CLIENT_SECRET, World, guide_job};
+use support::operator::{CLIENT_ID, CLIENT_SECRET, Launch, World, guide_job};
 
 #[derive(Clone)]
 struct Scenario {
@@ -38,7 +50,7 @@ struct Scenario {
     timeout: Duration,
 }
 
-#[derive(Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 struct Report {
     scenario: String,
     jobs: usize,
@@ -55,6 +67,8 @@ struct Report {
     token_requests: u64,
     duplicate_submissions: i64,
     apiserver_writes_per_job: f64,
+    /// Distinct phases the bench's watch saw per job (writes per job should stay within this + 4).
+    phases_per_job: f64,
     reconciles_per_job: f64,
     completion_to_succeeded_p50_s: f64,
     completion_to_succeeded_p99_s: f64,
@@ -85,14 +99,38 @@ fn proc_rss_mib(pid: u32, field: &str) -> f64 {
         / 1024.0
 }
 
-/// Writes the API server counted, by verb, for the resources the operator writes.
-fn apiserver_writes(cp: &support::ControlPlane) -> f64 {
+fn apiserver_metrics(cp: &support::ControlPlane) -> String {
     let out = cp
         .kubectl()
         .args(["get", "--raw", "/metrics"])
         .output()
         .expect("kubectl");
-    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kubectl get --raw /metrics: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Requests the API server counted for `resource` with `verb` (`GET`, `LIST`, ...), whatever
+/// their outcome.
+fn apiserver_requests(cp: &support::ControlPlane, resource: &str, verb: &str) -> f64 {
+    let (resource, verb) = (
+        format!("resource=\"{resource}\""),
+        format!("verb=\"{verb}\""),
+    );
+    apiserver_metrics(cp)
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains(&resource) && l.contains(&verb))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Writes the API server counted, by verb, for the resources the operator writes.
+fn apiserver_writes(cp: &support::ControlPlane) -> f64 {
+    let text = apiserver_metrics(cp);
     let mut total = 0.0;
     for line in text
         .lines()
@@ -142,7 +180,31 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-async fn run(s: &Scenario) -> Report {
+/// The operator binary and extra environment from `BENCH_OPERATOR_BIN` and `BENCH_OPERATOR_ENV`.
+fn launch_from_env() -> Launch {
+    let binary = std::env::var_os("BENCH_OPERATOR_BIN").map(std::path::PathBuf::from);
+    if let Some(b) = &binary {
+        assert!(
+            b.is_file(),
+            "BENCH_OPERATOR_BIN: {} is not a file",
+            b.display()
+        );
+    }
+    let env = std::env::var("BENCH_OPERATOR_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .unwrap_or_else(|| panic!("BENCH_OPERATOR_ENV: {kv:?} is not K=V"));
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    Launch { binary, env }
+}
+
+async fn run(s: &Scenario, launch: &Launch) -> Report {
     let started = Instant::now();
     let faults = Faults {
         rate_limit_per_second: s.sim_rate_limit,
@@ -165,12 +227,14 @@ async fn run(s: &Scenario) -> Report {
         "--concurrency=16".to_string(),
     ];
     let op_args: Vec<&str> = op_args.iter().map(String::as_str).collect();
-    w.start_operator(&op_args);
+    w.start_operator_with(&op_args, launch);
 
-    // Watch the jobs: when each is first seen Succeeded, and its CXone job id.
+    // Watch the jobs: when each is first seen Succeeded, its CXone job id, the phases it went
+    // through.
     let seen: Arc<Mutex<HashMap<String, (jiff::Timestamp, String)>>> = Arc::default();
+    let phases: Arc<Mutex<HashMap<String, Vec<Phase>>>> = Arc::default();
     let watch = {
-        let seen = seen.clone();
+        let (seen, phases) = (seen.clone(), phases.clone());
         let jobs = w.jobs.clone();
         tokio::spawn(async move {
             let mut stream = watcher(jobs, watcher::Config::default())
@@ -179,8 +243,15 @@ async fn run(s: &Scenario) -> Report {
             while let Some(Ok(job)) = stream.next().await {
                 let job: SkillTrainingJob = job;
                 let st = job.status.unwrap_or_default();
+                let name = job.metadata.name.unwrap_or_default();
+                if let Some(p) = st.phase {
+                    let mut phases = phases.lock().unwrap();
+                    let seen = phases.entry(name.clone()).or_default();
+                    if !seen.contains(&p) {
+                        seen.push(p);
+                    }
+                }
                 if st.phase == Some(Phase::Succeeded) {
-                    let name = job.metadata.name.unwrap_or_default();
                     let mut seen = seen.lock().unwrap();
                     seen.entry(name)
                         .or_insert((jiff::Timestamp::now(), st.job_id.unwrap_or_default()));
@@ -232,7 +303,7 @@ async fn run(s: &Scenario) -> Report {
             cpu_before_kill = proc_cpu_seconds(pid);
             peak_rss = peak_rss.max(proc_rss_mib(pid, "VmHWM:"));
             w.operator.as_mut().unwrap().kill();
-            w.start_operator(&op_args);
+            w.start_operator_with(&op_args, launch);
             killed = true;
             restart_at = Some(Instant::now());
         }
@@ -326,6 +397,13 @@ async fn run(s: &Scenario) -> Report {
         token_requests: stats.tokens_issued,
         duplicate_submissions: stats.jobs_created as i64 - s.jobs as i64,
         apiserver_writes_per_job: writes / n,
+        phases_per_job: phases
+            .lock()
+            .unwrap()
+            .values()
+            .map(|p| p.len() as f64)
+            .sum::<f64>()
+            / n,
         reconciles_per_job: metric_sum(&metrics, "controller_runtime_reconcile_total") / n,
         completion_to_succeeded_p50_s: percentile(&mut completion.clone(), 0.5),
         completion_to_succeeded_p99_s: percentile(&mut completion, 0.99),
@@ -393,7 +471,7 @@ async fn scripts_vs_operator(n: usize, job_duration: Duration) -> Option<serde_j
 
 fn print_table(reports: &[Report]) {
     println!(
-        "\n{:<6}{:>6}{:>8}{:>8}{:>8}{:>8}{:>9}{:>8}{:>9}{:>8}{:>8}{:>8}{:>8}{:>8}{:>7}{:>8}",
+        "\n{:<6}{:>6}{:>8}{:>8}{:>8}{:>8}{:>9}{:>8}{:>9}{:>8}{:>8}{:>7}{:>8}{:>8}{:>8}{:>7}{:>8}",
         "scen",
         "jobs",
         "wall s",
@@ -405,6 +483,7 @@ fn print_table(reports: &[Report]) {
         "st/min",
         "tokens",
         "writes",
+        "ph+4",
         "recon",
         "c2s p99",
         "sub p99",
@@ -413,7 +492,7 @@ fn print_table(reports: &[Report]) {
     );
     for r in reports {
         println!(
-            "{:<6}{:>6}{:>8.1}{:>8.2}{:>8.1}{:>8.1}{:>9.2}{:>8.2}{:>9.3}{:>8}{:>8.2}{:>8.2}{:>8.2}{:>8.2}{:>7}{:>8}",
+            "{:<6}{:>6}{:>8.1}{:>8.2}{:>8.1}{:>8.1}{:>9.2}{:>8.2}{:>9.3}{:>8}{:>8.2}{:>7.2}{:>8.2}{:>8.2}{:>8.2}{:>7}{:>8}",
             r.scenario,
             r.jobs,
             r.wall_seconds,
@@ -425,6 +504,7 @@ fn print_table(reports: &[Report]) {
             r.status_calls_vs_minimum,
             r.token_requests,
             r.apiserver_writes_per_job,
+            r.phases_per_job + 4.0,
             r.reconciles_per_job,
             r.completion_to_succeeded_p99_s,
             r.creation_to_submission_p99_s,
@@ -433,12 +513,202 @@ fn print_table(reports: &[Report]) {
         );
     }
     println!(
-        "(st/min: CXone status calls per job / the poll schedule's minimum; writes: API server writes per job; recon: reconciles per job; c2s: CXone COMPLETED to status Succeeded; sub: creation to CXone submission; dup: duplicate CXone jobs)"
+        "(st/min: CXone status calls per job / the poll schedule's minimum; writes: API server writes per job; ph+4: phases the watch saw per job + 4, the writes budget; recon: reconciles per job; c2s: CXone COMPLETED to status Succeeded; sub: creation to CXone submission; dup: duplicate CXone jobs; MiB/1k: steady RSS per 1,000 jobs, over the idle operator's for g-i; cpu%: of one core while 90 % of the jobs were training, the highest stage for g-i)"
     );
+}
+
+/// Prints a JSON line for `value`, tagged with the run's label.
+fn print_json(label: &str, value: &impl serde::Serialize) {
+    let mut v = serde_json::to_value(value).unwrap_or_default();
+    v["label"] = json!(label);
+    println!("{v}");
+}
+
+/// The realistic scenarios, full (`make bench`) or reduced (`cargo test`).
+fn realistic_scenarios(full: bool) -> Vec<realistic::Realistic> {
+    use realistic::{Kind, Mix, Realistic};
+    let secs = Duration::from_secs;
+    const MIB: usize = 1024 * 1024;
+    let (g, i, c) = (Kind::Guide, Kind::Inline, Kind::ConfigMap);
+    if full {
+        // Half of the jobs are the guide's, a fifth inline, the rest on ConfigMaps; every kind
+        // follows a stage of another kind at least twice (its growth is measured there). An
+        // inline stage is the slowest: the API server's work on 1,000 objects of 25 KB.
+        let turn = [g, i, c, g, c, g, i, c, g, g];
+        let stages = std::env::var("BENCH_G_STAGES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10usize);
+        vec![
+            Realistic {
+                name: "g",
+                stages: (0..stages)
+                    .map(|k| (1000, Mix::Only(turn[k % turn.len()])))
+                    .collect(),
+                job_duration: secs(40),
+                inline_utterances: 300,
+                data_bytes: MIB,
+                data_sets: 50,
+                background: 0,
+                restart: false,
+                operator_rate_limit: 200.0,
+                stage_timeout: secs(1800),
+                quiet: secs(3),
+            },
+            Realistic {
+                name: "h0",
+                stages: vec![(1000, Mix::Even)],
+                job_duration: secs(30),
+                inline_utterances: 300,
+                data_bytes: MIB,
+                data_sets: 10,
+                background: 0,
+                restart: false,
+                operator_rate_limit: 200.0,
+                stage_timeout: secs(1800),
+                quiet: secs(3),
+            },
+            Realistic {
+                name: "h",
+                stages: vec![(1000, Mix::Even)],
+                job_duration: secs(30),
+                inline_utterances: 300,
+                data_bytes: MIB,
+                data_sets: 10,
+                background: 20_000,
+                restart: false,
+                operator_rate_limit: 200.0,
+                stage_timeout: secs(1800),
+                quiet: secs(3),
+            },
+            Realistic {
+                name: "i",
+                stages: vec![(200, Mix::Only(Kind::ConfigMap))],
+                job_duration: secs(20),
+                inline_utterances: 300,
+                data_bytes: MIB,
+                data_sets: 0,
+                background: 0,
+                restart: true,
+                operator_rate_limit: 200.0,
+                stage_timeout: secs(600),
+                quiet: secs(5),
+            },
+        ]
+    } else {
+        let small = |name, stages, background, restart| Realistic {
+            name,
+            stages,
+            job_duration: secs(2),
+            inline_utterances: 300,
+            data_bytes: 128 * 1024,
+            data_sets: if restart { 0 } else { 2 },
+            background,
+            restart,
+            operator_rate_limit: 100.0,
+            stage_timeout: secs(90),
+            quiet: secs(1),
+        };
+        vec![
+            small(
+                "g",
+                [g, i, c].iter().map(|k| (6, Mix::Only(*k))).collect(),
+                0,
+                false,
+            ),
+            // The figure of (h) is a difference between two full runs; here the background
+            // only has to be created, watched and left alone.
+            small("h", vec![(6, Mix::Even)], 200, false),
+            small("i", vec![(4, Mix::Only(Kind::ConfigMap))], 0, true),
+        ]
+    }
+}
+
+/// The lines of figures the realistic scenarios add under the table.
+fn print_realistic(runs: &[realistic::RealisticReport]) {
+    for r in runs {
+        let name = &r.report.scenario;
+        if r.stages.len() > 1 {
+            let curve: Vec<String> = r
+                .stages
+                .iter()
+                .map(|s| format!("{}k {:.1}", s.jobs_total as f64 / 1000.0, s.steady_rss_mib))
+                .collect();
+            println!(
+                "({name}) steady RSS MiB: idle {:.1}, {}",
+                r.idle_rss_mib,
+                curve.join(", ")
+            );
+            let kinds: Vec<String> = r
+                .mib_per_1000
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.2}"))
+                .collect();
+            println!(
+                "({name}) MiB per 1,000 jobs by kind (steady RSS growth of its stages): {}",
+                kinds.join(", ")
+            );
+            let peaks: Vec<String> = r
+                .stages
+                .iter()
+                .map(|s| format!("{} {:.1}", s.kinds, s.peak_rss_mib))
+                .collect();
+            println!(
+                "({name}) peak RSS MiB after each stage: {}",
+                peaks.join(", ")
+            );
+            let cpu: Vec<String> = r
+                .stages
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {:.2}% ({:.0}s)",
+                        s.kinds, s.cpu_percent_while_training, s.training_window_seconds
+                    )
+                })
+                .collect();
+            println!(
+                "({name}) operator CPU of one core while the stage's jobs trained (window): {}",
+                cpu.join(", ")
+            );
+        }
+        if let Some(x) = &r.restart {
+            println!(
+                "({name}) restart with {} finished jobs: ConfigMap GETs {}, ConfigMap LISTs {}, job GETs {}, API writes {}, reconciles {}, quiet after {:.1}s; RSS steady {:.1} MiB, peak {:.1} MiB",
+                x.finished_jobs,
+                x.configmap_gets,
+                x.configmap_lists,
+                x.job_gets,
+                x.writes,
+                x.reconciles,
+                x.seconds_to_quiet,
+                x.steady_rss_mib,
+                x.peak_rss_mib
+            );
+        }
+    }
+    let find = |n: &str| runs.iter().find(|r| r.report.scenario == n);
+    if let (Some(base), Some(bg)) = (find("h0"), find("h")) {
+        println!(
+            "(h) the background adds: idle {:+.1} MiB ({:.1} → {:.1}), steady {:+.1} MiB ({:.1} → {:.1}), peak {:+.1} MiB ({:.1} → {:.1}), CPU {:+.1} s",
+            bg.idle_rss_mib - base.idle_rss_mib,
+            base.idle_rss_mib,
+            bg.idle_rss_mib,
+            bg.report.steady_rss_mib - base.report.steady_rss_mib,
+            base.report.steady_rss_mib,
+            bg.report.steady_rss_mib,
+            bg.report.peak_rss_mib - base.report.peak_rss_mib,
+            base.report.peak_rss_mib,
+            bg.report.peak_rss_mib,
+            bg.report.operator_cpu_seconds - base.report.operator_cpu_seconds
+        );
+    }
 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    let launch = launch_from_env();
+    let label = std::env::var("BENCH_LABEL").unwrap_or_else(|_| "system".into());
     let secs = Duration::from_secs;
     let scenarios: Vec<Scenario> = if full {
         vec![
@@ -533,41 +803,86 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let only: Option<String> = std::env::var("BENCH_SCENARIOS").ok();
+    let only: Option<Vec<String>> = std::env::var("BENCH_SCENARIOS")
+        .ok()
+        .map(|o| o.split(',').map(|s| s.trim().to_string()).collect());
+    // `h` selects both of its runs (h0 without the background, h with it).
+    let selected = |name: &str| {
+        only.as_ref().is_none_or(|o| {
+            o.iter()
+                .any(|s| s == name || (s == "h" && name.starts_with('h')))
+        })
+    };
     let mut reports = Vec::new();
     for s in &scenarios {
-        if only.as_deref().is_some_and(|o| !o.contains(s.name)) {
+        if !selected(s.name) {
             continue;
         }
         eprintln!(
             "scenario ({}) {} jobs of {:?}...",
             s.name, s.jobs, s.job_duration
         );
-        let r = runtime.block_on(run(s));
+        let r = runtime.block_on(run(s, &launch));
         // The properties that must hold at any scale.
         assert_eq!(
             r.duplicate_submissions, 0,
             "({}) duplicate CXone submissions",
             s.name
         );
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        print_json(&label, &r);
         reports.push(r);
     }
+    let mut realistic_runs = Vec::new();
+    for s in realistic_scenarios(full) {
+        if !selected(s.name) {
+            continue;
+        }
+        let jobs: usize = s.stages.iter().map(|(n, _)| n).sum();
+        eprintln!(
+            "scenario ({}) {jobs} jobs of {:?} in {} stages, {} background objects{}...",
+            s.name,
+            s.job_duration,
+            s.stages.len(),
+            s.background,
+            if s.restart { ", then a restart" } else { "" }
+        );
+        let r = runtime.block_on(realistic::run(&s, &launch));
+        assert_eq!(
+            r.report.duplicate_submissions, 0,
+            "({}) duplicate CXone submissions",
+            s.name
+        );
+        if let Some(x) = &r.restart {
+            // Finished jobs need nothing from their ConfigMaps after a restart.
+            assert_eq!(
+                x.configmap_gets, 0.0,
+                "({}) ConfigMap reads after a restart with {} finished jobs",
+                s.name, x.finished_jobs
+            );
+        }
+        print_json(&label, &r);
+        realistic_runs.push(r);
+    }
+    reports.extend(realistic_runs.iter().map(|r| r.report.clone()));
     print_table(&reports);
-    if only.as_deref().is_none_or(|o| o.contains('e')) {
+    print_realistic(&realistic_runs);
+    if selected("e") {
         let n = if full { 50 } else { 5 };
         let d = Duration::from_secs(if full { 20 } else { 6 });
         let scripts = runtime.block_on(scripts_vs_operator(n, d));
-        let operator = runtime.block_on(run(&Scenario {
-            name: "e",
-            jobs: n,
-            job_duration: d,
-            in_flight: None,
-            kill_at_submitted: None,
-            sim_rate_limit: None,
-            operator_rate_limit: 100.0,
-            timeout: secs(300),
-        }));
+        let operator = runtime.block_on(run(
+            &Scenario {
+                name: "e",
+                jobs: n,
+                job_duration: d,
+                in_flight: None,
+                kill_at_submitted: None,
+                sim_rate_limit: None,
+                operator_rate_limit: 100.0,
+                timeout: secs(300),
+            },
+            &launch,
+        ));
         println!(
             "\n(e) {n} copies of the guide's script: {}",
             scripts

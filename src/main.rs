@@ -8,6 +8,19 @@ use cxone_skill_operator::cli::{self, OutputFormat};
 use cxone_skill_operator::evaluation::EvaluationOptions;
 use cxone_skill_operator::simulator;
 
+// Optional allocators, compared with the system allocator by `hack/bench/allocators.sh`; the
+// default build keeps the system allocator.
+#[cfg(all(feature = "jemalloc", feature = "mimalloc"))]
+compile_error!("features `jemalloc` and `mimalloc` each select the global allocator: pick one");
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cxone-skill-operator",

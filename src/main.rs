@@ -8,8 +8,8 @@ use cxone_skill_operator::cli::{self, OutputFormat};
 use cxone_skill_operator::evaluation::EvaluationOptions;
 use cxone_skill_operator::simulator;
 
-// Optional allocators, compared with the system allocator by `hack/bench/allocators.sh`; the
-// default build keeps the system allocator.
+// jemalloc by default (Cargo.toml); `--no-default-features` keeps the system allocator, and
+// `hack/bench/allocators.sh` compares them.
 #[cfg(all(feature = "jemalloc", feature = "mimalloc"))]
 compile_error!("features `jemalloc` and `mimalloc` each select the global allocator: pick one");
 

@@ -3,8 +3,8 @@
 #
 #   hack/bench/allocators.sh [SCENARIOS] [OUT_DIR]
 #
-# Builds the operator binary with the system allocator, `--features jemalloc` and
-# `--features mimalloc` (each copied to target/alloc/), then runs `cargo bench --bench scale`
+# Builds the operator binary with jemalloc (the default), the system allocator
+# (`--no-default-features`) and mimalloc (each copied to target/alloc/), then runs `cargo bench --bench scale`
 # with BENCH_SCENARIOS=SCENARIOS (default: g, with BENCH_G_STAGES as set, default 10) against
 # each binary, and against the system one with MALLOC_ARENA_MAX=2. Each run's output goes to
 # OUT_DIR/<variant>.txt (default target/alloc); the JSON lines carry the variant as "label".
@@ -23,9 +23,9 @@ build() { # variant [cargo feature args...]
   "$cargo" bench --locked --no-run --bench scale "$@" >&2
   cp target/release/cxone-skill-operator "target/alloc/cxone-skill-operator-$variant"
 }
-build jemalloc --features jemalloc
-build mimalloc --features mimalloc
-build system
+build jemalloc
+build mimalloc --no-default-features --features mimalloc
+build system --no-default-features
 
 run() { # label binary [env]
   echo "== $1" >&2

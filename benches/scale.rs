@@ -708,7 +708,7 @@ fn print_realistic(runs: &[realistic::RealisticReport]) {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let launch = launch_from_env();
-    let label = std::env::var("BENCH_LABEL").unwrap_or_else(|_| "system".into());
+    let label = std::env::var("BENCH_LABEL").unwrap_or_else(|_| "default".into());
     let secs = Duration::from_secs;
     let scenarios: Vec<Scenario> = if full {
         vec![

@@ -1222,14 +1222,7 @@ impl<'a> Session<'a> {
                 what,
             )
             .await?;
-        if let Some(answered) = header_str(&resp, "docker-content-digest")
-            && answered != digest
-        {
-            return Err(RegistryError::Rejected(format!(
-                "{what}: the registry stored the blob as {}, not {digest}",
-                truncate_chars(answered, 80)
-            )));
-        }
+        stored_as(&resp, digest, "blob", what)?;
         Ok(())
     }
 
@@ -1481,14 +1474,7 @@ impl<'a> Session<'a> {
                 what,
             )
             .await?;
-        if let Some(answered) = header_str(&resp, "docker-content-digest")
-            && answered != digest
-        {
-            return Err(RegistryError::Rejected(format!(
-                "{what}: the registry stored the manifest as {}, not {digest}",
-                truncate_chars(answered, 80)
-            )));
-        }
+        stored_as(&resp, &digest, "manifest", what)?;
         Ok(PutManifest {
             digest,
             oci_subject: header_str(&resp, "oci-subject").map(str::to_string),
@@ -1635,6 +1621,23 @@ fn bearer_header(token: &str) -> Result<HeaderValue, RegistryError> {
     })?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// The registry stored the `kind` under the digest it was sent as (its `Docker-Content-Digest`,
+/// when it answers one).
+fn stored_as(
+    resp: &reqwest::Response,
+    digest: &str,
+    kind: &str,
+    what: &str,
+) -> Result<(), RegistryError> {
+    match header_str(resp, "docker-content-digest") {
+        Some(answered) if answered != digest => Err(RegistryError::Rejected(format!(
+            "{what}: the registry stored the {kind} as {}, not {digest}",
+            truncate_chars(answered, 80)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn header_str<'r>(resp: &'r reqwest::Response, name: &str) -> Option<&'r str> {

@@ -180,13 +180,13 @@ pub(super) fn next_target(
     next: SkillTrainingJobStatus,
     m: JobMemory,
 ) -> Step {
-    let targets = match &v.registry {
+    match &v.registry {
         None => return done(v, next, m),
         Some(Err(problem)) => {
             return give_up(v, next, m, Reason::RegistryNotAllowed, problem.clone());
         }
-        Some(Ok(t)) => t,
-    };
+        Some(Ok(_)) => {}
+    }
     let Some(completion) = m.completion.clone() else {
         return start(v, &next, m, p);
     };
@@ -201,37 +201,18 @@ pub(super) fn next_target(
     let Some(kind) = pending else {
         return done(v, next, m);
     };
-    let spec = v.spec.registry.as_ref();
-    let promotion = spec.and_then(|s| s.promotion.as_ref());
-    let (target, secret, champion_at) = match kind {
-        TargetKind::Oci => {
-            let (Some(t), Some(o)) = (&targets.oci, spec.and_then(|s| s.oci.as_ref())) else {
-                return done(v, next, m);
-            };
-            let tag = o.tag.clone().unwrap_or_else(|| default_tag(v));
-            let alias = promotion.map(|p| p.oci_tag.clone().unwrap_or_else(|| "approved".into()));
-            let target = RegistryTarget::Oci {
-                target: t.clone(),
-                tag,
-            };
-            let secret = o.credentials_secret_ref.as_ref().map(|s| s.name.clone());
-            (target, secret, alias)
-        }
-        TargetKind::Mlflow => {
-            let (Some(t), Some(ml)) = (&targets.mlflow, spec.and_then(|s| s.mlflow.as_ref()))
-            else {
-                return done(v, next, m);
-            };
-            let alias =
-                promotion.map(|p| p.mlflow_alias.clone().unwrap_or_else(|| "champion".into()));
-            let secret = ml.credentials_secret_ref.as_ref().map(|s| s.name.clone());
-            (RegistryTarget::Mlflow(t.clone()), secret, alias)
-        }
+    let promotion = v.spec.registry.as_ref().and_then(|s| s.promotion.as_ref());
+    let Some(target) = request_target(v, kind) else {
+        return done(v, next, m);
     };
+    // The champion matters only to a gate that compares with it.
+    let champion_at = promotion
+        .filter(|p| p.compare_metric.is_some())
+        .map(|_| alias(v, kind));
     let ending = success_ending(&completion, &analysis, &export, Some(registry));
     let request = RegisterRequest {
         target,
-        secret,
+        secret: secret(v, kind),
         source: ModelSource {
             weights_url: export.artifacts.model_weights_url.clone(),
             config_url: export.artifacts.config_url.clone(),
@@ -239,8 +220,7 @@ pub(super) fn next_target(
         provenance: provenance(v, &completion),
         audit_json: super::audit_record(v, &ending, Some(completion.job_id.as_str())).to_json(),
         analysis,
-        // The champion matters only to a gate that compares with it.
-        champion_at: champion_at.filter(|_| promotion.is_some_and(|p| p.compare_metric.is_some())),
+        champion_at,
     };
     Step::new(next, m, Next::AwaitChange).effect(Effect::Register(Box::new(request)))
 }
@@ -406,23 +386,7 @@ pub(super) fn registered(
     let promotion = v.spec.registry.as_ref().and_then(|s| s.promotion.as_ref());
     let outcome = gate::evaluate(promotion, &analysis, registration.champion.as_ref());
     let earlier = recorded(&registry, kind).cloned();
-    let mut record = TargetRegistration {
-        reference: registration.reference.clone(),
-        version: registration.version.clone(),
-        run_id: registration.run_id.clone(),
-        registered_at: earlier
-            .as_ref()
-            .map(|e| e.registered_at.clone())
-            .unwrap_or(Time(v.now)),
-        promoted: None,
-        promoted_as: None,
-        promoted_at: None,
-        champion: outcome.as_ref().and_then(|o| o.champion.clone()),
-        gate: Some(outcome.as_ref().map_or_else(
-            || "no promotion gate declared".to_string(),
-            gate::GateOutcome::describe,
-        )),
-    };
+    let mut record = new_record(v, &registration, earlier.as_ref(), outcome.as_ref());
     let is_champion = registration.champion.as_ref().is_some_and(|c| {
         c.reference == registration.version || c.reference == registration.reference
     });
@@ -472,6 +436,31 @@ pub(super) fn registered(
         );
     }
     step
+}
+
+/// What status records of a registration, before promotion is decided.
+fn new_record(
+    v: &View,
+    registration: &Registration,
+    earlier: Option<&TargetRegistration>,
+    outcome: Option<&gate::GateOutcome>,
+) -> TargetRegistration {
+    TargetRegistration {
+        reference: registration.reference.clone(),
+        version: registration.version.clone(),
+        run_id: registration.run_id.clone(),
+        registered_at: earlier
+            .map(|e| e.registered_at.clone())
+            .unwrap_or(Time(v.now)),
+        promoted: None,
+        promoted_as: None,
+        promoted_at: None,
+        champion: outcome.and_then(|o| o.champion.clone()),
+        gate: Some(outcome.map_or_else(
+            || "no promotion gate declared".to_string(),
+            gate::GateOutcome::describe,
+        )),
+    }
 }
 
 /// Promote the registered model in `kind`.

@@ -8,7 +8,10 @@ use std::path::Path;
 use crate::crd::{DataSources, SkillTrainingJob, SpecCheck};
 use crate::cxone::EndpointAllowlist;
 use crate::cxone::model::{EvaluationResponse, LabelDef};
-use crate::evaluation::{EvaluationOptions, EvaluationReport, analyze};
+use crate::evaluation::{
+    ConfusionMatrix, EvaluationOptions, EvaluationReport, LabelMetrics, Recommendation,
+    ServerComparison, ThresholdMetrics, analyze,
+};
 use crate::names;
 use crate::training::{DataFormat, Dataset, ValidationRules, parse_utterances, validate};
 
@@ -339,106 +342,96 @@ pub fn evaluate_file(path: &Path, options: &EvaluationOptions) -> Result<Evaluat
     analyze(&response, options).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Human-readable rendering of a report.
+/// Human-readable rendering of a report: averages, per-label metrics, the confusion matrix (up
+/// to 20 labels), the threshold sweep, the recommendation and the server comparison.
 pub fn render_table(report: &EvaluationReport) -> String {
-    let v = serde_json::to_value(report).unwrap_or_default();
-    let num = |p: &str| v.pointer(p).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
     let mut s = String::new();
-    let _ = writeln!(s, "accuracy  {:.4}", num("/accuracy"));
+    render_averages(&mut s, report);
+    render_labels(&mut s, &report.per_label);
+    render_confusion_matrix(&mut s, &report.confusion_matrix);
+    render_thresholds(&mut s, &report.thresholds);
+    render_recommendation(&mut s, report.recommendation.as_ref());
+    render_server_summary(&mut s, &report.server_comparison);
+    s
+}
+
+fn render_averages(s: &mut String, report: &EvaluationReport) {
+    let _ = writeln!(s, "accuracy  {:.4}", report.accuracy);
     let _ = writeln!(
         s,
         "{:<10}{:>10}{:>10}{:>10}",
         "average", "precision", "recall", "f1"
     );
-    for avg in ["macro", "weighted"] {
+    for (name, avg) in [
+        ("macro", &report.macro_average),
+        ("weighted", &report.weighted_average),
+    ] {
         let _ = writeln!(
             s,
-            "{avg:<10}{:>10.4}{:>10.4}{:>10.4}",
-            num(&format!("/{avg}/precision")),
-            num(&format!("/{avg}/recall")),
-            num(&format!("/{avg}/f1"))
+            "{name:<10}{:>10.4}{:>10.4}{:>10.4}",
+            avg.precision, avg.recall, avg.f1
         );
     }
+}
+
+fn render_labels(s: &mut String, per_label: &[LabelMetrics]) {
     let _ = writeln!(
         s,
         "\n{:<24}{:>10}{:>10}{:>10}{:>9}",
         "label", "precision", "recall", "f1", "support"
     );
-    for l in v
-        .get("perLabel")
-        .and_then(|x| x.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let f = |k: &str| l.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+    for l in per_label {
         let _ = writeln!(
             s,
             "{:<24}{:>10.4}{:>10.4}{:>10.4}{:>9}",
-            l.get("label").and_then(|x| x.as_str()).unwrap_or(""),
-            f("precision"),
-            f("recall"),
-            f("f1"),
-            l.get("support").and_then(|x| x.as_u64()).unwrap_or(0)
+            l.label, l.precision, l.recall, l.f1, l.support
         );
     }
-    if let (Some(labels), Some(matrix)) = (
-        v.pointer("/confusionMatrix/labels")
-            .and_then(|x| x.as_array()),
-        v.pointer("/confusionMatrix/matrix")
-            .and_then(|x| x.as_array()),
-    ) && labels.len() <= 20
-    {
-        let _ = writeln!(s, "\nconfusion matrix (rows = actual, columns = predicted)");
-        for (label, row) in labels.iter().zip(matrix) {
-            let cells: Vec<String> = row
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| format!("{:>6}", c.as_u64().unwrap_or(0)))
-                .collect();
-            let _ = writeln!(s, "{:<24}{}", label.as_str().unwrap_or(""), cells.join(""));
-        }
+}
+
+/// Only small matrices: a wide one would not fit a terminal.
+fn render_confusion_matrix(s: &mut String, cm: &ConfusionMatrix) {
+    if cm.labels.len() > 20 {
+        return;
     }
+    let _ = writeln!(s, "\nconfusion matrix (rows = actual, columns = predicted)");
+    for (label, row) in cm.labels.iter().zip(&cm.matrix) {
+        let cells: Vec<String> = row.iter().map(|c| format!("{c:>6}")).collect();
+        let _ = writeln!(s, "{label:<24}{}", cells.join(""));
+    }
+}
+
+fn render_thresholds(s: &mut String, thresholds: &[ThresholdMetrics]) {
     let _ = writeln!(
         s,
         "\n{:>9}{:>10}{:>10}{:>10}{:>10}",
         "threshold", "precision", "recall", "f1", "coverage"
     );
-    for t in v
-        .get("thresholds")
-        .and_then(|x| x.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let f = |k: &str| t.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+    for t in thresholds {
         let _ = writeln!(
             s,
             "{:>9.2}{:>10.4}{:>10.4}{:>10.4}{:>10.4}",
-            f("threshold"),
-            f("precision"),
-            f("recall"),
-            f("f1"),
-            f("coverage")
+            t.threshold, t.precision, t.recall, t.f1, t.coverage
         );
     }
-    match v.get("recommendation").filter(|r| !r.is_null()) {
+}
+
+fn render_recommendation(s: &mut String, recommendation: Option<&Recommendation>) {
+    match recommendation {
         Some(r) => {
-            let f = |k: &str| r.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
             let _ = writeln!(
                 s,
                 "\nrecommended threshold {:.2} ({}): precision {:.4}, f1 {:.4}, coverage {:.4}",
-                f("threshold"),
-                r.get("objective").and_then(|x| x.as_str()).unwrap_or(""),
-                f("precision"),
-                f("f1"),
-                f("coverage")
+                r.threshold, r.objective, r.precision, r.f1, r.coverage
             );
         }
         None => {
             let _ = writeln!(s, "\nno threshold reaches the requested minimum precision");
         }
     }
-    let comparison = &report.server_comparison;
+}
+
+fn render_server_summary(s: &mut String, comparison: &ServerComparison) {
     match comparison.consistent {
         Some(false) => {
             let _ = writeln!(
@@ -474,5 +467,4 @@ pub fn render_table(report: &EvaluationReport) -> String {
             );
         }
     }
-    s
 }

@@ -1,6 +1,8 @@
-//! `cxone-skill-operator`: the operator binary and its offline tools.
+//! `cxone-skill-operator`: the operator binary and its offline tools. Parses the command line
+//! and hands each subcommand to the library (`controller::run`, `simulator::run`, `cli`, `crd`);
+//! it owns only the global allocator, logging set-up, exit codes and the async runtime.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -81,16 +83,7 @@ fn main() -> ExitCode {
                 tracing::error!("{e:#}")
             })
         }
-        Command::Crd => match cxone_skill_operator::crd::crd_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Crd => print_crd(),
         Command::Simulate(args) => {
             init_tracing();
             run_async(simulator::run(*args), |e| eprintln!("error: {e:#}"))
@@ -100,71 +93,102 @@ fn main() -> ExitCode {
             allowed_endpoints,
             allowed_registries,
             allow_plain_http_registries,
-        } => {
-            let mut allow = cli::Allowlists::default();
-            if !allowed_endpoints.is_empty() {
-                match cxone_skill_operator::cxone::EndpointAllowlist::parse(&allowed_endpoints) {
-                    Ok(a) => allow.endpoints = Some(a),
-                    Err(e) => {
-                        eprintln!("error: --allowed-endpoints: {e}");
-                        return ExitCode::from(2);
-                    }
-                }
+        } => match allowlists(
+            &allowed_endpoints,
+            &allowed_registries,
+            allow_plain_http_registries,
+        ) {
+            Ok(allow) => validate_files(&files, &allow),
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
             }
-            if !allowed_registries.is_empty() {
-                match cxone_skill_operator::registry::allow::RegistryAllowlist::parse(
-                    &allowed_registries,
-                    allow_plain_http_registries,
-                ) {
-                    Ok(a) => allow.registries = Some(a),
-                    Err(e) => {
-                        eprintln!("error: --allowed-registries: {e}");
-                        return ExitCode::from(2);
-                    }
-                }
-            }
-            let verdicts = cli::validate_paths(&files, &allow);
-            let mut ok = true;
-            for v in &verdicts {
-                println!("{}", v.render());
-                ok &= v.is_valid();
-            }
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        },
         Command::Evaluate {
             input,
             min_precision,
             output,
-        } => {
-            let options = EvaluationOptions {
-                min_precision,
-                ..EvaluationOptions::default()
-            };
-            match cli::evaluate_file(&input, &options) {
-                Ok(report) => {
-                    match output {
-                        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => {
-                                eprintln!("error: cannot encode the report: {e}");
-                                return ExitCode::FAILURE;
-                            }
-                        },
-                        OutputFormat::Table => print!("{}", cli::render_table(&report)),
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        } => evaluate(&input, min_precision, output),
+    }
+}
+
+/// `crd`: the CustomResourceDefinition on stdout.
+fn print_crd() -> ExitCode {
+    match cxone_skill_operator::crd::crd_yaml() {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// The allowlists `validate` checks jobs against, as the operator's flags would give them; `Err`
+/// names the flag that does not parse.
+fn allowlists(
+    allowed_endpoints: &[String],
+    allowed_registries: &[String],
+    allow_plain_http_registries: bool,
+) -> Result<cli::Allowlists, String> {
+    let mut allow = cli::Allowlists::default();
+    if !allowed_endpoints.is_empty() {
+        let endpoints = cxone_skill_operator::cxone::EndpointAllowlist::parse(allowed_endpoints)
+            .map_err(|e| format!("--allowed-endpoints: {e}"))?;
+        allow.endpoints = Some(endpoints);
+    }
+    if !allowed_registries.is_empty() {
+        let registries = cxone_skill_operator::registry::allow::RegistryAllowlist::parse(
+            allowed_registries,
+            allow_plain_http_registries,
+        )
+        .map_err(|e| format!("--allowed-registries: {e}"))?;
+        allow.registries = Some(registries);
+    }
+    Ok(allow)
+}
+
+/// `validate`: one verdict line per file; failure when any file is invalid.
+fn validate_files(files: &[PathBuf], allow: &cli::Allowlists) -> ExitCode {
+    let verdicts = cli::validate_paths(files, allow);
+    let mut ok = true;
+    for v in &verdicts {
+        println!("{}", v.render());
+        ok &= v.is_valid();
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `evaluate`: the analysis of an evaluation response file, as JSON or a table.
+fn evaluate(input: &Path, min_precision: Option<f64>, output: OutputFormat) -> ExitCode {
+    let options = EvaluationOptions {
+        min_precision,
+        ..EvaluationOptions::default()
+    };
+    let report = match cli::evaluate_file(input, &options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match output {
+        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: cannot encode the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        OutputFormat::Table => print!("{}", cli::render_table(&report)),
+    }
+    ExitCode::SUCCESS
 }
 
 /// Runs `f` on a multi-threaded runtime; failures go to `report`.

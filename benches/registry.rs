@@ -13,8 +13,11 @@
 //! 127.0.0.1 and oras comes from `hack/oci-tools.sh` (tests/support/oci_registry.rs).
 //! `CXONE_BENCH_CHUNK_MIB=N` overrides the upload chunk size for tuning.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/support"]
+mod support {
+    pub mod oci_registry;
+    pub mod trained;
+}
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -22,14 +25,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cxone_skill_operator::cxone::model::{ExportResponse, JobState, JobStatus, SubmitResponse};
 use cxone_skill_operator::registry::oci::{DEFAULT_UPLOAD_CHUNK_BYTES, OciRegistry};
-use cxone_skill_operator::registry::{Documents, ModelSource, Provenance, RegistryAuth};
-use serde_json::{Value, json};
+use cxone_skill_operator::registry::{Documents, ModelSource, RegistryAuth};
+use cxone_skill_operator::testkit::provenance;
+use serde_json::Value;
 use support::oci_registry::{TestRegistry, free_port, run_with_timeout, unique_dir};
+use support::trained::{disjoint_intents_payload, train_and_export};
 
 const MIB: f64 = 1024.0 * 1024.0;
-const JOBS: &str = "/api/v2/ai/skills/training/jobs";
 /// Longest wait for the simulator to start or a job to complete.
 const DEADLINE: Duration = Duration::from_secs(30);
 /// Resident-memory growth allowed while pushing (the module's design: two upload chunks).
@@ -84,107 +87,13 @@ async fn start_simulator(weights_bytes: u64) -> Simulator {
 
 /// Trains a job to completion and returns its exported artifact URLs.
 async fn exported(sim: &Simulator) -> (String, ModelSource) {
-    let http = reqwest::Client::new();
-    let base = &sim.base;
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "bench"),
-            ("client_secret", "bench-secret"),
-            (
-                "scope",
-                "ai:skills:read ai:skills:write ai:training:read ai:training:write",
-            ),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
-    let mut utterances = Vec::new();
-    for i in 0..10 {
-        for (text, label) in [
-            (format!("my invoice number {i} is wrong"), "billing"),
-            (format!("will it rain tomorrow {i}"), "weather"),
-        ] {
-            utterances.push(json!({"text": text, "label": label, "language": "en"}));
-        }
-    }
-    let body = json!({
-        "skillId": "skill-bench",
-        "trainingData": {"utterances": utterances, "validationSplit": 0.2, "language": "en"},
-        "labels": [{"id": "billing", "name": "Billing", "description": "b"},
-                   {"id": "weather", "name": "Weather", "description": "w"}],
-        "hyperparameters": {"maxEpochs": 5, "earlyStopping": true, "patience": 2}
-    });
-    let submitted: SubmitResponse = http
-        .post(format!("{base}{JOBS}"))
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = submitted.job_id;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let status: JobStatus = http
-            .get(format!("{base}{JOBS}/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status.status == JobState::Completed {
-            break;
-        }
-        assert!(
-            !status.status.is_terminal(),
-            "job {id} ended {:?}",
-            status.status
-        );
-        assert!(Instant::now() < deadline, "job {id} did not complete");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let export: ExportResponse = http
-        .get(format!("{base}{JOBS}/{id}/artifacts/export"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        id,
-        ModelSource {
-            weights_url: export.artifacts.model_weights_url,
-            config_url: export.artifacts.config_url,
-        },
+    train_and_export(
+        &sim.base,
+        "bench",
+        "bench-secret",
+        &disjoint_intents_payload(),
     )
-}
-
-fn provenance(job_id: &str) -> Provenance {
-    Provenance {
-        namespace: "bench".into(),
-        name: "registry-bench".into(),
-        uid: "bench-uid".into(),
-        generation: 1,
-        run: 1,
-        cxone_job_id: job_id.into(),
-        skill_id: "skill-bench".into(),
-        dataset_digest: format!("sha256:{}", "00".repeat(32)),
-        created: "2025-06-01T12:00:00Z".parse().unwrap(),
-        source: "kubernetes://bench/skilltrainingjobs/registry-bench".into(),
-        params: BTreeMap::new(),
-    }
+    .await
 }
 
 /// `VmRSS` and `VmHWM` of this process, in KiB.

@@ -17,8 +17,13 @@
 //! the operator's environment (e.g. `MALLOC_ARENA_MAX=2`); `BENCH_LABEL` names the run in the JSON
 //! lines.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/support"]
+mod support {
+    mod envtest;
+    pub mod operator;
+    pub mod scale_jobs;
+    pub use envtest::ControlPlane;
+}
 
 #[path = "scale/realistic.rs"]
 mod realistic;

@@ -15,5 +15,7 @@ pub mod evaluation;
 pub mod names;
 pub mod registry;
 pub mod simulator;
+#[doc(hidden)]
+pub mod testkit;
 pub mod text;
 pub mod training;

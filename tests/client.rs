@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cxone_skill_operator::cxone::model::{
-    Hyperparameters, JobState, LabelDef, TrainingJobRequest, Utterance,
-};
+use cxone_skill_operator::cxone::model::{JobState, Utterance};
 use cxone_skill_operator::cxone::{
     AuthProblem, CancelOutcome, ClientConfig, Credentials, CxoneClient, CxoneError, Endpoint,
     SecretString, Target, Transient,
@@ -14,7 +12,7 @@ use cxone_skill_operator::evaluation::{EvaluationOptions, analyze};
 use cxone_skill_operator::simulator::{
     self, ClientCredentials, Faults, RetryAfterFormat, SimulatorConfig, SimulatorHandle,
 };
-use cxone_skill_operator::training::{Dataset, ValidationRules, build_payload, validate};
+use cxone_skill_operator::testkit::guide_request;
 
 struct Fixture {
     sim: SimulatorHandle,
@@ -77,41 +75,6 @@ impl Fixture {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-fn guide_request() -> TrainingJobRequest {
-    let labels = [
-        ("cancel_sub", "Cancel Subscription"),
-        ("upgrade_plan", "Upgrade Plan"),
-        ("reset_pwd", "Reset Password"),
-    ]
-    .iter()
-    .map(|(id, name)| LabelDef {
-        id: id.to_string(),
-        name: name.to_string(),
-        description: None,
-    })
-    .collect();
-    let mut d = Dataset::new(Some("en".into()), labels);
-    d.extend_inline(
-        "utterances",
-        [
-            ("I want to cancel my subscription", "cancel_sub"),
-            ("Please terminate my account", "cancel_sub"),
-            ("How do I upgrade my plan", "upgrade_plan"),
-            ("I need a higher tier", "upgrade_plan"),
-            ("Reset my password", "reset_pwd"),
-            ("I forgot my login details", "reset_pwd"),
-        ]
-        .iter()
-        .map(|(text, label)| Utterance {
-            text: text.to_string(),
-            label: label.to_string(),
-            language: None,
-        }),
-    );
-    let valid = validate(d, &ValidationRules::default()).unwrap();
-    build_payload("skill-abc-123", &valid, 0.2, &Hyperparameters::default()).0
 }
 
 #[tokio::test]

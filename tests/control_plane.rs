@@ -1,6 +1,9 @@
 //! Smoke tests of the test control plane (tests/support): a real etcd + kube-apiserver.
 
-mod support;
+mod support {
+    mod envtest;
+    pub use envtest::{ControlPlane, control_plane};
+}
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

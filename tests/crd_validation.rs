@@ -1,7 +1,10 @@
 //! The API server itself rejects invalid SkillTrainingJobs with the schema and CEL messages of
 //! the committed CRD.
 
-mod support;
+mod support {
+    mod envtest;
+    pub use envtest::control_plane;
+}
 
 use cxone_skill_operator::crd::SkillTrainingJob;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};

@@ -4,7 +4,11 @@
 //! Everything runs on loopback and stops when the demo ends or is interrupted (the processes are
 //! tied to this one by the test harness's supervisor).
 
-mod support;
+mod support {
+    mod envtest;
+    pub mod operator;
+    pub use envtest::control_plane;
+}
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;

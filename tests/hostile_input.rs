@@ -2,7 +2,10 @@
 //! simulator: names at the API server's limits, objects the job does not own, remote ends that
 //! never answer.
 
-mod support;
+mod support {
+    mod envtest;
+    pub mod operator;
+}
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,7 +1,10 @@
 //! The operator binary against a real kube-apiserver + etcd and the CXone simulator over HTTP.
 //! Each test has its own namespace, simulator and operator (watching only that namespace).
 
-mod support;
+mod support {
+    mod envtest;
+    pub mod operator;
+}
 
 use std::time::Duration;
 

@@ -1,7 +1,10 @@
 //! Crashes, restarts, shutdown and leader election of the operator binary, against a real
 //! kube-apiserver and the simulator.
 
-mod support;
+mod support {
+    mod envtest;
+    pub mod operator;
+}
 
 use std::time::{Duration, Instant};
 

@@ -10,7 +10,11 @@
 //! the chart's RBAC is sufficient. There is no kube-controller-manager, so the chart's own
 //! Deployment never starts pods: the operator runs as a process with the same flags instead.
 
-mod support;
+mod support {
+    mod envtest;
+    pub mod operator;
+    pub use envtest::{ControlPlane, control_plane};
+}
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,12 @@
 //! registry from `hack/oci-tools.sh`), checked with independent clients (MLflow's own Python
 //! client, `oras`).
 
-mod support;
+mod support {
+    mod envtest;
+    pub mod mlflow;
+    pub mod oci_registry;
+    pub mod operator;
+}
 
 use std::time::Duration;
 

@@ -2,7 +2,9 @@
 //! model files served by the CXone simulator's signed URLs, checked with MLflow's own Python
 //! client (`hack/mlflow_check.py`).
 
-mod support;
+mod support {
+    pub mod mlflow;
+}
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use cxone_skill_operator::registry::{
     RegistryAuth, RegistryError, WEIGHTS_FILE, key_metrics, picture,
 };
 use cxone_skill_operator::simulator::{self, SimulatorConfig, SimulatorHandle};
+use cxone_skill_operator::testkit;
 use cxone_skill_operator::training::{Dataset, ValidationRules, build_payload, validate};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -105,13 +108,8 @@ impl TrainedJob {
 
     fn provenance(&self, job_id: &str) -> Provenance {
         Provenance {
-            namespace: "team-a".into(),
             name: "intents".into(),
             uid: "6b1f3c2e-0000-4000-8000-000000000001".into(),
-            generation: 4,
-            run: 2,
-            cxone_job_id: job_id.into(),
-            skill_id: "skill-abc-123".into(),
             dataset_digest: format!("sha256:{}", "5a".repeat(32)),
             created: jiff::Timestamp::from_second(1_767_225_600).unwrap(),
             source: "kubernetes://team-a/skilltrainingjobs/intents".into(),
@@ -121,6 +119,7 @@ impl TrainedJob {
             ]
             .into_iter()
             .collect(),
+            ..testkit::provenance(job_id)
         }
     }
 }

@@ -3,24 +3,25 @@
 //! htpasswd) receiving the push, and `oras` reading it back as an independent client. Tools come
 //! from `hack/oci-tools.sh`.
 
-mod support;
+mod support {
+    pub mod oci_registry;
+    pub mod trained;
+}
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cxone_skill_operator::cxone::model::{ExportResponse, JobState, JobStatus, SubmitResponse};
 use cxone_skill_operator::registry::oci::{
     EVALUATION_ARTIFACT_TYPE, MODEL_ARTIFACT_TYPE, OciPushed, OciRegistry, OciTarget,
 };
-use cxone_skill_operator::registry::{
-    Documents, ModelSource, Provenance, RegistryAuth, RegistryError,
-};
+use cxone_skill_operator::registry::{Documents, ModelSource, RegistryAuth, RegistryError};
 use cxone_skill_operator::simulator::{SimulatorConfig, SimulatorHandle, spawn};
+use cxone_skill_operator::testkit::provenance;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::oci_registry::{TestRegistry, free_port};
+use support::trained::{disjoint_intents_payload, train_and_export};
 
-const JOBS: &str = "/api/v2/ai/skills/training/jobs";
 /// Longest any wait in these tests may take.
 const DEADLINE: Duration = Duration::from_secs(20);
 /// Several upload chunks and a partial last one.
@@ -37,75 +38,17 @@ struct Exported {
 async fn exported_job(config: SimulatorConfig) -> Exported {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = spawn(config, listener).await.unwrap();
-    let base = sim.base_url();
-    let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "test-client"),
-            ("client_secret", "test-secret"),
-            (
-                "scope",
-                "ai:skills:read ai:skills:write ai:training:read ai:training:write",
-            ),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
-    let submitted: SubmitResponse = http
-        .post(format!("{base}{JOBS}"))
-        .bearer_auth(&token)
-        .json(&payload())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job_id = submitted.job_id;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let status: JobStatus = http
-            .get(format!("{base}{JOBS}/{job_id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status.status == JobState::Completed {
-            break;
-        }
-        assert!(
-            !status.status.is_terminal(),
-            "job ended {:?}",
-            status.status
-        );
-        assert!(Instant::now() < deadline, "job {job_id} never completed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let export: ExportResponse = http
-        .get(format!("{base}{JOBS}/{job_id}/artifacts/export"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (job_id, source) = train_and_export(
+        &sim.base_url(),
+        "test-client",
+        "test-secret",
+        &disjoint_intents_payload(),
+    )
+    .await;
     Exported {
         _sim: sim,
         job_id,
-        source: ModelSource {
-            weights_url: export.artifacts.model_weights_url,
-            config_url: export.artifacts.config_url,
-        },
+        source,
     }
 }
 
@@ -114,55 +57,6 @@ fn sim_config(weights_bytes: Option<u64>) -> SimulatorConfig {
         job_duration: Duration::from_millis(50),
         artifact_weights_bytes: weights_bytes,
         ..SimulatorConfig::default()
-    }
-}
-
-/// Three intents with disjoint vocabularies.
-fn payload() -> Value {
-    let mut utterances = Vec::new();
-    for i in 0..10 {
-        for (text, label) in [
-            (
-                format!("my invoice number {i} has a wrong charge"),
-                "billing",
-            ),
-            (
-                format!("will it rain or snow tomorrow morning {i}"),
-                "weather",
-            ),
-            (
-                format!("book a table for {i} people tonight please"),
-                "booking",
-            ),
-        ] {
-            utterances.push(json!({"text": text, "label": label, "language": "en"}));
-        }
-    }
-    let labels: Vec<Value> = ["billing", "weather", "booking"]
-        .iter()
-        .map(|id| json!({"id": id, "name": id, "description": "test"}))
-        .collect();
-    json!({
-        "skillId": "skill-abc-123",
-        "trainingData": {"utterances": utterances, "validationSplit": 0.2, "language": "en"},
-        "labels": labels,
-        "hyperparameters": {"maxEpochs": 5, "earlyStopping": true, "patience": 2}
-    })
-}
-
-fn provenance(job_id: &str) -> Provenance {
-    Provenance {
-        namespace: "team-a".into(),
-        name: "billing-support".into(),
-        uid: "6b1f0c2e-uid".into(),
-        generation: 4,
-        run: 2,
-        cxone_job_id: job_id.into(),
-        skill_id: "skill-abc-123".into(),
-        dataset_digest: format!("sha256:{}", "cd".repeat(32)),
-        created: "2025-06-01T12:00:00Z".parse().unwrap(),
-        source: "kubernetes://team-a/skilltrainingjobs/billing-support".into(),
-        params: BTreeMap::new(),
     }
 }
 

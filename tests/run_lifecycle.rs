@@ -1,7 +1,10 @@
 //! The run lifecycle where I/O matters, against a real kube-apiserver and the simulator: a
 //! submission whose answer was lost, a run moved to another endpoint mid-training.
 
-mod support;
+mod support {
+    mod envtest;
+    pub mod operator;
+}
 
 use std::time::{Duration, Instant};
 

@@ -11,6 +11,7 @@ use cxone_skill_operator::simulator::{
     AdminAccess, ClientCredentials, Faults, RetryAfterFormat, SimulatorConfig, SimulatorHandle,
     Stats, spawn,
 };
+use cxone_skill_operator::testkit::{GUIDE_UTTERANCES, guide_label_ids};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -164,15 +165,11 @@ fn request(utterances: Vec<Value>, labels: &[&str]) -> Value {
 /// The guide's complete example: 6 utterances, 3 labels.
 fn guide_payload() -> Value {
     request(
-        vec![
-            utterance("I want to cancel my subscription", "cancel_sub", "en"),
-            utterance("Please terminate my account", "cancel_sub", "en"),
-            utterance("How do I upgrade my plan", "upgrade_plan", "en"),
-            utterance("I need a higher tier", "upgrade_plan", "en"),
-            utterance("Reset my password", "reset_pwd", "en"),
-            utterance("I forgot my login details", "reset_pwd", "en"),
-        ],
-        &["cancel_sub", "upgrade_plan", "reset_pwd"],
+        GUIDE_UTTERANCES
+            .iter()
+            .map(|(text, label)| utterance(text, label, "en"))
+            .collect(),
+        &guide_label_ids(),
     )
 }
 

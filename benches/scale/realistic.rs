@@ -23,10 +23,8 @@ use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
-use super::support::operator::{
-    CLIENT_ID, CLIENT_SECRET, Launch, World, config_map_job, guide_job, inline_job,
-    utterance_document,
-};
+use super::support::operator::{CLIENT_ID, CLIENT_SECRET, Launch, World, guide_job};
+use super::support::scale_jobs::{config_map_job, inline_job, utterance_document};
 use super::{
     Report, apiserver_requests, apiserver_writes, metric_sum, proc_cpu_seconds, proc_rss_mib,
 };

@@ -381,19 +381,8 @@ mod tests {
 
     #[test]
     fn the_guide_example_evaluates_three_examples() {
-        let labels = [
-            label("cancel_sub"),
-            label("upgrade_plan"),
-            label("reset_pwd"),
-        ];
-        let data = [
-            u("I want to cancel my subscription", "cancel_sub"),
-            u("Please terminate my account", "cancel_sub"),
-            u("How do I upgrade my plan", "upgrade_plan"),
-            u("I need a higher tier", "upgrade_plan"),
-            u("Reset my password", "reset_pwd"),
-            u("I forgot my login details", "reset_pwd"),
-        ];
+        let labels = crate::testkit::guide_labels();
+        let data = crate::testkit::guide_utterances();
         let t = train(&labels, &data, 0.2, 1.5);
         let e = &t.evaluation;
         assert_eq!((t.training_examples, t.validation_examples), (3, 3));

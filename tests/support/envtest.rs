@@ -60,6 +60,10 @@ pub async fn control_plane() -> &'static ControlPlane {
 
 /// Blocking form of [`control_plane()`], for synchronous tests. Do not call it from an async
 /// context (it blocks the thread while the control plane starts).
+#[allow(
+    dead_code,
+    reason = "for synchronous tests; the current binaries are all async"
+)]
 pub fn control_plane_blocking() -> &'static ControlPlane {
     unwrap_started(start_once())
 }
@@ -94,6 +98,10 @@ fn start_once() -> &'static Result<ControlPlane, String> {
 
 /// A running etcd + kube-apiserver pair. Plain data only: build clients with [`Self::client`].
 #[derive(Debug)]
+#[allow(
+    dead_code,
+    reason = "shared by every test binary that starts a control plane; each uses part of it"
+)]
 pub struct ControlPlane {
     base_url: String,
     admin_token: String,
@@ -115,6 +123,10 @@ pub struct TestNamespace {
     client: kube::Client,
 }
 
+#[allow(
+    dead_code,
+    reason = "shared by every test binary that starts a control plane; each uses part of it"
+)]
 impl TestNamespace {
     pub fn name(&self) -> &str {
         &self.name
@@ -135,6 +147,10 @@ impl TestNamespace {
     }
 }
 
+#[allow(
+    dead_code,
+    reason = "shared by every test binary that starts a control plane; each uses part of it"
+)]
 impl ControlPlane {
     /// `https://127.0.0.1:<port>` of the API server.
     pub fn base_url(&self) -> &str {

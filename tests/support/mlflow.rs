@@ -71,6 +71,10 @@ async fn shared(
 }
 
 /// The venv of `hack/mlflow-venv.sh` (installed on first use). Blocking.
+#[allow(
+    dead_code,
+    reason = "the MLflow venv for tests that run its Python client directly"
+)]
 pub fn venv() -> &'static Path {
     match VENV.get_or_init(install_venv) {
         Ok(path) => path,
@@ -116,6 +120,7 @@ pub struct MlflowServer {
     remove_dir_on_drop: bool,
 }
 
+#[allow(dead_code, reason = "shared by the MLflow tests; each uses part of it")]
 impl MlflowServer {
     /// Starts a server (blocking until `/health` answers). See the module documentation.
     pub fn start(basic_auth: bool) -> Result<Self, String> {

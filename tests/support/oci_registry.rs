@@ -71,6 +71,10 @@ pub struct TestRegistry {
     credentials: Option<(String, String)>,
 }
 
+#[allow(
+    dead_code,
+    reason = "shared by the registry tests and the registry bench; each uses part of it"
+)]
 impl TestRegistry {
     /// An anonymous registry.
     pub async fn start() -> Self {

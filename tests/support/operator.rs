@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use cxone_skill_operator::crd::SkillTrainingJob;
 use cxone_skill_operator::simulator::{self, SimulatorConfig, SimulatorHandle};
+use cxone_skill_operator::testkit::{GUIDE_SKILL_ID, guide_labels_json, guide_utterances_json};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
@@ -26,6 +27,10 @@ pub fn free_port() -> u16 {
 
 /// One operator process (the built binary) under the harness supervisor, so it dies with the
 /// test process even on panic.
+#[allow(
+    dead_code,
+    reason = "shared by every test binary and bench that runs the operator; each uses part of it"
+)]
 pub struct OperatorProcess {
     dir: PathBuf,
     name: String,
@@ -44,6 +49,10 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
 }
 
+#[allow(
+    dead_code,
+    reason = "shared by every test binary and bench that runs the operator; each uses part of it"
+)]
 impl OperatorProcess {
     /// Starts `cxone-skill-operator run` with `kubeconfig` and extra flags.
     pub fn start(cp: &ControlPlane, kubeconfig: &Path, args: &[String]) -> Self {
@@ -181,6 +190,10 @@ impl Drop for OperatorProcess {
 }
 
 /// A test's world: its namespace, a simulator, credentials, and (usually) an operator.
+#[allow(
+    dead_code,
+    reason = "shared by every test binary and bench that runs the operator; each uses part of it"
+)]
 pub struct World {
     pub cp: &'static ControlPlane,
     pub ns: TestNamespace,
@@ -192,11 +205,15 @@ pub struct World {
 pub const CLIENT_ID: &str = "ops-client";
 pub const CLIENT_SECRET: &str = "ops-secret-1";
 
+#[allow(
+    dead_code,
+    reason = "shared by every test binary and bench that runs the operator; each uses part of it"
+)]
 impl World {
     /// Namespace + simulator (with `config`, its first client replaced by ours) + credentials
     /// Secret `cxone-credentials`; no operator yet.
     pub async fn new(prefix: &str, mut config: SimulatorConfig) -> Self {
-        let cp = super::control_plane().await;
+        let cp = super::envtest::control_plane().await;
         let ns = cp.namespace(prefix).await;
         if config.clients.is_empty() {
             config
@@ -331,22 +348,11 @@ impl World {
 /// A valid job: the guide's six utterances plus `extra` fields merged into the spec.
 pub fn guide_job(name: &str, base_url: &str, extra: serde_json::Value) -> serde_json::Value {
     let mut spec = serde_json::json!({
-        "skillId": "skill-abc-123",
+        "skillId": GUIDE_SKILL_ID,
         "connection": {"baseUrl": base_url, "credentialsSecretRef": {"name": "cxone-credentials"}},
         "language": "en",
-        "labels": [
-            {"id": "cancel_sub", "name": "Cancel Subscription", "description": "User requests cancellation"},
-            {"id": "upgrade_plan", "name": "Upgrade Plan", "description": "User wants higher tier"},
-            {"id": "reset_pwd", "name": "Reset Password", "description": "User needs credential recovery"}
-        ],
-        "utterances": [
-            {"text": "I want to cancel my subscription", "label": "cancel_sub"},
-            {"text": "Please terminate my account", "label": "cancel_sub"},
-            {"text": "How do I upgrade my plan", "label": "upgrade_plan"},
-            {"text": "I need a higher tier", "label": "upgrade_plan"},
-            {"text": "Reset my password", "label": "reset_pwd"},
-            {"text": "I forgot my login details", "label": "reset_pwd"}
-        ]
+        "labels": guide_labels_json(),
+        "utterances": guide_utterances_json()
     });
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {
@@ -361,167 +367,15 @@ pub fn guide_job(name: &str, base_url: &str, extra: serde_json::Value) -> serde_
     })
 }
 
-/// The eight labels of the larger example jobs ([`inline_job`], [`config_map_job`]): id, name
-/// and the words every utterance of the label starts with.
-pub const EIGHT_LABELS: [(&str, &str, &str); 8] = [
-    (
-        "cancel_sub",
-        "Cancel Subscription",
-        "please cancel my subscription",
-    ),
-    ("upgrade_plan", "Upgrade Plan", "i want to upgrade my plan"),
-    ("reset_pwd", "Reset Password", "help me reset my password"),
-    (
-        "billing_question",
-        "Billing Question",
-        "i have a question about my bill",
-    ),
-    (
-        "update_address",
-        "Update Address",
-        "change the address on my account",
-    ),
-    ("order_status", "Order Status", "where is my order"),
-    (
-        "refund_request",
-        "Refund Request",
-        "i would like a refund for",
-    ),
-    (
-        "talk_to_agent",
-        "Talk to Agent",
-        "let me speak to a person about",
-    ),
-];
-
-/// Words that make utterance texts distinct while the vocabulary stays small (32 words).
-const FILLER: [&str; 32] = [
-    "today",
-    "again",
-    "please",
-    "now",
-    "quickly",
-    "online",
-    "by phone",
-    "this week",
-    "for me",
-    "for my family",
-    "at home",
-    "at work",
-    "on the app",
-    "on the website",
-    "right away",
-    "if possible",
-    "as soon as you can",
-    "before friday",
-    "this month",
-    "thanks",
-    "my friend said",
-    "last time",
-    "from abroad",
-    "for the second line",
-    "on my tablet",
-    "with my card",
-    "kindly",
-    "urgently",
-    "soon",
-    "tomorrow",
-    "tonight",
-    "later",
-];
-
-/// Utterance text number `n` of label `label` (0-7): distinct for every `n` below 32^4 within a
-/// label, and never equal across labels.
-pub fn utterance_text(label: usize, n: usize) -> String {
-    let start = EIGHT_LABELS[label % 8].2;
-    let w = |d: usize| FILLER[(n / 32usize.pow(d as u32)) % 32];
-    format!("{start} {} {} {} {}", w(0), w(1), w(2), w(3))
-}
-
-fn eight_labels_json() -> serde_json::Value {
-    serde_json::Value::Array(
-        EIGHT_LABELS
-            .iter()
-            .map(|(id, name, start)| {
-                serde_json::json!({"id": id, "name": name, "description": format!("The customer says \"{start} ...\"")})
-            })
-            .collect(),
-    )
-}
-
-/// A valid job with `count` inline utterances spread evenly over [`EIGHT_LABELS`] (the CRD
-/// allows at most 500 inline), all distinct, in one language.
-pub fn inline_job(name: &str, base_url: &str, count: usize) -> serde_json::Value {
-    let utterances: Vec<serde_json::Value> = (0..count)
-        .map(|i| serde_json::json!({"text": utterance_text(i % 8, i / 8), "label": EIGHT_LABELS[i % 8].0}))
-        .collect();
-    guide_job(
-        name,
-        base_url,
-        serde_json::json!({"labels": eight_labels_json(), "utterances": utterances}),
-    )
-}
-
-/// A valid job with no inline utterances: its data is in `sources`, each a ConfigMap name, a
-/// key and a format (`jsonl`, `csv` or `json`), holding [`utterance_document`]s.
-pub fn config_map_job(
-    name: &str,
-    base_url: &str,
-    sources: &[(String, String, &str)],
-) -> serde_json::Value {
-    let mut job = guide_job(
-        name,
-        base_url,
-        serde_json::json!({
-            "labels": eight_labels_json(),
-            "utterancesFrom": sources
-                .iter()
-                .map(|(cm, key, format)| serde_json::json!({"configMapKeyRef": {"name": cm, "key": key}, "format": format}))
-                .collect::<Vec<_>>(),
-        }),
-    );
-    if let Some(spec) = job.get_mut("spec").and_then(|s| s.as_object_mut()) {
-        spec.remove("utterances");
-    }
-    job
-}
-
-/// An utterance document of at most `bytes` bytes in `format` (`jsonl`, `csv` with a header, or
-/// `json`), its lines going round [`EIGHT_LABELS`] so classes differ by at most one. Texts are
-/// numbered from `first` in each label: documents of one job need ranges that do not overlap.
-pub fn utterance_document(format: &str, bytes: usize, first: usize) -> String {
-    let mut out = String::with_capacity(bytes);
-    let (open, close) = match format {
-        "csv" => ("text,label\n", ""),
-        "json" => ("[", "]"),
-        _ => ("", ""),
-    };
-    out.push_str(open);
-    for i in 0.. {
-        let (label, n) = (i % 8, first + i / 8);
-        let text = utterance_text(label, n);
-        let id = EIGHT_LABELS[label].0;
-        let item = match format {
-            "csv" => format!("{text},{id}\n"),
-            "json" => {
-                let sep = if i == 0 { "" } else { "," };
-                format!("{sep}{}", serde_json::json!({"text": text, "label": id}))
-            }
-            _ => format!("{}\n", serde_json::json!({"text": text, "label": id})),
-        };
-        if out.len() + item.len() + close.len() > bytes {
-            break;
-        }
-        out.push_str(&item);
-    }
-    out.push_str(close);
-    out
-}
-
+#[allow(dead_code, reason = "read by the tests' waits, not by the scale bench")]
 pub fn phase(job: &SkillTrainingJob) -> Option<cxone_skill_operator::crd::Phase> {
     job.status.as_ref().and_then(|s| s.phase)
 }
 
+#[allow(
+    dead_code,
+    reason = "read by the tests that assert on conditions, not by all"
+)]
 pub fn condition<'a>(
     job: &'a SkillTrainingJob,
     type_: &str,

@@ -1,5 +1,6 @@
 use super::*;
 use crate::cxone::model::{LabelDef, Utterance};
+use crate::testkit::guide_dataset;
 use crate::training::dataset::Dataset;
 
 fn label(id: &str) -> LabelDef {
@@ -16,30 +17,6 @@ fn utt(text: &str, label: &str, language: Option<&str>) -> Utterance {
         label: label.into(),
         language: language.map(str::to_string),
     }
-}
-
-/// The guide's own six-utterance example.
-fn guide_dataset() -> Dataset {
-    let mut d = Dataset::new(
-        None,
-        vec![
-            label("cancel_sub"),
-            label("upgrade_plan"),
-            label("reset_pwd"),
-        ],
-    );
-    d.extend_inline(
-        "utterances",
-        [
-            utt("I want to cancel my subscription", "cancel_sub", Some("en")),
-            utt("Please terminate my account", "cancel_sub", Some("en")),
-            utt("How do I upgrade my plan", "upgrade_plan", Some("en")),
-            utt("I need a higher tier", "upgrade_plan", Some("en")),
-            utt("Reset my password", "reset_pwd", Some("en")),
-            utt("I forgot my login details", "reset_pwd", Some("en")),
-        ],
-    );
-    d
 }
 
 fn violations(d: Dataset, rules: &ValidationRules) -> Vec<Violation> {

@@ -1,5 +1,7 @@
 //! The offline commands: `validate` (manifests and data files) and `evaluate` (an evaluation
-//! response). They use exactly the rules the operator uses.
+//! response). They use exactly the rules the operator uses: this module imports the CRD's checks,
+//! the training and evaluation domains, the endpoint and registry allowlists and `crate::names`;
+//! `src/main.rs` parses the flags and prints what these functions return.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

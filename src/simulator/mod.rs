@@ -31,6 +31,14 @@
 //! Memory is bounded so the simulator can run in a small pod: at most `max_jobs` jobs taking
 //! about `max_job_memory` and `max_tokens` tokens are kept, and request bodies are read against
 //! `max_request_bytes`.
+//!
+//! Layout: this file starts and stops a simulator ([`spawn`], [`run`]); `server/` holds the HTTP
+//! side (state, router, one file per route family); `config/` the configuration and flags;
+//! `auth` tokens and client authentication, `jobs` the job store and its clock, `train` the
+//! classifier, `faults`, `ratelimit`, `rng`, `signing` and `stats` what their names say. It
+//! imports the CXone wire types and scopes (`crate::cxone`), the training rules
+//! (`crate::training`) and the helpers `crate::duration` and `crate::text`, never the controller
+//! or the registries.
 
 mod auth;
 mod config;

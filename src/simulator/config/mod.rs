@@ -550,33 +550,25 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
 
 /// `16MiB`, `512KiB`, `1048576` (bytes) → bytes.
 pub(crate) fn size_arg(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1024,
-        "m" | "mb" | "mib" => 1024 * 1024,
-        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?}; use bytes, KiB, MiB or GiB (e.g. 16MiB)"
-            ));
-        }
-    };
-    let n = digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| format!("{s:?} is not a size; use e.g. 16MiB, 512KiB or 1048576"))?;
-    if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&n) {
-        return Err(format!("{s} is outside 1KiB-1GiB"));
+    let n = parse_size(s, "16MiB", "16MiB, 512KiB or 1048576")?;
+    match usize::try_from(n) {
+        Ok(n) if (MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&n) => Ok(n),
+        _ => Err(format!("{s} is outside 1KiB-1GiB")),
     }
-    Ok(n)
 }
 
 /// `256MiB`, `268435456` (bytes) → bytes, 1 byte to 16 GiB.
 pub(crate) fn artifact_size_arg(s: &str) -> Result<u64, String> {
+    let n = parse_size(s, "256MiB", "268435456 or 256MiB")?;
+    if !(1..=MAX_ARTIFACT_WEIGHTS_BYTES).contains(&n) {
+        return Err(format!("{s} is outside 1 byte-16GiB"));
+    }
+    Ok(n)
+}
+
+/// Digits and an optional binary unit (B, KiB, MiB, GiB, case-insensitive, `i` and `b`
+/// optional) → bytes; `unit_example` and `examples` complete the error messages.
+fn parse_size(s: &str, unit_example: &str, examples: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
@@ -587,19 +579,15 @@ pub(crate) fn artifact_size_arg(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1024 * 1024 * 1024,
         other => {
             return Err(format!(
-                "unknown size unit {other:?} in {s:?}; use bytes, KiB, MiB or GiB (e.g. 256MiB)"
+                "unknown size unit {other:?} in {s:?}; use bytes, KiB, MiB or GiB (e.g. {unit_example})"
             ));
         }
     };
-    let n = digits
+    digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| format!("{s:?} is not a size; use e.g. 268435456 or 256MiB"))?;
-    if !(1..=MAX_ARTIFACT_WEIGHTS_BYTES).contains(&n) {
-        return Err(format!("{s} is outside 1 byte-16GiB"));
-    }
-    Ok(n)
+        .ok_or_else(|| format!("{s:?} is not a size; use e.g. {examples}"))
 }
 
 fn fraction_arg(s: &str) -> Result<f64, String> {

@@ -322,21 +322,13 @@ pub struct Rejected {
     pub report: ValidationReport,
 }
 
-const DATASET_CHECKS: [Check; 9] = [
-    Check::NonEmpty,
-    Check::LabelsUnique,
-    Check::LabelsDefined,
-    Check::LabelsCovered,
-    Check::TextWellFormed,
-    Check::NoConflictingLabels,
-    Check::LanguageCodes,
-    Check::SingleLanguage,
-    Check::ClassBalance,
-];
+/// The checks a dataset gets: all of them but the request's parameters (the last of
+/// [`Check::ALL`]).
+const DATASET_CHECKS: &[Check] = Check::ALL.split_at(Check::ALL.len() - 1).0;
 
 /// Validates a dataset against `rules`.
 pub fn validate(dataset: Dataset, rules: &ValidationRules) -> Result<Validated, Rejected> {
-    let (report, language) = check_dataset(&dataset, rules, &DATASET_CHECKS, Vec::new());
+    let (report, language) = check_dataset(&dataset, rules, DATASET_CHECKS, Vec::new());
     if report.is_valid() {
         Ok(Validated {
             dataset,
@@ -388,9 +380,7 @@ pub fn validate_request(request: &TrainingJobRequest, rules: &ValidationRules) -
         "trainingData.utterances",
         request.training_data.utterances.iter().cloned(),
     );
-    let mut ran = DATASET_CHECKS.to_vec();
-    ran.push(Check::Parameters);
-    check_dataset(&dataset, rules, &ran, params).0
+    check_dataset(&dataset, rules, &Check::ALL, params).0
 }
 
 /// Kept for modules that still call it by its old name; new code uses

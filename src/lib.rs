@@ -2,7 +2,8 @@
 //!
 //! The crate is one library plus one binary. The library holds a pure core (training-data
 //! validation, payload building, evaluation, audit records) and thin I/O edges (the CXone client,
-//! the CXone simulator).
+//! the CXone simulator). `testkit` holds the fixtures the unit tests, `tests/` and `benches/`
+//! share; it is not part of the API.
 #![forbid(unsafe_code)]
 
 pub mod audit;

@@ -15,6 +15,32 @@
 //! Environment: `KUBEBUILDER_ASSETS` (ready binaries, else `hack/envtest.sh` builds them into
 //! a cache once), `CXONE_ENVTEST_BUILD_TIMEOUT_SECS` (deadline of that build, default 5400),
 //! `CXONE_ENVTEST_KEEP_DIR=1` (keep the temporary directory with the logs after the run).
+//!
+//! `tests/support/` has no `mod.rs`: each test binary (and bench, with
+//! `#[path = "../tests/support"]`) declares the support modules it uses, so it compiles only
+//! those and an unused helper is a warning, not silence:
+//!
+//! ```ignore
+//! mod support {
+//!     mod envtest;
+//!     pub mod operator; // needs envtest
+//!     pub use envtest::control_plane;
+//! }
+//!
+//! #[tokio::test]
+//! async fn reconciles() {
+//!     let cp = support::control_plane().await;
+//!     let ns = cp.namespace("reconcile").await;
+//!     let admin: kube::Client = ns.client();
+//! }
+//! ```
+//!
+//! The modules: `envtest` (this one), `operator` (the operator process and a test's `World`,
+//! the guide's job manifest; needs `envtest`), `scale_jobs` (the scale bench's jobs; needs
+//! `operator`), `oci_registry` (a distribution registry, optionally with htpasswd credentials,
+//! and `oras`), `mlflow` (an MLflow server), `trained` (a job trained and exported on a running
+//! simulator). Pure fixtures (the guide's dataset, a provenance) are in the library's
+//! `testkit` module (`src/testkit.rs`).
 
 use std::fs;
 use std::io::{Read, Write};

@@ -110,7 +110,7 @@ fn every_crd_property_has_a_description_for_kubectl_explain() {
     undocumented(&schema, "", &mut missing);
     assert!(
         missing.is_empty(),
-        "{} properties have no description (add a doc comment to the field in src/crd.rs): {}",
+        "{} properties have no description (add a doc comment to the field in src/crd/): {}",
         missing.len(),
         missing.join(", ")
     );

@@ -20,6 +20,8 @@ use super::model::{
     TokenResponse, TrainingJobRequest, paths,
 };
 use super::token::{CachedToken, Credentials, SecretString, TokenCache, TokenKey, refresh_margin};
+use crate::http::{self, Capped, Redirects, TransportFailure, read_capped};
+use crate::text::human_bytes;
 
 /// Timeouts and limits of the client.
 #[derive(Clone, Debug)]
@@ -58,9 +60,9 @@ pub struct ResponseLimits {
 impl Default for ResponseLimits {
     fn default() -> Self {
         Self {
-            small: 1024 * 1024,
-            evaluation: 16 * 1024 * 1024,
-            error: 64 * 1024,
+            small: http::MAX_CXONE_SMALL_BODY,
+            evaluation: http::MAX_CXONE_EVALUATION_BODY,
+            error: http::MAX_ERROR_BODY,
         }
     }
 }
@@ -78,14 +80,14 @@ impl ResponseLimits {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            connect_timeout: Duration::from_secs(5),
-            token_timeout: Duration::from_secs(10),
-            submit_timeout: Duration::from_secs(30),
-            status_timeout: Duration::from_secs(10),
-            results_timeout: Duration::from_secs(15),
-            cancel_timeout: Duration::from_secs(10),
+            connect_timeout: http::CXONE_CONNECT_TIMEOUT,
+            token_timeout: http::CXONE_TOKEN_TIMEOUT,
+            submit_timeout: http::CXONE_SUBMIT_TIMEOUT,
+            status_timeout: http::CXONE_STATUS_TIMEOUT,
+            results_timeout: http::CXONE_RESULTS_TIMEOUT,
+            cancel_timeout: http::CXONE_CANCEL_TIMEOUT,
             response_limits: ResponseLimits::default(),
-            user_agent: format!("cxone-skill-operator/{}", env!("CARGO_PKG_VERSION")),
+            user_agent: http::USER_AGENT.to_string(),
         }
     }
 }
@@ -194,17 +196,17 @@ pub struct CxoneClient {
 
 impl CxoneClient {
     pub fn new(config: ClientConfig) -> Result<Self, CxoneError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .user_agent(config.user_agent.clone())
-            // Never follow a redirect: it could carry the bearer token to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| CxoneError::InvalidRequest {
-                call: Call::Token,
-                message: format!("cannot build the HTTP client: {}", e.without_url()),
-            })?;
+        // Never follow a redirect: it could carry the bearer token to another host.
+        let http = http::client(
+            config.connect_timeout,
+            None,
+            &config.user_agent,
+            Redirects::Never,
+        )
+        .map_err(|message| CxoneError::InvalidRequest {
+            call: Call::Token,
+            message,
+        })?;
         Ok(Self::with_http(http, TokenCache::new(), config))
     }
 
@@ -517,7 +519,11 @@ impl CxoneClient {
     }
 
     /// Reads a successful response's body, failing as soon as it passes the call's limit.
-    async fn read_body(&self, call: Call, resp: reqwest::Response) -> Result<Vec<u8>, CxoneError> {
+    async fn read_body(
+        &self,
+        call: Call,
+        resp: reqwest::Response,
+    ) -> Result<bytes::Bytes, CxoneError> {
         let limit = self.config.response_limits.success(call);
         match read_capped(resp, limit).await {
             Ok(Capped::Complete(bytes)) => Ok(bytes),
@@ -738,23 +744,14 @@ fn missing_scopes(
 }
 
 fn transport_error(call: Call, e: reqwest::Error) -> CxoneError {
-    let kind = if e.is_timeout() {
-        Transient::Timeout
-    } else {
-        Transient::Connection
+    let kind = match TransportFailure::of(&e) {
+        TransportFailure::Timeout => Transient::Timeout,
+        TransportFailure::Connect | TransportFailure::Other => Transient::Connection,
     };
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
     CxoneError::Retryable {
         call,
         kind,
-        message: clip(&message, 300),
+        message: http::error_chain(e),
     }
 }
 
@@ -815,45 +812,7 @@ fn check_status(call: Call, asked: &str, status: &JobStatus) -> Result<(), Cxone
 
 /// Shortens text from the network for messages.
 fn clip(s: &str, max_chars: usize) -> String {
-    crate::training::validation::truncate(s, max_chars)
-}
-
-/// A body read up to a limit.
-enum Capped {
-    Complete(Vec<u8>),
-    /// The body (or its declared `Content-Length`) passed the limit; reading stopped there.
-    TooLarge,
-}
-
-/// Reads `resp`'s body chunk by chunk, stopping as soon as it passes `limit` bytes. Dropping the
-/// response then closes the connection, so the rest of the body is never transferred.
-async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Capped, reqwest::Error> {
-    let declared = resp.content_length();
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Ok(Capped::TooLarge);
-    }
-    // Trust the declared length for preallocation only up to 64 KiB.
-    let mut out = Vec::with_capacity(declared.map_or(0, |n| n.min(64 * 1024) as usize));
-    while let Some(chunk) = resp.chunk().await? {
-        if chunk.len() > limit - out.len() {
-            return Ok(Capped::TooLarge);
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(Capped::Complete(out))
-}
-
-/// `16 MiB`, `64 KiB` or `1000 bytes`.
-pub(crate) fn human_bytes(n: usize) -> String {
-    const KIB: usize = 1024;
-    const MIB: usize = 1024 * 1024;
-    if n >= MIB && n.is_multiple_of(MIB) {
-        format!("{} MiB", n / MIB)
-    } else if n >= KIB && n.is_multiple_of(KIB) {
-        format!("{} KiB", n / KIB)
-    } else {
-        format!("{n} bytes")
-    }
+    crate::text::truncate_chars(s, max_chars)
 }
 
 #[cfg(test)]

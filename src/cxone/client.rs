@@ -12,6 +12,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+pub use super::endpoint::Endpoint;
+use super::endpoint::join;
 use super::error::{
     AuthProblem, Call, CxoneError, DEFAULT_RETRY_AFTER, Transient, parse_retry_after,
 };
@@ -90,75 +92,6 @@ impl Default for ClientConfig {
             user_agent: http::USER_AGENT.to_string(),
         }
     }
-}
-
-/// Where a job's API lives: the API base URL and the token URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    base: Url,
-    token_url: Url,
-}
-
-impl Endpoint {
-    /// `https://api.<region>.cxone.com`.
-    pub fn for_region(region: &str) -> Result<Self, String> {
-        let valid = !region.is_empty()
-            && region.len() <= 63
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
-            return Err(format!(
-                "region {region:?} is not a CXone region name such as \"us2-01\""
-            ));
-        }
-        Self::new(&format!("https://api.{region}.cxone.com"), None)
-    }
-
-    /// An explicit base URL, and optionally a token URL (default `<base>/oauth/token`).
-    pub fn new(base_url: &str, token_url: Option<&str>) -> Result<Self, String> {
-        let base = parse_http_url("baseUrl", base_url)?;
-        let token_url = match token_url {
-            Some(t) => parse_http_url("tokenUrl", t)?,
-            None => join(&base, paths::TOKEN)?,
-        };
-        Ok(Self { base, token_url })
-    }
-
-    pub fn base_url(&self) -> &Url {
-        &self.base
-    }
-
-    pub fn token_url(&self) -> &Url {
-        &self.token_url
-    }
-}
-
-fn parse_http_url(field: &str, s: &str) -> Result<Url, String> {
-    let url = Url::parse(s).map_err(|e| format!("{field} {s:?} is not a valid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "{field} {s:?} must use https (or http for a local simulator)"
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{field} {s:?} has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{field} must not contain credentials"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{field} {s:?} must not have a query or fragment"));
-    }
-    Ok(url)
-}
-
-/// Appends an absolute API path to a base URL, keeping any path prefix of the base.
-fn join(base: &Url, path: &str) -> Result<Url, String> {
-    let mut url = base.clone();
-    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
-    url.set_path(&joined);
-    Ok(url)
 }
 
 /// What a call is made against: which endpoint, with which credentials.
@@ -816,82 +749,4 @@ fn clip(s: &str, max_chars: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        let e = Endpoint::for_region("us2-01").unwrap();
-        assert_eq!(e.base_url().as_str(), "https://api.us2-01.cxone.com/");
-        assert_eq!(
-            e.token_url().as_str(),
-            "https://api.us2-01.cxone.com/oauth/token"
-        );
-        assert!(Endpoint::for_region("evil.com/x").is_err());
-        let e = Endpoint::new("http://127.0.0.1:8089/prefix/", None).unwrap();
-        assert_eq!(
-            e.token_url().as_str(),
-            "http://127.0.0.1:8089/prefix/oauth/token"
-        );
-        assert_eq!(
-            join(e.base_url(), "/api/v2/ai/skills/training/jobs")
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:8089/prefix/api/v2/ai/skills/training/jobs"
-        );
-        assert!(Endpoint::new("ftp://x", None).is_err());
-        assert!(Endpoint::new("https://user:pw@x", None).is_err());
-        assert!(Endpoint::new("not a url", None).is_err());
-        assert!(Endpoint::new("https://x?a=b", None).is_err());
-    }
-
-    #[test]
-    fn limits_per_call_and_their_names() {
-        let limits = ResponseLimits::default();
-        assert_eq!(limits.success(Call::Evaluation), 16 * 1024 * 1024);
-        for call in [
-            Call::Token,
-            Call::Submit,
-            Call::Status,
-            Call::Export,
-            Call::Cancel,
-        ] {
-            assert_eq!(limits.success(call), 1024 * 1024, "{call}");
-        }
-        assert_eq!(limits.error, 64 * 1024);
-        // The chart's default concurrency times the evaluation limit fits its memory limit.
-        assert!(8 * limits.evaluation <= 256 * 1024 * 1024 / 2);
-        assert_eq!(human_bytes(16 * 1024 * 1024), "16 MiB");
-        assert_eq!(human_bytes(64 * 1024), "64 KiB");
-        assert_eq!(human_bytes(1000), "1000 bytes");
-        assert_eq!(human_bytes(1536 * 1024), "1536 KiB");
-    }
-
-    #[test]
-    fn job_ids_are_path_safe() {
-        assert!(check_job_id("job-0123abc").is_ok());
-        for bad in ["", "..", "a/b", "a?b", "a b", &"x".repeat(129)] {
-            assert!(check_job_id(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn missing_scope_from_header_or_grant() {
-        let granted = Some(BTreeSet::from(["ai:training:read".to_string()]));
-        assert_eq!(
-            missing_scopes(
-                Call::Submit,
-                Some(
-                    "Bearer error=\"insufficient_scope\", scope=\"ai:skills:write ai:training:write\""
-                ),
-                &None
-            ),
-            vec!["ai:skills:write", "ai:training:write"]
-        );
-        assert_eq!(
-            missing_scopes(Call::Submit, None, &granted),
-            vec!["ai:skills:write", "ai:training:write"]
-        );
-        assert!(missing_scopes(Call::Submit, None, &None).is_empty());
-    }
-}
+mod tests;

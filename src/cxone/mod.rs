@@ -3,6 +3,7 @@
 //! resolution, allowlist, shared rate limiter).
 
 pub mod client;
+pub mod endpoint;
 pub mod error;
 pub mod limits;
 pub mod model;

@@ -3,6 +3,8 @@
 //! Every call has a timeout, tokens are cached and shared (see [`TokenCache`]), a 401 invalidates
 //! the token and retries the call once, and every failure is classified ([`CxoneError`]). The
 //! client never sleeps between attempts: it reports when to try again and the caller requeues.
+//! Imports the rest of `src/cxone/`, and `crate::http` for the client, timeouts, body caps,
+//! capped reads and transport failures.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};

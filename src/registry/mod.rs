@@ -6,6 +6,16 @@
 //! the model. The wire protocols live in [`oci`] and [`mlflow`]; the evaluation picture in
 //! [`picture`]. Decisions about registration (when, retries, promotion) are not made here: see
 //! `src/controller/decide/`.
+//!
+//! - `mod.rs` (this file): the shared types, [`key_metrics`], [`redact_url`] and reading a
+//!   registry's answer within a cap (imports `crate::http`, `crate::evaluation`).
+//! - `source.rs`: the one download from a signed URL, for both targets (its expired rule and
+//!   size cap; imports `crate::http`).
+//! - `oci/`: the OCI registry client, ModelPack artifacts (imports `source`, `crate::http`).
+//! - `mlflow/`: the MLflow registry client (imports `source`, `crate::http`).
+//! - `allow.rs`: the registry allowlist and a job's registry credentials (imports the targets).
+//! - `gate.rs`: the promotion gate (pure; imports `crate::crd`, `crate::evaluation`).
+//! - `picture.rs`: the evaluation picture as SVG (pure; imports `crate::evaluation`).
 
 pub mod allow;
 pub mod gate;

@@ -1,146 +1,69 @@
-//! Authenticating to an OCI registry: the `Authorization` headers, parsing a `WWW-Authenticate`
-//! challenge, and the token flow of a `Bearer` challenge. Imports `crate::http`, the registry's
-//! shared types and [`super::session`].
+//! Authenticating to an OCI registry, without I/O: the `Authorization` headers, parsing a
+//! `WWW-Authenticate` challenge, the token service's request and answer (the exchange itself is
+//! in [`super::session`]). Imports the registry's shared types and [`super::reference`].
 
 use std::collections::BTreeMap;
 
 use reqwest::Url;
-use reqwest::header::{self, HeaderValue};
+use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
-use super::session::{Session, classify, error_detail};
-use crate::http::{CALL_TIMEOUT, MAX_TOKEN_BODY, describe_transport};
-use crate::registry::{RegistryAuth, RegistryError, read_answer, redact_url};
-use crate::text::truncate_chars;
+use super::reference::OciTarget;
+use crate::registry::{RegistryAuth, RegistryError, redact_url};
 
-impl Session<'_> {
-    /// Sets [`Self::authorization`] from a 401's `WWW-Authenticate` challenge.
-    pub(super) async fn answer_challenge(
-        &mut self,
-        resp: &reqwest::Response,
-        what: &str,
-    ) -> Result<(), RegistryError> {
-        let challenges: Vec<Challenge> = resp
-            .headers()
-            .get_all(header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(parse_challenge)
-            .collect();
-        let bearer = challenges.iter().find_map(|c| match c {
-            Challenge::Bearer { realm, service } => Some((realm.clone(), service.clone())),
-            Challenge::Basic => None,
-        });
-        if let Some((realm, service)) = bearer {
-            let token = self.fetch_token(&realm, service.as_deref(), what).await?;
-            self.authorization = Some(bearer_header(&token)?);
-            return Ok(());
-        }
-        let basic = challenges.iter().any(|c| matches!(c, Challenge::Basic));
-        match (basic, self.auth) {
-            // Basic credentials were already sent with the refused request.
-            (true, RegistryAuth::Basic { username, .. }) => Err(RegistryError::Auth(format!(
-                "{what}: the registry refused the password of user {:?} (HTTP 401)",
-                truncate_chars(username, 64)
-            ))),
-            (true, RegistryAuth::Anonymous) => Err(RegistryError::Auth(format!(
-                "{what}: the registry requires a user name and password (HTTP 401), and none were given"
-            ))),
-            (true, RegistryAuth::Bearer { .. }) => Err(RegistryError::Auth(format!(
-                "{what}: the registry refused the bearer token and asks for a user name and password (HTTP 401)"
-            ))),
-            (false, _) => Err(RegistryError::Auth(format!(
-                "{what}: the registry answered HTTP 401 without a Basic or Bearer challenge"
-            ))),
+/// The request to the token service at `realm` for `scope`, with `auth`; refused when the
+/// credentials would go over plain HTTP to a TLS registry's realm.
+pub(super) fn token_request(
+    http: &reqwest::Client,
+    target: &OciTarget,
+    auth: &RegistryAuth,
+    realm: &str,
+    service: Option<&str>,
+    scope: &str,
+    what: &str,
+) -> Result<reqwest::RequestBuilder, RegistryError> {
+    let realm_url = Url::parse(realm).map_err(|_| {
+        RegistryError::Rejected(format!(
+            "{what}: the registry's token realm {} is not a URL",
+            redact_url(realm)
+        ))
+    })?;
+    // Credentials go to the token service only over HTTPS, unless the target itself is
+    // plain HTTP (a loopback test registry).
+    let scheme_ok =
+        realm_url.scheme() == "https" || (realm_url.scheme() == "http" && target.plain_http);
+    if !scheme_ok {
+        return Err(RegistryError::Rejected(format!(
+            "{what}: the registry's token realm {} is not HTTPS; credentials are not sent there",
+            redact_url(realm)
+        )));
+    }
+    let mut query_url = realm_url.clone();
+    {
+        let mut q = query_url.query_pairs_mut();
+        q.append_pair("scope", scope);
+        if let Some(service) = service {
+            q.append_pair("service", service);
         }
     }
-
-    /// The token flow of a `Bearer realm=…,service=…` challenge: GET the realm (with Basic
-    /// credentials when configured), or exchange an identity token (OAuth2 refresh_token grant).
-    pub(super) async fn fetch_token(
-        &self,
-        realm: &str,
-        service: Option<&str>,
-        what: &str,
-    ) -> Result<String, RegistryError> {
-        let scope = format!("repository:{}:{}", self.target.repository, self.actions);
-        let shown = redact_url(realm);
-        let request = self.token_request(realm, service, &scope, what)?;
-        let resp = request.timeout(CALL_TIMEOUT).send().await.map_err(|e| {
-            RegistryError::Unreachable(format!(
-                "{what}: token service {shown}: {}",
-                describe_transport(e)
-            ))
-        })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let detail = error_detail(resp).await;
-            return Err(classify(
-                status,
-                &format!("{what}: the token service {shown} refused to issue a token for {scope}"),
-                &detail,
-            ));
-        }
-        let body = read_answer(resp, MAX_TOKEN_BODY, what).await?;
-        token_of(&body).map_err(|why| {
-            RegistryError::Rejected(format!("{what}: the token service {shown} answered {why}"))
-        })
-    }
-
-    /// The request to the token service at `realm` for `scope`, with this session's
-    /// credentials; refused when they would go over plain HTTP to a TLS registry's realm.
-    fn token_request(
-        &self,
-        realm: &str,
-        service: Option<&str>,
-        scope: &str,
-        what: &str,
-    ) -> Result<reqwest::RequestBuilder, RegistryError> {
-        let realm_url = Url::parse(realm).map_err(|_| {
-            RegistryError::Rejected(format!(
-                "{what}: the registry's token realm {} is not a URL",
-                redact_url(realm)
-            ))
-        })?;
-        // Credentials go to the token service only over HTTPS, unless the target itself is
-        // plain HTTP (a loopback test registry).
-        let scheme_ok = realm_url.scheme() == "https"
-            || (realm_url.scheme() == "http" && self.target.plain_http);
-        if !scheme_ok {
-            return Err(RegistryError::Rejected(format!(
-                "{what}: the registry's token realm {} is not HTTPS; credentials are not sent there",
-                redact_url(realm)
-            )));
-        }
-        let mut query_url = realm_url.clone();
-        {
-            let mut q = query_url.query_pairs_mut();
-            q.append_pair("scope", scope);
+    Ok(match auth {
+        RegistryAuth::Bearer { token } => {
+            let mut form: Vec<(&str, &str)> = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token),
+                ("client_id", "cxone-skill-operator"),
+                ("scope", scope),
+            ];
             if let Some(service) = service {
-                q.append_pair("service", service);
+                form.push(("service", service));
             }
+            http.post(realm_url).form(&form)
         }
-        Ok(match self.auth {
-            RegistryAuth::Bearer { token } => {
-                let mut form: Vec<(&str, &str)> = vec![
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", token),
-                    ("client_id", "cxone-skill-operator"),
-                    ("scope", scope),
-                ];
-                if let Some(service) = service {
-                    form.push(("service", service));
-                }
-                self.reg.http.post(realm_url).form(&form)
-            }
-            RegistryAuth::Basic { username, password } => self
-                .reg
-                .http
-                .get(query_url)
-                .basic_auth(username, Some(password)),
-            RegistryAuth::Anonymous => self.reg.http.get(query_url),
-        })
-    }
+        RegistryAuth::Basic { username, password } => {
+            http.get(query_url).basic_auth(username, Some(password))
+        }
+        RegistryAuth::Anonymous => http.get(query_url),
+    })
 }
 
 /// The token in a token service's JSON answer (`token`, else `access_token`); `Err` says what

@@ -1,7 +1,7 @@
 //! One call's conversation with an OCI registry ([`Session`]): requests with the credentials
 //! that work (sent only to the registry's own origin), `Location` handling, blob existence and
-//! in-memory uploads, manifests read and written, the referrers API and its fallback, and the
-//! registry's refusals classified. Imports `crate::http`, the registry's shared types and the
+//! in-memory uploads, manifests read and written, the referrers API and its fallback, the answer
+//! to a `401` challenge (token service included), and the registry's refusals classified. Imports `crate::http`, the registry's shared types and the
 //! sibling reference and manifest modules.
 
 use std::time::Duration;
@@ -11,12 +11,14 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
-use super::auth::{basic_header, bearer_header};
+use super::auth::{
+    Challenge, basic_header, bearer_header, parse_challenge, token_of, token_request,
+};
 use super::manifest::{Descriptor, fallback_tag, merge_fallback_index};
 use super::reference::{OciTarget, sha256_hex};
 use super::{OCI_INDEX_MEDIA_TYPE, OciRegistry};
 use crate::http::{
-    CALL_TIMEOUT, CHUNK_TIMEOUT, MAX_DETAIL_CHARS, MAX_ERROR_BODY, MAX_JSON_BODY,
+    CALL_TIMEOUT, CHUNK_TIMEOUT, MAX_DETAIL_CHARS, MAX_ERROR_BODY, MAX_JSON_BODY, MAX_TOKEN_BODY,
     describe_transport, read_prefix,
 };
 use crate::registry::{RegistryAuth, RegistryError, read_answer, redact_url};
@@ -164,6 +166,87 @@ impl<'a> Session<'a> {
             challenged = true;
             self.answer_challenge(&resp, what).await?;
         }
+    }
+
+    /// Sets [`Self::authorization`] from a 401's `WWW-Authenticate` challenge.
+    pub(super) async fn answer_challenge(
+        &mut self,
+        resp: &reqwest::Response,
+        what: &str,
+    ) -> Result<(), RegistryError> {
+        let challenges: Vec<Challenge> = resp
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(parse_challenge)
+            .collect();
+        let bearer = challenges.iter().find_map(|c| match c {
+            Challenge::Bearer { realm, service } => Some((realm.clone(), service.clone())),
+            Challenge::Basic => None,
+        });
+        if let Some((realm, service)) = bearer {
+            let token = self.fetch_token(&realm, service.as_deref(), what).await?;
+            self.authorization = Some(bearer_header(&token)?);
+            return Ok(());
+        }
+        let basic = challenges.iter().any(|c| matches!(c, Challenge::Basic));
+        match (basic, self.auth) {
+            // Basic credentials were already sent with the refused request.
+            (true, RegistryAuth::Basic { username, .. }) => Err(RegistryError::Auth(format!(
+                "{what}: the registry refused the password of user {:?} (HTTP 401)",
+                truncate_chars(username, 64)
+            ))),
+            (true, RegistryAuth::Anonymous) => Err(RegistryError::Auth(format!(
+                "{what}: the registry requires a user name and password (HTTP 401), and none were given"
+            ))),
+            (true, RegistryAuth::Bearer { .. }) => Err(RegistryError::Auth(format!(
+                "{what}: the registry refused the bearer token and asks for a user name and password (HTTP 401)"
+            ))),
+            (false, _) => Err(RegistryError::Auth(format!(
+                "{what}: the registry answered HTTP 401 without a Basic or Bearer challenge"
+            ))),
+        }
+    }
+
+    /// The token flow of a `Bearer realm=…,service=…` challenge: GET the realm (with Basic
+    /// credentials when configured), or exchange an identity token (OAuth2 refresh_token grant).
+    pub(super) async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        what: &str,
+    ) -> Result<String, RegistryError> {
+        let scope = format!("repository:{}:{}", self.target.repository, self.actions);
+        let shown = redact_url(realm);
+        let request = token_request(
+            &self.reg.http,
+            self.target,
+            self.auth,
+            realm,
+            service,
+            &scope,
+            what,
+        )?;
+        let resp = request.timeout(CALL_TIMEOUT).send().await.map_err(|e| {
+            RegistryError::Unreachable(format!(
+                "{what}: token service {shown}: {}",
+                describe_transport(e)
+            ))
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let detail = error_detail(resp).await;
+            return Err(classify(
+                status,
+                &format!("{what}: the token service {shown} refused to issue a token for {scope}"),
+                &detail,
+            ));
+        }
+        let body = read_answer(resp, MAX_TOKEN_BODY, what).await?;
+        token_of(&body).map_err(|why| {
+            RegistryError::Rejected(format!("{what}: the token service {shown} answered {why}"))
+        })
     }
 
     /// Fails with the registry's answer classified, unless its status is `expected`.

@@ -241,15 +241,7 @@ impl CxoneClient {
         let call = Call::Status;
         let path = paths::job(valid_job_id(call, job_id)?);
         let status: JobStatus = self
-            .call(
-                target,
-                call,
-                Method::GET,
-                &path,
-                None,
-                HeaderMap::new(),
-                self.config.status_timeout,
-            )
+            .call_plain(target, call, Method::GET, &path, self.config.status_timeout)
             .await?;
         check_status(call, job_id, &status)?;
         Ok(status)
@@ -263,13 +255,11 @@ impl CxoneClient {
     ) -> Result<EvaluationResponse, CxoneError> {
         let call = Call::Evaluation;
         let path = paths::evaluation(valid_job_id(call, job_id)?);
-        self.call(
+        self.call_plain(
             target,
             call,
             Method::GET,
             &path,
-            None,
-            HeaderMap::new(),
             self.config.results_timeout,
         )
         .await
@@ -284,13 +274,11 @@ impl CxoneClient {
         let call = Call::Export;
         let path = paths::export(valid_job_id(call, job_id)?);
         let resp: ExportResponse = self
-            .call(
+            .call_plain(
                 target,
                 call,
                 Method::GET,
                 &path,
-                None,
-                HeaderMap::new(),
                 self.config.results_timeout,
             )
             .await?;
@@ -321,13 +309,11 @@ impl CxoneClient {
         let call = Call::Cancel;
         let path = paths::cancel(valid_job_id(call, job_id)?);
         let result: Result<JobStatus, CxoneError> = self
-            .call(
+            .call_plain(
                 target,
                 call,
                 Method::POST,
                 &path,
-                None,
-                HeaderMap::new(),
                 self.config.cancel_timeout,
             )
             .await;
@@ -340,6 +326,19 @@ impl CxoneClient {
             Err(CxoneError::Rejected { status: 404, .. }) => Ok(CancelOutcome::NotFound),
             Err(e) => Err(e),
         }
+    }
+
+    /// [`Self::call`] without a body or extra headers.
+    async fn call_plain<T: DeserializeOwned>(
+        &self,
+        target: Target<'_>,
+        call: Call,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<T, CxoneError> {
+        self.call(target, call, method, path, None, HeaderMap::new(), timeout)
+            .await
     }
 
     /// One API call with the 401 → refresh → retry-once rule.

@@ -353,22 +353,26 @@ async fn proxy() -> (Url, tokio::sync::oneshot::Receiver<(String, Vec<u8>)>) {
     (base, rx)
 }
 
-#[tokio::test]
-async fn uploads_stream_with_the_sources_declared_length() {
-    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let url = source(body.len(), body.clone()).await;
-    let (base, received) = proxy().await;
+/// `Mlflow::copy_from_source` of `url` to `model/w.json` of a run on the proxy at `base`.
+async fn copy_to_proxy(base: &Url, url: &str) -> Result<u64, RegistryError> {
     let auth = RegistryAuth::Anonymous;
     let api = Api {
         base: base.clone(),
         auth: &auth,
     };
-    let root = ArtifactRoot::parse(&base, "mlflow-artifacts:/1/r/artifacts").unwrap();
-    let client = Mlflow::new().unwrap();
-    let size = client
-        .copy_from_source(&api, &root, "model/w.json", &url)
+    let root = ArtifactRoot::parse(base, "mlflow-artifacts:/1/r/artifacts").unwrap();
+    Mlflow::new()
+        .unwrap()
+        .copy_from_source(&api, &root, "model/w.json", url)
         .await
-        .unwrap();
+}
+
+#[tokio::test]
+async fn uploads_stream_with_the_sources_declared_length() {
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let url = source(body.len(), body.clone()).await;
+    let (base, received) = proxy().await;
+    let size = copy_to_proxy(&base, &url).await.unwrap();
     assert_eq!(size, body.len() as u64);
     let (head, uploaded) = received.await.unwrap();
     assert!(
@@ -387,17 +391,7 @@ async fn uploads_stream_with_the_sources_declared_length() {
 async fn a_short_download_fails_the_upload_as_a_source_error() {
     let url = source(100_000, vec![b'x'; 1000]).await;
     let (base, _received) = proxy().await;
-    let auth = RegistryAuth::Anonymous;
-    let api = Api {
-        base: base.clone(),
-        auth: &auth,
-    };
-    let root = ArtifactRoot::parse(&base, "mlflow-artifacts:/1/r/artifacts").unwrap();
-    let e = Mlflow::new()
-        .unwrap()
-        .copy_from_source(&api, &root, "model/w.json", &url)
-        .await
-        .unwrap_err();
+    let e = copy_to_proxy(&base, &url).await.unwrap_err();
     assert!(matches!(e, RegistryError::Source(_)), "{e:?}");
     assert!(e.retryable());
     let text = e.to_string();
@@ -454,17 +448,7 @@ async fn a_source_over_the_size_cap_is_refused_before_the_upload() {
     let declared = usize::try_from(crate::http::MAX_SOURCE_BYTES + 1).unwrap();
     let url = source(declared, Vec::new()).await;
     let (base, mut received) = proxy().await;
-    let auth = RegistryAuth::Anonymous;
-    let api = Api {
-        base: base.clone(),
-        auth: &auth,
-    };
-    let root = ArtifactRoot::parse(&base, "mlflow-artifacts:/1/r/artifacts").unwrap();
-    let e = Mlflow::new()
-        .unwrap()
-        .copy_from_source(&api, &root, "model/w.json", &url)
-        .await
-        .unwrap_err();
+    let e = copy_to_proxy(&base, &url).await.unwrap_err();
     assert!(matches!(e, RegistryError::Source(_)), "{e:?}");
     let text = e.to_string();
     assert!(

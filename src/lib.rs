@@ -13,6 +13,7 @@ pub mod crd;
 pub mod cxone;
 pub mod duration;
 pub mod evaluation;
+pub mod http;
 pub mod names;
 pub mod registry;
 pub mod simulator;

@@ -3,6 +3,8 @@
 //! Every call has a timeout, tokens are cached and shared (see [`TokenCache`]), a 401 invalidates
 //! the token and retries the call once, and every failure is classified ([`CxoneError`]). The
 //! client never sleeps between attempts: it reports when to try again and the caller requeues.
+//! Imports the rest of `src/cxone/`, and `crate::http` for the client, timeouts, body caps,
+//! capped reads and transport failures.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
@@ -12,6 +14,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+pub use super::endpoint::Endpoint;
+use super::endpoint::join;
 use super::error::{
     AuthProblem, Call, CxoneError, DEFAULT_RETRY_AFTER, Transient, parse_retry_after,
 };
@@ -20,6 +24,8 @@ use super::model::{
     TokenResponse, TrainingJobRequest, paths,
 };
 use super::token::{CachedToken, Credentials, SecretString, TokenCache, TokenKey, refresh_margin};
+use crate::http::{self, Capped, Redirects, TransportFailure, read_capped};
+use crate::text::human_bytes;
 
 /// Timeouts and limits of the client.
 #[derive(Clone, Debug)]
@@ -58,9 +64,9 @@ pub struct ResponseLimits {
 impl Default for ResponseLimits {
     fn default() -> Self {
         Self {
-            small: 1024 * 1024,
-            evaluation: 16 * 1024 * 1024,
-            error: 64 * 1024,
+            small: http::MAX_CXONE_SMALL_BODY,
+            evaluation: http::MAX_CXONE_EVALUATION_BODY,
+            error: http::MAX_ERROR_BODY,
         }
     }
 }
@@ -78,85 +84,16 @@ impl ResponseLimits {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            connect_timeout: Duration::from_secs(5),
-            token_timeout: Duration::from_secs(10),
-            submit_timeout: Duration::from_secs(30),
-            status_timeout: Duration::from_secs(10),
-            results_timeout: Duration::from_secs(15),
-            cancel_timeout: Duration::from_secs(10),
+            connect_timeout: http::CXONE_CONNECT_TIMEOUT,
+            token_timeout: http::CXONE_TOKEN_TIMEOUT,
+            submit_timeout: http::CXONE_SUBMIT_TIMEOUT,
+            status_timeout: http::CXONE_STATUS_TIMEOUT,
+            results_timeout: http::CXONE_RESULTS_TIMEOUT,
+            cancel_timeout: http::CXONE_CANCEL_TIMEOUT,
             response_limits: ResponseLimits::default(),
-            user_agent: format!("cxone-skill-operator/{}", env!("CARGO_PKG_VERSION")),
+            user_agent: http::USER_AGENT.to_string(),
         }
     }
-}
-
-/// Where a job's API lives: the API base URL and the token URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    base: Url,
-    token_url: Url,
-}
-
-impl Endpoint {
-    /// `https://api.<region>.cxone.com`.
-    pub fn for_region(region: &str) -> Result<Self, String> {
-        let valid = !region.is_empty()
-            && region.len() <= 63
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
-            return Err(format!(
-                "region {region:?} is not a CXone region name such as \"us2-01\""
-            ));
-        }
-        Self::new(&format!("https://api.{region}.cxone.com"), None)
-    }
-
-    /// An explicit base URL, and optionally a token URL (default `<base>/oauth/token`).
-    pub fn new(base_url: &str, token_url: Option<&str>) -> Result<Self, String> {
-        let base = parse_http_url("baseUrl", base_url)?;
-        let token_url = match token_url {
-            Some(t) => parse_http_url("tokenUrl", t)?,
-            None => join(&base, paths::TOKEN)?,
-        };
-        Ok(Self { base, token_url })
-    }
-
-    pub fn base_url(&self) -> &Url {
-        &self.base
-    }
-
-    pub fn token_url(&self) -> &Url {
-        &self.token_url
-    }
-}
-
-fn parse_http_url(field: &str, s: &str) -> Result<Url, String> {
-    let url = Url::parse(s).map_err(|e| format!("{field} {s:?} is not a valid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "{field} {s:?} must use https (or http for a local simulator)"
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{field} {s:?} has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{field} must not contain credentials"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{field} {s:?} must not have a query or fragment"));
-    }
-    Ok(url)
-}
-
-/// Appends an absolute API path to a base URL, keeping any path prefix of the base.
-fn join(base: &Url, path: &str) -> Result<Url, String> {
-    let mut url = base.clone();
-    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
-    url.set_path(&joined);
-    Ok(url)
 }
 
 /// What a call is made against: which endpoint, with which credentials.
@@ -194,17 +131,17 @@ pub struct CxoneClient {
 
 impl CxoneClient {
     pub fn new(config: ClientConfig) -> Result<Self, CxoneError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .user_agent(config.user_agent.clone())
-            // Never follow a redirect: it could carry the bearer token to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| CxoneError::InvalidRequest {
-                call: Call::Token,
-                message: format!("cannot build the HTTP client: {}", e.without_url()),
-            })?;
+        // Never follow a redirect: it could carry the bearer token to another host.
+        let http = http::client(
+            config.connect_timeout,
+            None,
+            &config.user_agent,
+            Redirects::Never,
+        )
+        .map_err(|message| CxoneError::InvalidRequest {
+            call: Call::Token,
+            message,
+        })?;
         Ok(Self::with_http(http, TokenCache::new(), config))
     }
 
@@ -304,15 +241,7 @@ impl CxoneClient {
         let call = Call::Status;
         let path = paths::job(valid_job_id(call, job_id)?);
         let status: JobStatus = self
-            .call(
-                target,
-                call,
-                Method::GET,
-                &path,
-                None,
-                HeaderMap::new(),
-                self.config.status_timeout,
-            )
+            .call_plain(target, call, Method::GET, &path, self.config.status_timeout)
             .await?;
         check_status(call, job_id, &status)?;
         Ok(status)
@@ -326,13 +255,11 @@ impl CxoneClient {
     ) -> Result<EvaluationResponse, CxoneError> {
         let call = Call::Evaluation;
         let path = paths::evaluation(valid_job_id(call, job_id)?);
-        self.call(
+        self.call_plain(
             target,
             call,
             Method::GET,
             &path,
-            None,
-            HeaderMap::new(),
             self.config.results_timeout,
         )
         .await
@@ -347,13 +274,11 @@ impl CxoneClient {
         let call = Call::Export;
         let path = paths::export(valid_job_id(call, job_id)?);
         let resp: ExportResponse = self
-            .call(
+            .call_plain(
                 target,
                 call,
                 Method::GET,
                 &path,
-                None,
-                HeaderMap::new(),
                 self.config.results_timeout,
             )
             .await?;
@@ -384,13 +309,11 @@ impl CxoneClient {
         let call = Call::Cancel;
         let path = paths::cancel(valid_job_id(call, job_id)?);
         let result: Result<JobStatus, CxoneError> = self
-            .call(
+            .call_plain(
                 target,
                 call,
                 Method::POST,
                 &path,
-                None,
-                HeaderMap::new(),
                 self.config.cancel_timeout,
             )
             .await;
@@ -403,6 +326,19 @@ impl CxoneClient {
             Err(CxoneError::Rejected { status: 404, .. }) => Ok(CancelOutcome::NotFound),
             Err(e) => Err(e),
         }
+    }
+
+    /// [`Self::call`] without a body or extra headers.
+    async fn call_plain<T: DeserializeOwned>(
+        &self,
+        target: Target<'_>,
+        call: Call,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<T, CxoneError> {
+        self.call(target, call, method, path, None, HeaderMap::new(), timeout)
+            .await
     }
 
     /// One API call with the 401 → refresh → retry-once rule.
@@ -517,7 +453,11 @@ impl CxoneClient {
     }
 
     /// Reads a successful response's body, failing as soon as it passes the call's limit.
-    async fn read_body(&self, call: Call, resp: reqwest::Response) -> Result<Vec<u8>, CxoneError> {
+    async fn read_body(
+        &self,
+        call: Call,
+        resp: reqwest::Response,
+    ) -> Result<bytes::Bytes, CxoneError> {
         let limit = self.config.response_limits.success(call);
         match read_capped(resp, limit).await {
             Ok(Capped::Complete(bytes)) => Ok(bytes),
@@ -738,23 +678,14 @@ fn missing_scopes(
 }
 
 fn transport_error(call: Call, e: reqwest::Error) -> CxoneError {
-    let kind = if e.is_timeout() {
-        Transient::Timeout
-    } else {
-        Transient::Connection
+    let kind = match TransportFailure::of(&e) {
+        TransportFailure::Timeout => Transient::Timeout,
+        TransportFailure::Connect | TransportFailure::Other => Transient::Connection,
     };
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
     CxoneError::Retryable {
         call,
         kind,
-        message: clip(&message, 300),
+        message: http::error_chain(e),
     }
 }
 
@@ -815,124 +746,8 @@ fn check_status(call: Call, asked: &str, status: &JobStatus) -> Result<(), Cxone
 
 /// Shortens text from the network for messages.
 fn clip(s: &str, max_chars: usize) -> String {
-    crate::training::validation::truncate(s, max_chars)
-}
-
-/// A body read up to a limit.
-enum Capped {
-    Complete(Vec<u8>),
-    /// The body (or its declared `Content-Length`) passed the limit; reading stopped there.
-    TooLarge,
-}
-
-/// Reads `resp`'s body chunk by chunk, stopping as soon as it passes `limit` bytes. Dropping the
-/// response then closes the connection, so the rest of the body is never transferred.
-async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Capped, reqwest::Error> {
-    let declared = resp.content_length();
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Ok(Capped::TooLarge);
-    }
-    // Trust the declared length for preallocation only up to 64 KiB.
-    let mut out = Vec::with_capacity(declared.map_or(0, |n| n.min(64 * 1024) as usize));
-    while let Some(chunk) = resp.chunk().await? {
-        if chunk.len() > limit - out.len() {
-            return Ok(Capped::TooLarge);
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(Capped::Complete(out))
-}
-
-/// `16 MiB`, `64 KiB` or `1000 bytes`.
-pub(crate) fn human_bytes(n: usize) -> String {
-    const KIB: usize = 1024;
-    const MIB: usize = 1024 * 1024;
-    if n >= MIB && n.is_multiple_of(MIB) {
-        format!("{} MiB", n / MIB)
-    } else if n >= KIB && n.is_multiple_of(KIB) {
-        format!("{} KiB", n / KIB)
-    } else {
-        format!("{n} bytes")
-    }
+    crate::text::truncate_chars(s, max_chars)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        let e = Endpoint::for_region("us2-01").unwrap();
-        assert_eq!(e.base_url().as_str(), "https://api.us2-01.cxone.com/");
-        assert_eq!(
-            e.token_url().as_str(),
-            "https://api.us2-01.cxone.com/oauth/token"
-        );
-        assert!(Endpoint::for_region("evil.com/x").is_err());
-        let e = Endpoint::new("http://127.0.0.1:8089/prefix/", None).unwrap();
-        assert_eq!(
-            e.token_url().as_str(),
-            "http://127.0.0.1:8089/prefix/oauth/token"
-        );
-        assert_eq!(
-            join(e.base_url(), "/api/v2/ai/skills/training/jobs")
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:8089/prefix/api/v2/ai/skills/training/jobs"
-        );
-        assert!(Endpoint::new("ftp://x", None).is_err());
-        assert!(Endpoint::new("https://user:pw@x", None).is_err());
-        assert!(Endpoint::new("not a url", None).is_err());
-        assert!(Endpoint::new("https://x?a=b", None).is_err());
-    }
-
-    #[test]
-    fn limits_per_call_and_their_names() {
-        let limits = ResponseLimits::default();
-        assert_eq!(limits.success(Call::Evaluation), 16 * 1024 * 1024);
-        for call in [
-            Call::Token,
-            Call::Submit,
-            Call::Status,
-            Call::Export,
-            Call::Cancel,
-        ] {
-            assert_eq!(limits.success(call), 1024 * 1024, "{call}");
-        }
-        assert_eq!(limits.error, 64 * 1024);
-        // The chart's default concurrency times the evaluation limit fits its memory limit.
-        assert!(8 * limits.evaluation <= 256 * 1024 * 1024 / 2);
-        assert_eq!(human_bytes(16 * 1024 * 1024), "16 MiB");
-        assert_eq!(human_bytes(64 * 1024), "64 KiB");
-        assert_eq!(human_bytes(1000), "1000 bytes");
-        assert_eq!(human_bytes(1536 * 1024), "1536 KiB");
-    }
-
-    #[test]
-    fn job_ids_are_path_safe() {
-        assert!(check_job_id("job-0123abc").is_ok());
-        for bad in ["", "..", "a/b", "a?b", "a b", &"x".repeat(129)] {
-            assert!(check_job_id(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn missing_scope_from_header_or_grant() {
-        let granted = Some(BTreeSet::from(["ai:training:read".to_string()]));
-        assert_eq!(
-            missing_scopes(
-                Call::Submit,
-                Some(
-                    "Bearer error=\"insufficient_scope\", scope=\"ai:skills:write ai:training:write\""
-                ),
-                &None
-            ),
-            vec!["ai:skills:write", "ai:training:write"]
-        );
-        assert_eq!(
-            missing_scopes(Call::Submit, None, &granted),
-            vec!["ai:skills:write", "ai:training:write"]
-        );
-        assert!(missing_scopes(Call::Submit, None, &None).is_empty());
-    }
-}
+mod tests;

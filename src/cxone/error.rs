@@ -95,7 +95,7 @@ pub enum CxoneError {
     Malformed { call: Call, message: String },
     /// A successful response's body passed the client's limit for this call; it was not read
     /// further. Retrying gets the same body, so this waits like any other non-transient error.
-    #[error("{call}: the CXone response body is larger than the {} limit for {call} responses; it was not read", crate::cxone::client::human_bytes(*.limit))]
+    #[error("{call}: the CXone response body is larger than the {} limit for {call} responses; it was not read", crate::text::human_bytes(*.limit))]
     TooLarge { call: Call, limit: usize },
     /// The request could not be built (bad endpoint URL, bad job id): a bug or a bad spec.
     #[error("{call}: invalid request: {message}")]

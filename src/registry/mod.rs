@@ -6,12 +6,23 @@
 //! the model. The wire protocols live in [`oci`] and [`mlflow`]; the evaluation picture in
 //! [`picture`]. Decisions about registration (when, retries, promotion) are not made here: see
 //! `src/controller/decide/`.
+//!
+//! - `mod.rs` (this file): the shared types, [`key_metrics`], [`redact_url`] and reading a
+//!   registry's answer within a cap (imports `crate::http`, `crate::evaluation`).
+//! - `source.rs`: the one download from a signed URL, for both targets (its expired rule and
+//!   size cap; imports `crate::http`).
+//! - `oci/`: the OCI registry client, ModelPack artifacts (imports `source`, `crate::http`).
+//! - `mlflow/`: the MLflow registry client (imports `source`, `crate::http`).
+//! - `allow.rs`: the registry allowlist and a job's registry credentials (imports the targets).
+//! - `gate.rs`: the promotion gate (pure; imports `crate::crd`, `crate::evaluation`).
+//! - `picture.rs`: the evaluation picture as SVG (pure; imports `crate::evaluation`).
 
 pub mod allow;
 pub mod gate;
 pub mod mlflow;
 pub mod oci;
 pub mod picture;
+mod source;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,8 +66,8 @@ pub enum RegistryError {
     /// Any other refusal (4xx): the request itself is wrong for this registry. Not retried.
     #[error("the registry rejected the request: {0}")]
     Rejected(String),
-    /// The signed artifact URL expired or was refused (403/404/410 from the source): export
-    /// again for fresh URLs, then retry.
+    /// The signed artifact URL expired or was refused (401/403/404/410 from the source, see
+    /// `src/registry/source.rs`): export again for fresh URLs, then retry.
     #[error("the artifact URL is no longer valid: {0}")]
     SourceExpired(String),
     /// The download broke off or did not match its declared size: retried with backoff.
@@ -175,6 +186,25 @@ pub fn redact_url(url: &str) -> String {
             s
         }
         Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
+/// A registry's successful answer, at most `limit` bytes of it: a larger answer is `Rejected`, one
+/// that breaks off `Unreachable`. `what` leads the message.
+pub(crate) async fn read_answer(
+    resp: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<bytes::Bytes, RegistryError> {
+    match crate::http::read_capped(resp, limit).await {
+        Ok(crate::http::Capped::Complete(bytes)) => Ok(bytes),
+        Ok(crate::http::Capped::TooLarge) => Err(RegistryError::Rejected(format!(
+            "{what}: the answer is larger than {limit} bytes"
+        ))),
+        Err(e) => Err(RegistryError::Unreachable(format!(
+            "{what}: reading the answer: {}",
+            crate::http::describe_transport(e)
+        ))),
     }
 }
 

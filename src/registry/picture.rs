@@ -72,6 +72,15 @@ struct Series {
     value: fn(&ThresholdMetrics) -> f64,
 }
 
+impl Series {
+    /// ` stroke-dasharray="…"` for a dashed series, else nothing.
+    fn dash_attribute(&self) -> String {
+        self.dash
+            .map(|d| format!(r#" stroke-dasharray="{d}""#))
+            .unwrap_or_default()
+    }
+}
+
 const SERIES: [Series; 3] = [
     Series {
         name: "precision",
@@ -191,8 +200,21 @@ fn matrix(svg: &mut String, report: &EvaluationReport, n: usize, x0: f64, y0: f6
         x = num(ax),
         y = num(ay),
     );
+    matrix_labels(svg, &cm.labels[..n], x0, y0, cell);
+    matrix_cells(svg, &cm.matrix, n, x0, y0, cell);
+    let _ = write!(
+        svg,
+        r##"<rect x="{}" y="{}" width="{s}" height="{s}" fill="none" stroke="#808080"/></g>"##,
+        num(x0),
+        num(y0),
+        s = num(side),
+    );
+}
+
+/// The row labels (left of the matrix) and the column labels (above it, rotated).
+fn matrix_labels(svg: &mut String, labels: &[String], x0: f64, y0: f64, cell: f64) {
     let label_size = (cell * 0.7).min(12.0);
-    for (i, id) in cm.labels.iter().take(n).enumerate() {
+    for (i, id) in labels.iter().enumerate() {
         let centre = i as f64 * cell + cell / 2.0;
         // Row label, right-aligned against the matrix.
         let _ = write!(
@@ -214,8 +236,12 @@ fn matrix(svg: &mut String, report: &EvaluationReport, n: usize, x0: f64, y0: f6
             y = num(cy),
         );
     }
+}
+
+/// The cells: each count, coloured by its share of the row.
+fn matrix_cells(svg: &mut String, matrix: &[Vec<u64>], n: usize, x0: f64, y0: f64, cell: f64) {
     for a in 0..n {
-        let row = cm.matrix.get(a).map(Vec::as_slice).unwrap_or_default();
+        let row = matrix.get(a).map(Vec::as_slice).unwrap_or_default();
         let row_total = row.iter().fold(0u64, |acc, &c| acc.saturating_add(c));
         for p in 0..n {
             let count = row.get(p).copied().unwrap_or(0);
@@ -247,13 +273,26 @@ fn matrix(svg: &mut String, report: &EvaluationReport, n: usize, x0: f64, y0: f6
             );
         }
     }
-    let _ = write!(
-        svg,
-        r##"<rect x="{}" y="{}" width="{s}" height="{s}" fill="none" stroke="#808080"/></g>"##,
-        num(x0),
-        num(y0),
-        s = num(side),
-    );
+}
+
+/// The sweep's plot area: its top-left corner and the thresholds' range on the x axis.
+struct Plot {
+    x0: f64,
+    y0: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl Plot {
+    /// The x coordinate of threshold `t`.
+    fn x(&self, t: f64) -> f64 {
+        self.x0 + (t.clamp(self.lo, self.hi) - self.lo) / (self.hi - self.lo) * PLOT_W
+    }
+
+    /// The y coordinate of a value in `[0, 1]`.
+    fn y(&self, v: f64) -> f64 {
+        self.y0 + (1.0 - v.clamp(0.0, 1.0)) * PLOT_H
+    }
 }
 
 fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
@@ -264,9 +303,7 @@ fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
         .filter(|t| t.threshold.is_finite())
         .collect();
     let (lo, hi) = x_domain(&points);
-    let sx = |t: f64| x0 + (t.clamp(lo, hi) - lo) / (hi - lo) * PLOT_W;
-    let sy = |v: f64| y0 + (1.0 - v.clamp(0.0, 1.0)) * PLOT_H;
-
+    let plot = Plot { x0, y0, lo, hi };
     svg.push_str(r#"<g class="threshold-sweep">"#);
     let _ = write!(
         svg,
@@ -274,50 +311,7 @@ fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
         num(x0 + PLOT_W / 2.0),
         num(y0 - 20.0),
     );
-    // Grid, ticks and tick labels.
-    for i in 0..=5 {
-        let v = f64::from(i) / 5.0;
-        let y = sy(v);
-        let _ = write!(
-            svg,
-            r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#e6e6e6"/><line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#404040"/><text x="{}" y="{y}" text-anchor="end" dominant-baseline="middle" font-size="11">{}</text>"##,
-            num(x0),
-            num(x0 + PLOT_W),
-            num(x0 - 5.0),
-            num(x0),
-            num(x0 - 8.0),
-            fixed1(v),
-            y = num(y),
-        );
-    }
-    let step = if hi - lo > 0.2 + 1e-9 { 0.1 } else { 0.05 };
-    let ticks = ((hi - lo) / step).round() as usize;
-    for i in 0..=ticks {
-        let t = lo + i as f64 * step;
-        let x = sx(t);
-        let _ = write!(
-            svg,
-            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#e6e6e6"/><line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#404040"/><text x="{x}" y="{}" text-anchor="middle" font-size="11">{}</text>"##,
-            num(y0),
-            num(y0 + PLOT_H),
-            num(y0 + PLOT_H),
-            num(y0 + PLOT_H + 5.0),
-            num(y0 + PLOT_H + 18.0),
-            fixed2(t),
-            x = num(x),
-        );
-    }
-    // Axes and their titles.
-    let _ = write!(
-        svg,
-        r##"<path d="M{l} {t} V{b} H{r}" fill="none" stroke="#404040"/><text x="{}" y="{}" text-anchor="middle">confidence threshold</text>"##,
-        num(x0 + PLOT_W / 2.0),
-        num(y0 + PLOT_H + 36.0),
-        l = num(x0),
-        t = num(y0),
-        b = num(y0 + PLOT_H),
-        r = num(x0 + PLOT_W),
-    );
+    sweep_axes(svg, &plot);
     if points.is_empty() {
         let _ = write!(
             svg,
@@ -326,7 +320,65 @@ fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
             num(y0 + PLOT_H / 2.0),
         );
     }
-    // The curves: a point whose value is not a finite number is left out.
+    sweep_curves(svg, &plot, &points);
+    sweep_recommendation(svg, &plot, report);
+    sweep_legend(svg, &plot);
+}
+
+/// The grid, the ticks with their labels, the axes and the x axis's title.
+fn sweep_axes(svg: &mut String, plot: &Plot) {
+    // Grid, ticks and tick labels.
+    for i in 0..=5 {
+        let v = f64::from(i) / 5.0;
+        let y = plot.y(v);
+        let _ = write!(
+            svg,
+            r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#e6e6e6"/><line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#404040"/><text x="{}" y="{y}" text-anchor="end" dominant-baseline="middle" font-size="11">{}</text>"##,
+            num(plot.x0),
+            num(plot.x0 + PLOT_W),
+            num(plot.x0 - 5.0),
+            num(plot.x0),
+            num(plot.x0 - 8.0),
+            fixed1(v),
+            y = num(y),
+        );
+    }
+    let step = if plot.hi - plot.lo > 0.2 + 1e-9 {
+        0.1
+    } else {
+        0.05
+    };
+    let ticks = ((plot.hi - plot.lo) / step).round() as usize;
+    for i in 0..=ticks {
+        let t = plot.lo + i as f64 * step;
+        let x = plot.x(t);
+        let _ = write!(
+            svg,
+            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#e6e6e6"/><line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#404040"/><text x="{x}" y="{}" text-anchor="middle" font-size="11">{}</text>"##,
+            num(plot.y0),
+            num(plot.y0 + PLOT_H),
+            num(plot.y0 + PLOT_H),
+            num(plot.y0 + PLOT_H + 5.0),
+            num(plot.y0 + PLOT_H + 18.0),
+            fixed2(t),
+            x = num(x),
+        );
+    }
+    // Axes and their titles.
+    let _ = write!(
+        svg,
+        r##"<path d="M{l} {t} V{b} H{r}" fill="none" stroke="#404040"/><text x="{}" y="{}" text-anchor="middle">confidence threshold</text>"##,
+        num(plot.x0 + PLOT_W / 2.0),
+        num(plot.y0 + PLOT_H + 36.0),
+        l = num(plot.x0),
+        t = num(plot.y0),
+        b = num(plot.y0 + PLOT_H),
+        r = num(plot.x0 + PLOT_W),
+    );
+}
+
+/// The curves: a point whose value is not a finite number is left out.
+fn sweep_curves(svg: &mut String, plot: &Plot, points: &[&ThresholdMetrics]) {
     for s in &SERIES {
         let finite: Vec<(f64, f64)> = points
             .iter()
@@ -336,10 +388,7 @@ fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
         if finite.is_empty() {
             continue;
         }
-        let dash = s
-            .dash
-            .map(|d| format!(r#" stroke-dasharray="{d}""#))
-            .unwrap_or_default();
+        let dash = s.dash_attribute();
         let _ = write!(
             svg,
             r#"<polyline class="{}" fill="none" stroke="{}" stroke-width="2"{dash} points=""#,
@@ -349,7 +398,7 @@ fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
             if i > 0 {
                 svg.push(' ');
             }
-            let _ = write!(svg, "{},{}", num(sx(*t)), num(sy(*v)));
+            let _ = write!(svg, "{},{}", num(plot.x(*t)), num(plot.y(*v)));
         }
         svg.push_str(r#""/>"#);
         if finite.len() <= MAX_DOTTED_POINTS {
@@ -357,20 +406,23 @@ fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
                 let _ = write!(
                     svg,
                     r#"<circle cx="{}" cy="{}" r="2.5" fill="{}"/>"#,
-                    num(sx(*t)),
-                    num(sy(*v)),
+                    num(plot.x(*t)),
+                    num(plot.y(*v)),
                     s.colour
                 );
             }
         }
     }
-    // The recommended threshold, or why there is none.
-    let rec_y = y0 + PLOT_H + 76.0;
+}
+
+/// The recommended threshold, or why there is none.
+fn sweep_recommendation(svg: &mut String, plot: &Plot, report: &EvaluationReport) {
+    let rec_y = plot.y0 + PLOT_H + 76.0;
     match &report.recommendation {
         Some(r) if r.threshold.is_finite() => {
-            let x = sx(r.threshold);
+            let x = plot.x(r.threshold);
             // The value beside the line, on the side with more room.
-            let (tx, anchor) = if x < x0 + PLOT_W / 2.0 {
+            let (tx, anchor) = if x < plot.x0 + PLOT_W / 2.0 {
                 (x + 4.0, "start")
             } else {
                 (x - 4.0, "end")
@@ -378,21 +430,21 @@ fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
             let _ = write!(
                 svg,
                 r#"<line class="recommended" x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="{RECOMMENDED_COLOUR}" stroke-width="2" stroke-dasharray="4 3"/><text x="{}" y="{}" text-anchor="{anchor}" font-size="11" fill="{RECOMMENDED_COLOUR}">{}</text>"#,
-                num(y0),
-                num(y0 + PLOT_H),
+                num(plot.y0),
+                num(plot.y0 + PLOT_H),
                 num(tx),
-                num(y0 - 4.0),
+                num(plot.y0 - 4.0),
                 fixed2(r.threshold),
                 x = num(x),
             );
             let _ = write!(
                 svg,
                 r#"<text x="{}" y="{}" font-size="11">recommended threshold {} ({})</text><text x="{}" y="{}" font-size="11">precision {}, F1 {}, coverage {}</text>"#,
-                num(x0),
+                num(plot.x0),
                 num(rec_y),
                 fixed3(r.threshold),
                 r.objective,
-                num(x0),
+                num(plot.x0),
                 num(rec_y + 14.0),
                 fixed3(r.precision),
                 fixed3(r.f1),
@@ -403,19 +455,19 @@ fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
             let _ = write!(
                 svg,
                 r##"<text x="{}" y="{}" font-size="11" fill="#444444">No recommended threshold.</text>"##,
-                num(x0),
+                num(plot.x0),
                 num(rec_y),
             );
         }
     }
-    // Legend, below the axis title.
-    let ly = y0 + PLOT_H + 56.0;
+}
+
+/// The legend, below the axis title.
+fn sweep_legend(svg: &mut String, plot: &Plot) {
+    let ly = plot.y0 + PLOT_H + 56.0;
     for (i, s) in SERIES.iter().enumerate() {
-        let lx = x0 + i as f64 * LEGEND_STEP;
-        let dash = s
-            .dash
-            .map(|d| format!(r#" stroke-dasharray="{d}""#))
-            .unwrap_or_default();
+        let lx = plot.x0 + i as f64 * LEGEND_STEP;
+        let dash = s.dash_attribute();
         let _ = write!(
             svg,
             r#"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="{}" stroke-width="2"{dash}/><text x="{}" y="{y}" dominant-baseline="middle" font-size="11">{}</text>"#,
@@ -427,7 +479,7 @@ fn sweep(svg: &mut String, report: &EvaluationReport, x0: f64, y0: f64) {
             y = num(ly),
         );
     }
-    let lx = x0 + 3.0 * LEGEND_STEP;
+    let lx = plot.x0 + 3.0 * LEGEND_STEP;
     let _ = write!(
         svg,
         r#"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="{RECOMMENDED_COLOUR}" stroke-width="2" stroke-dasharray="4 3"/><text x="{}" y="{}" dominant-baseline="middle" font-size="11">recommended</text></g>"#,
@@ -557,358 +609,4 @@ fn percent(v: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-
-    use super::*;
-    use crate::cxone::model::{EvaluationLabel, EvaluationResponse};
-    use crate::evaluation::{
-        AverageMetrics, ConfusionMatrix, EvaluationOptions, ServerComparison, analyze,
-    };
-
-    fn response(ids: &[&str], examples: &[(usize, usize, f64)]) -> EvaluationResponse {
-        EvaluationResponse {
-            labels: ids
-                .iter()
-                .map(|id| EvaluationLabel {
-                    id: id.to_string(),
-                    name: String::new(),
-                })
-                .collect(),
-            actuals: examples.iter().map(|e| ids[e.0].to_string()).collect(),
-            predictions: examples.iter().map(|e| ids[e.1].to_string()).collect(),
-            scores: examples.iter().map(|e| e.2).collect(),
-            precision: None,
-            recall: None,
-            confusion_matrix: None,
-            training_duration_seconds: 0.0,
-        }
-    }
-
-    /// A report over `ids` with a deterministic mix of right and wrong predictions.
-    fn report(ids: &[&str], opts: &EvaluationOptions) -> EvaluationReport {
-        let n = ids.len();
-        let examples: Vec<(usize, usize, f64)> = (0..n * 6)
-            .map(|i| {
-                let a = i % n;
-                let p = if i % 4 == 0 { (a + 1) % n } else { a };
-                (a, p, 0.2 + 0.8 * ((i * 37 % 100) as f64 / 100.0))
-            })
-            .collect();
-        analyze(&response(ids, &examples), opts).expect("valid evaluation")
-    }
-
-    /// What a real XML parser (Python's ElementTree) makes of the document: it fails on a
-    /// document that is not well-formed.
-    fn parse(svg: &str) -> serde_json::Value {
-        const SCRIPT: &str = r#"
-import json, sys
-import xml.etree.ElementTree as ET
-root = ET.fromstring(sys.stdin.buffer.read())
-ns = "{http://www.w3.org/2000/svg}"
-tags = {}
-refs = []
-for el in root.iter():
-    tag = el.tag.replace(ns, "")
-    tags[tag] = tags.get(tag, 0) + 1
-    for k, v in el.attrib.items():
-        if "href" in k or "url(" in v or k.startswith("on"):
-            refs.append(k)
-print(json.dumps({
-    "root": root.tag,
-    "tags": tags,
-    "refs": refs,
-    "titles": [t.text or "" for t in root.iter(ns + "title")],
-    "texts": ["".join(t.itertext()) for t in root.iter(ns + "text")],
-    "polylines": [p.get("class") for p in root.iter(ns + "polyline")],
-}))
-"#;
-        let mut child = Command::new("python3")
-            .args(["-c", SCRIPT])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(svg.as_bytes())
-            .expect("write the SVG");
-        let out = child.wait_with_output().expect("python3 finishes");
-        assert!(
-            out.status.success(),
-            "not well-formed XML: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("checker prints JSON")
-    }
-
-    fn texts(v: &serde_json::Value) -> Vec<String> {
-        v["texts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_string())
-            .collect()
-    }
-
-    fn assert_self_contained(svg: &str, parsed: &serde_json::Value) {
-        assert_eq!(parsed["root"], "{http://www.w3.org/2000/svg}svg");
-        assert_eq!(parsed["refs"], serde_json::json!([]), "no references");
-        assert!(parsed["tags"].get("script").is_none());
-        assert!(parsed["tags"].get("foreignObject").is_none());
-        assert!(!svg.contains("<!"), "no DOCTYPE, entities or CDATA");
-    }
-
-    #[test]
-    fn a_normal_report_draws_both_panels() {
-        let ids = ["cancel_sub", "upgrade_plan", "reset_pwd"];
-        let r = report(&ids, &EvaluationOptions::default());
-        let svg = render(&r);
-        let parsed = parse(&svg);
-        assert_self_contained(&svg, &parsed);
-        assert_eq!(
-            parsed["polylines"],
-            serde_json::json!(["precision", "recall", "coverage"])
-        );
-        // 9 cells plus the frame and the background.
-        assert_eq!(parsed["tags"]["rect"], 11);
-        let texts = texts(&parsed);
-        for a in 0..3 {
-            for p in 0..3 {
-                let count = r.confusion_matrix.matrix[a][p].to_string();
-                assert!(texts.contains(&count), "count {count} drawn");
-            }
-        }
-        for id in ids {
-            // Row and column label, each with the id as title and as text.
-            let with_title = format!("{id}{id}");
-            assert_eq!(texts.iter().filter(|t| **t == with_title).count(), 2);
-        }
-        let rec = r.recommendation.expect("maxF1 recommends");
-        assert!(svg.contains(r#"class="recommended""#));
-        assert!(texts.iter().any(|t| t.starts_with(&format!(
-            "recommended threshold {:.3} (maxF1)",
-            rec.threshold
-        ))));
-        assert!(
-            texts
-                .iter()
-                .any(|t| t.starts_with("Evaluation on 18 examples"))
-        );
-        assert_eq!(render(&r), svg, "deterministic");
-    }
-
-    #[test]
-    fn hostile_label_ids_stay_text() {
-        let long = "x".repeat(400);
-        let ids = [
-            "<script>alert(1)</script>",
-            "a&b; &amp; ]]>",
-            "\"quoted\" 'single'",
-            "nul\u{0}bell\u{7}esc\u{1b}[31m\nnewline\u{85}",
-            "\u{202E}evil\u{2066}",
-            "not\u{FFFF}char\u{FFFE}",
-            long.as_str(),
-            "",
-            "<title>x</title><a href=\"http://e\">",
-        ];
-        let r = report(&ids, &EvaluationOptions::default());
-        let svg = render(&r);
-        let parsed = parse(&svg);
-        assert_self_contained(&svg, &parsed);
-        assert!(!svg.contains("<script"));
-        assert!(!svg.contains("<a "));
-        let titles: Vec<&str> = parsed["titles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap())
-            .collect();
-        assert!(titles.contains(&"<script>alert(1)</script>"));
-        assert!(titles.contains(&"a&b; &amp; ]]>"));
-        assert!(titles.contains(&"\"quoted\" 'single'"));
-        assert!(titles.contains(&"nul\u{FFFD}bell\u{FFFD}esc\u{FFFD}[31m\u{FFFD}newline\u{FFFD}"));
-        assert!(titles.contains(&"\u{FFFD}evil\u{FFFD}"));
-        assert!(titles.contains(&"not\u{FFFD}char\u{FFFD}"));
-        let clipped_title = format!("{}…", "x".repeat(MAX_TITLE_CHARS));
-        assert!(titles.contains(&clipped_title.as_str()));
-        let texts = texts(&parsed);
-        let axis = format!("{clipped_title}{}…", "x".repeat(MAX_AXIS_LABEL_CHARS));
-        assert_eq!(texts.iter().filter(|t| **t == axis).count(), 2);
-        assert_eq!(texts.iter().filter(|t| **t == "(empty)").count(), 2);
-    }
-
-    #[test]
-    fn many_labels_are_capped_and_said_so() {
-        let ids: Vec<String> = (0..73).map(|i| format!("intent-{i:03}")).collect();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let r = report(&refs, &EvaluationOptions::default());
-        let svg = render(&r);
-        let parsed = parse(&svg);
-        assert_self_contained(&svg, &parsed);
-        assert_eq!(
-            parsed["tags"]["rect"],
-            MAX_DRAWN_LABELS * MAX_DRAWN_LABELS + 2
-        );
-        let texts = texts(&parsed);
-        assert!(texts.iter().any(|t| {
-            t.starts_with("Showing the first 50 of 73 labels; shares are of each whole row.")
-        }));
-        assert!(texts.iter().any(|t| t == "intent-049intent-049"));
-        assert!(!texts.iter().any(|t| t.contains("intent-050")));
-        assert!(svg.len() < 1024 * 1024, "{} bytes", svg.len());
-
-        // The largest report analyze accepts stays bounded too.
-        let ids: Vec<String> = (0..crate::evaluation::MAX_LABELS)
-            .map(|i| format!("{i}-{}", "y".repeat(200)))
-            .collect();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let opts = EvaluationOptions {
-            sweep: crate::evaluation::ThresholdSweep {
-                start: 0.0,
-                end: 0.999,
-                step: 0.001,
-            },
-            min_precision: None,
-        };
-        let svg = render(&report(&refs, &opts));
-        parse(&svg);
-        assert!(svg.len() < 2 * 1024 * 1024, "{} bytes", svg.len());
-    }
-
-    #[test]
-    fn no_recommendation_is_said() {
-        let ids = ["a", "b", "c"];
-        let opts = EvaluationOptions {
-            min_precision: Some(1.0),
-            ..EvaluationOptions::default()
-        };
-        let mut r = report(&ids, &opts);
-        // Whether a minimum precision of 1 is reachable depends on the scores; the picture only
-        // cares that there is no recommendation.
-        r.recommendation = None;
-        let svg = render(&r);
-        let parsed = parse(&svg);
-        assert!(!svg.contains(r#"class="recommended""#));
-        assert!(texts(&parsed).contains(&"No recommended threshold.".to_string()));
-    }
-
-    fn empty_report(labels: Vec<String>, matrix: Vec<Vec<u64>>) -> EvaluationReport {
-        let zero = AverageMetrics {
-            precision: 0.0,
-            recall: 0.0,
-            f1: 0.0,
-        };
-        EvaluationReport {
-            total: 0,
-            accuracy: 0.0,
-            macro_average: zero,
-            weighted_average: zero,
-            per_label: vec![],
-            confusion_matrix: ConfusionMatrix { labels, matrix },
-            thresholds: vec![],
-            recommendation: None,
-            server_comparison: ServerComparison {
-                consistent: None,
-                mismatches: vec![],
-                not_reported: vec![],
-            },
-        }
-    }
-
-    #[test]
-    fn empty_and_malformed_reports_do_not_panic() {
-        // No labels, no examples, no sweep.
-        let svg = render(&empty_report(vec![], vec![]));
-        let t = texts(&parse(&svg));
-        assert!(t.contains(&"No labels: nothing to draw.".to_string()));
-        assert!(t.contains(&"No thresholds in the sweep.".to_string()));
-        assert!(t.contains(&"No recommended threshold.".to_string()));
-
-        // Labels but zero examples: every share is 0.
-        let svg = render(&empty_report(
-            vec!["a".into(), "b".into()],
-            vec![vec![0, 0], vec![0, 0]],
-        ));
-        parse(&svg);
-        assert!(svg.contains(&heat(0.0)));
-
-        // A ragged matrix, huge counts, non-finite numbers and thresholds out of range.
-        let mut r = empty_report(
-            vec!["a".into(), "b".into(), "c".into()],
-            vec![vec![u64::MAX, u64::MAX], vec![]],
-        );
-        r.accuracy = f64::NAN;
-        r.macro_average.f1 = f64::INFINITY;
-        let point = |threshold: f64, v: f64| ThresholdMetrics {
-            threshold,
-            precision: v,
-            recall: v,
-            f1: v,
-            coverage: v,
-        };
-        r.thresholds = vec![
-            point(f64::NAN, 0.5),
-            point(-3.0, 2.0),
-            point(0.5, f64::NAN),
-            point(7.0, -1.0),
-        ];
-        r.recommendation = Some(crate::evaluation::Recommendation {
-            threshold: f64::NAN,
-            f1: 0.0,
-            precision: 0.0,
-            coverage: 0.0,
-            objective: crate::evaluation::Objective::MaxF1,
-        });
-        let svg = render(&r);
-        let parsed = parse(&svg);
-        assert!(!svg.contains("NaN") && !svg.contains("inf"));
-        assert!(texts(&parsed).iter().any(|t| t.contains("accuracy n/a")));
-
-        // One threshold only: a dot per curve, a tenth-wide axis.
-        let mut r = empty_report(vec!["a".into()], vec![vec![3]]);
-        r.thresholds = vec![point(1.0, 0.5)];
-        let svg = render(&r);
-        let parsed = parse(&svg);
-        assert_eq!(parsed["tags"]["circle"], 3);
-        assert!(texts(&parsed).contains(&"0.90".to_string()));
-    }
-
-    #[test]
-    fn escape_covers_markup_and_forbidden_characters() {
-        assert_eq!(
-            escape("<a href='x'>&\"</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
-        );
-        assert_eq!(
-            escape("a\u{0}\u{1f}\u{7f}\u{9f}\t\r\nb"),
-            "a\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}b"
-        );
-        assert_eq!(escape("é中😀"), "é中😀");
-    }
-
-    #[test]
-    fn numbers_are_plain() {
-        assert_eq!(num(3.0), "3");
-        assert_eq!(num(-0.01), "0");
-        assert_eq!(num(12.34), "12.3");
-        assert_eq!(num(f64::NAN), "0");
-        assert_eq!(num(1e300), "10000000");
-        assert_eq!(x_domain(&[]), (0.0, 1.0));
-        let p = |t| ThresholdMetrics {
-            threshold: t,
-            precision: 0.0,
-            recall: 0.0,
-            f1: 0.0,
-            coverage: 0.0,
-        };
-        let (a, b) = (p(0.30000000000000004), p(0.9));
-        assert_eq!(x_domain(&[&a, &b]), (0.3, 0.9));
-        let c = p(0.55);
-        assert_eq!(x_domain(&[&c]), (0.5, 0.6));
-    }
-}
+mod tests;

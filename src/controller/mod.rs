@@ -5,11 +5,14 @@
 mod act;
 pub mod core;
 pub mod decide;
+pub mod effect;
+mod job;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
+mod observe;
 mod reconcile;
-pub mod registering;
+pub mod registration;
 mod run;
 pub mod server;
 pub mod vocab;
@@ -28,7 +31,8 @@ use crate::cxone::{CxoneRateLimiter, EndpointAllowlist};
 use memory::{JobMemory, Memories, ResolvedData};
 use metrics::Metrics;
 
-pub use reconcile::{Error, error_policy, reconcile};
+pub use job::Error;
+pub use reconcile::{error_policy, reconcile};
 pub use run::{LogFormat, RunArgs, run};
 
 /// Field manager of every server-side apply the operator makes.
@@ -123,7 +127,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub stores: MetaStores,
     /// Registry clients, allowlist and running registrations (`spec.registry`).
-    pub registries: registering::Registries,
+    pub registries: registration::Registries,
     /// Decision memory of each job (see `memory.rs` for its invariants).
     memory: Memories<JobMemory>,
     /// Each job's resolved data (an I/O cache).
@@ -156,7 +160,7 @@ impl Context {
             metrics,
             recorder,
             stores,
-            registries: registering::Registries::default(),
+            registries: registration::Registries::default(),
             memory: Memories::new(),
             data: Memories::new(),
             reservations: Memories::new(),
@@ -166,7 +170,7 @@ impl Context {
     }
 
     /// The same context with these registries (`spec.registry`).
-    pub fn with_registries(mut self, registries: registering::Registries) -> Self {
+    pub fn with_registries(mut self, registries: registration::Registries) -> Self {
         self.registries = registries;
         self
     }

@@ -20,7 +20,7 @@ use kube::{Client, ResourceExt};
 use tracing::{error, info, warn};
 
 use super::metrics::Metrics;
-use super::registering::Registries;
+use super::registration::Registries;
 use super::server::{self, Readiness};
 use super::{Context, MetaStores, OperatorConfig, error_policy, reconcile};
 use crate::crd::SkillTrainingJob;

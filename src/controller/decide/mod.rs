@@ -34,7 +34,7 @@ mod register;
 #[cfg(test)]
 mod tests;
 
-pub use register::{RegisterRequest, Registration, RegistryTarget, TargetKind};
+use super::effect::{CancelPurpose, Effect, Observation, RunTarget};
 
 /// The job as the API server has it, with what was read for this reconciliation.
 pub struct View<'a> {
@@ -81,117 +81,6 @@ impl Default for Policy {
             cleanup_attempts: 10,
         }
     }
-}
-
-/// Where and as whom a CXone call goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunTarget {
-    pub base_url: String,
-    pub token_url: String,
-    /// Credentials Secret in the job's namespace.
-    pub secret: String,
-}
-
-/// Why a CXone job is being cancelled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CancelPurpose {
-    /// What is trained changed: a new run replaces it.
-    Supersede,
-    /// The spec became invalid.
-    Invalidate,
-    /// `polling.activeDeadlineSeconds` passed.
-    Deadline,
-    /// The resource is being deleted.
-    Delete,
-}
-
-/// What the driver saw: the start of a reconciliation, or the outcome of the last effect.
-#[derive(Debug)]
-pub enum Observation {
-    Start,
-    Submitted(Result<SubmitResponse, CxoneError>),
-    Polled(Result<JobStatus, CxoneError>),
-    Evaluated(Result<Arc<EvaluationResponse>, CxoneError>),
-    Exported(Result<ExportResponse, CxoneError>),
-    Cancelled {
-        job_id: String,
-        purpose: CancelPurpose,
-        result: Result<CancelOutcome, CxoneError>,
-    },
-    /// What CXone knows under the run's idempotency key (a submission whose answer was lost).
-    LookedUp {
-        purpose: CancelPurpose,
-        result: Result<Option<String>, CxoneError>,
-    },
-    /// The ConfigMap or Secret was written; `Err`: an object the job does not own is in the way.
-    Written(Result<(), String>),
-    /// The call could not be made: no usable credentials or endpoint (what is wrong).
-    CannotCall(String),
-    /// The shared rate limiter has no slot before this long.
-    NoSlot(Duration),
-    /// The model was registered in one registry (or why not).
-    Registered {
-        kind: TargetKind,
-        result: Result<Registration, crate::registry::RegistryError>,
-    },
-    /// The promotion (MLflow alias, OCI tag) was set (or why not).
-    Promoted {
-        kind: TargetKind,
-        result: Result<(), crate::registry::RegistryError>,
-    },
-}
-
-/// The one thing to do next, outside the status write.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Effect {
-    /// POST the run (the driver builds the payload from the job's data).
-    Submit {
-        key: String,
-        target: RunTarget,
-    },
-    Poll {
-        job_id: String,
-        target: RunTarget,
-    },
-    FetchEvaluation {
-        job_id: String,
-        target: RunTarget,
-    },
-    Export {
-        job_id: String,
-        target: RunTarget,
-    },
-    Cancel {
-        job_id: String,
-        target: RunTarget,
-        purpose: CancelPurpose,
-    },
-    /// Ask CXone which job, if any, the key names, without creating one.
-    Lookup {
-        key: String,
-        target: RunTarget,
-        purpose: CancelPurpose,
-    },
-    /// Create the run's immutable audit ConfigMap (or find it already written by the job).
-    WriteReport {
-        name: String,
-        data: BTreeMap<String, String>,
-    },
-    /// Write the signed URLs into the job's own Secret.
-    WriteArtifactSecret {
-        name: String,
-        export: ExportResponse,
-    },
-    /// Register the run's model in one registry (idempotent), reading its champion too.
-    Register(Box<RegisterRequest>),
-    /// Promote a registered model (MLflow alias, OCI tag).
-    Promote {
-        target: RegistryTarget,
-        secret: Option<String>,
-        /// MLflow version, or OCI manifest digest.
-        version: String,
-        alias: String,
-    },
 }
 
 /// An Event to publish.

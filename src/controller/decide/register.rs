@@ -20,94 +20,23 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
-    Conds, Effect, Ending, JobMemory, Next, Policy, Step, View, completed_message, finish_on,
-    start, warn_once,
+    Conds, Ending, JobMemory, Next, Policy, Step, View, completed_message, finish_on, start,
+    warn_once,
 };
 use crate::audit::{RegistryRecord, RegistryTargetRecord};
 use crate::controller::core;
+use crate::controller::effect::{
+    Effect, RegisterRequest, Registration, RegistryTarget, TargetKind,
+};
 use crate::controller::memory::Completion;
 use crate::controller::vocab::{ConditionStatus as Status, ConditionType as Cond, Reason};
 use crate::crd::{Phase, RegistryStatus, SkillTrainingJobStatus, TargetRegistration};
 use crate::cxone::model::ExportResponse;
 use crate::evaluation::EvaluationReport;
-use crate::registry::mlflow::MlflowTarget;
-use crate::registry::oci::OciTarget;
-use crate::registry::{Champion, ModelSource, Provenance, RegistryError, gate};
+use crate::registry::{ModelSource, Provenance, RegistryError, gate};
 
 /// Consecutive failed attempts (unreachable registry, broken downloads) before the run ends.
 pub const MAX_REGISTRY_ATTEMPTS: i64 = 8;
-
-/// Which registry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TargetKind {
-    Oci,
-    Mlflow,
-}
-
-impl TargetKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Oci => "oci",
-            Self::Mlflow => "mlflow",
-        }
-    }
-}
-
-/// Where a model goes.
-#[derive(Clone, Debug, PartialEq)]
-pub enum RegistryTarget {
-    Oci { target: OciTarget, tag: String },
-    Mlflow(MlflowTarget),
-}
-
-impl RegistryTarget {
-    pub fn kind(&self) -> TargetKind {
-        match self {
-            Self::Oci { .. } => TargetKind::Oci,
-            Self::Mlflow(_) => TargetKind::Mlflow,
-        }
-    }
-
-    /// For humans: the repository, or the tracking server and model name.
-    pub fn location(&self) -> String {
-        match self {
-            Self::Oci { target, .. } => format!("{}/{}", target.registry, target.repository),
-            Self::Mlflow(m) => format!(
-                "{} model {}",
-                crate::registry::redact_url(&m.tracking_uri),
-                m.model_name
-            ),
-        }
-    }
-}
-
-/// Everything one registration needs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RegisterRequest {
-    pub target: RegistryTarget,
-    /// The credentials Secret in the job's namespace (anonymous without).
-    pub secret: Option<String>,
-    pub source: ModelSource,
-    pub provenance: Provenance,
-    pub analysis: Arc<EvaluationReport>,
-    /// The audit record as of registration (the final one, with the references, is in the
-    /// run's audit ConfigMap).
-    pub audit_json: String,
-    /// Also read the model promoted under this alias or tag (the champion).
-    pub champion_at: Option<String>,
-}
-
-/// What a registration found.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Registration {
-    /// `registry/repo@sha256:…` or `models:/<name>/<version>`.
-    pub reference: String,
-    /// The OCI manifest digest, or the MLflow version number.
-    pub version: String,
-    /// MLflow: the run id.
-    pub run_id: Option<String>,
-    pub champion: Option<Champion>,
-}
 
 fn configured(v: &View) -> Vec<TargetKind> {
     let Some(spec) = &v.spec.registry else {

@@ -2,6 +2,7 @@
 //! promotion, a restart in between, and the end states.
 
 use super::*;
+use crate::controller::effect::{RegisterRequest, Registration, RegistryTarget, TargetKind};
 use crate::crd::{GateMetric, RegistrySpec};
 use crate::registry::allow::Targets;
 use crate::registry::mlflow::MlflowTarget;

@@ -42,20 +42,12 @@ pub const REPORT_LABEL: &str = "ai.cxone.io/skilltrainingjob";
 /// Finalizer that lets the operator cancel a running CXone job before the object goes.
 pub const FINALIZER: &str = "ai.cxone.io/cancel-training";
 
-/// Operator settings that shape reconciliation.
+/// Operator settings that shape reconciliation: where jobs may send credentials, and the
+/// decision policy.
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
     pub allowlist: EndpointAllowlist,
-    /// 0: progress is written to status only with phase changes, so every job costs a bounded
-    /// number of API server writes whatever its length; N: also whenever it advanced N points.
-    pub progress_step: i32,
-    pub error_backoff_base: Duration,
-    pub error_backoff_max: Duration,
-    /// Give up cancelling a CXone job on deletion after this many failed attempts.
-    pub cleanup_attempts: u32,
-    /// Jobs may ask for their artifact URLs in a Secret (`spec.artifacts.secretName`): the
-    /// operator was given create/patch on Secrets for it.
-    pub artifact_secrets: bool,
+    pub policy: decide::Policy,
 }
 
 impl Default for OperatorConfig {
@@ -63,11 +55,7 @@ impl Default for OperatorConfig {
         Self {
             allowlist: EndpointAllowlist::parse(&[EndpointAllowlist::DEFAULT.to_string()])
                 .expect("the default allowlist parses"),
-            progress_step: 0,
-            error_backoff_base: Duration::from_secs(2),
-            error_backoff_max: Duration::from_secs(300),
-            cleanup_attempts: 10,
-            artifact_secrets: false,
+            policy: decide::Policy::default(),
         }
     }
 }
@@ -183,17 +171,6 @@ impl Context {
         self.memory.set(uid, memory);
     }
 
-    /// The decision policy from the operator's settings.
-    pub(crate) fn policy(&self) -> decide::Policy {
-        decide::Policy {
-            artifact_secrets: self.config.artifact_secrets,
-            progress_step: self.config.progress_step,
-            error_backoff_base: self.config.error_backoff_base,
-            error_backoff_max: self.config.error_backoff_max,
-            cleanup_attempts: self.config.cleanup_attempts,
-        }
-    }
-
     /// Counts one more consecutive error of job `uid` and returns the jittered, capped
     /// exponential backoff for it (errors that escaped the decisions: API server failures).
     pub(crate) fn next_error_backoff(&self, uid: &str) -> Duration {
@@ -203,8 +180,8 @@ impl Context {
         self.set_memory(uid, memory);
         core::error_backoff(
             attempt,
-            self.config.error_backoff_base,
-            self.config.error_backoff_max,
+            self.config.policy.error_backoff_base,
+            self.config.policy.error_backoff_max,
             self.jitter(),
         )
     }

@@ -137,7 +137,7 @@ async fn drive(
     observed: Observed,
     deleting: bool,
 ) -> Result<Next, Error> {
-    let policy = ctx.policy();
+    let policy = &ctx.config.policy;
     let mut status = job.obj.status.clone().unwrap_or_default();
     let mut version = job.obj.metadata.resource_version.clone();
     let mut memory = ctx.memory(job.uid);
@@ -159,9 +159,9 @@ async fn drive(
             jitter: ctx.jitter(),
         };
         let step = if deleting {
-            decide::decide_cleanup(&view, &memory, observation, &policy)
+            decide::decide_cleanup(&view, &memory, observation, policy)
         } else {
-            decide::decide(&view, &memory, observation, &policy)
+            decide::decide(&view, &memory, observation, policy)
         };
         let Step {
             status: next,

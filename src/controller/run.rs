@@ -19,6 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tracing::{error, info, warn};
 
+use super::decide::Policy;
 use super::metrics::Metrics;
 use super::registration::Registries;
 use super::server::{self, Readiness};
@@ -379,9 +380,11 @@ fn context(
         cxone,
         OperatorConfig {
             allowlist,
-            progress_step: args.progress_step,
-            artifact_secrets: args.enable_artifact_secrets,
-            ..OperatorConfig::default()
+            policy: Policy {
+                progress_step: args.progress_step,
+                artifact_secrets: args.enable_artifact_secrets,
+                ..Policy::default()
+            },
         },
         CxoneRateLimiter::new(rate),
         metrics,

@@ -61,13 +61,20 @@ pub struct View<'a> {
     pub jitter: f64,
 }
 
-/// Operator settings that shape decisions.
+/// Operator settings that shape decisions (the one place they and their defaults are written;
+/// `OperatorConfig` carries it).
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// Jobs may ask for their artifact URLs in a Secret (`spec.artifacts.secretName`): the
+    /// operator was given create/patch on Secrets for it.
     pub artifact_secrets: bool,
+    /// 0: progress is written to status only with phase changes, so every job costs a bounded
+    /// number of API server writes whatever its length; N: also whenever it advanced N points.
     pub progress_step: i32,
+    /// First and longest wait of the capped exponential backoff after errors.
     pub error_backoff_base: Duration,
     pub error_backoff_max: Duration,
+    /// Give up cancelling a CXone job on deletion after this many failed attempts.
     pub cleanup_attempts: u32,
 }
 

@@ -17,7 +17,7 @@ use crate::cxone::model::{ExportResponse, JobStatus};
 use crate::evaluation::EvaluationReport;
 use crate::training::{DatasetDigest, Validated, ValidationReport};
 
-use super::vocab::Reason;
+use super::conditions::Reason;
 
 /// Decision memory of one job.
 #[derive(Clone, Debug, Default, PartialEq)]

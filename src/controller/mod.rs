@@ -3,7 +3,7 @@
 //! server, leader election, graceful shutdown).
 
 mod act;
-pub mod core;
+pub mod conditions;
 pub mod decide;
 pub mod effect;
 mod job;
@@ -15,7 +15,6 @@ mod reconcile;
 pub mod registration;
 mod run;
 pub mod server;
-pub mod vocab;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -178,7 +177,7 @@ impl Context {
         let attempt = memory.error_attempt;
         memory.error_attempt = attempt.saturating_add(1);
         self.set_memory(uid, memory);
-        core::error_backoff(
+        decide::schedule::error_backoff(
             attempt,
             self.config.policy.error_backoff_base,
             self.config.policy.error_backoff_max,

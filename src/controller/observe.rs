@@ -117,7 +117,9 @@ pub(super) async fn observe(job: &JobRef<'_>, ctx: &Context) -> Result<Observed,
     let endpoint = spec_endpoint(job, ctx);
     // Names go into API paths: nothing is read for a spec whose names are unusable (objects
     // stored before the CRD enforced the patterns can carry anything).
-    if !super::core::reference_problems(spec, ctx.config.policy.artifact_secrets).is_empty() {
+    if !super::decide::identity::reference_problems(spec, ctx.config.policy.artifact_secrets)
+        .is_empty()
+    {
         return Ok(Observed {
             data: Arc::new(DataOutcome::NotRead),
             source_key: None,

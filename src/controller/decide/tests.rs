@@ -2,14 +2,24 @@
 //! is driven through real decisions (`Job::new().submitted()` is the status the submit decision
 //! writes), so the states tested are the states the operator produces.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::status_fields;
 use super::*;
+use crate::controller::conditions::{ConditionType as Cond, Reason};
+use crate::controller::effect::{CancelPurpose, Effect, Observation, RunTarget};
+use crate::controller::memory::{DataOutcome, JobMemory};
+use crate::crd::DeletionPolicy;
 use crate::crd::{Phase, SkillTrainingJobSpec, SkillTrainingJobStatus};
 use crate::cxone::model::{ArtifactUrls, EvaluationLabel, JobState};
+use crate::cxone::model::{EvaluationResponse, ExportResponse, JobStatus, SubmitResponse};
+use crate::cxone::{AuthProblem, CancelOutcome, CxoneError};
 use crate::cxone::{Call, Transient};
+use crate::training::DatasetDigest;
 use crate::training::validate;
 
 const UID: &str = "0d6c1b9e-5a4f-4c55-9e0b-3c1f6a0b2d11";
@@ -301,7 +311,7 @@ fn phase(step: &Step) -> Option<Phase> {
 }
 
 fn condition(step: &Step, t: Cond) -> (String, String) {
-    core::condition(&step.status, t)
+    status_fields::condition(&step.status, t)
         .map(|c| (c.status.clone(), c.reason.clone()))
         .unwrap_or_default()
 }
@@ -497,7 +507,7 @@ fn remote_text_is_clipped_before_status() {
     let mut r = remote(JobState::Training, 10);
     r.stage = "x".repeat(1 << 20);
     let step = job.decide(Observation::Polled(Ok(r)));
-    assert!(step.status.stage.unwrap().chars().count() <= core::MAX_STAGE_CHARS + 1);
+    assert!(step.status.stage.unwrap().chars().count() <= status_fields::MAX_STAGE_CHARS + 1);
     assert!(step.status.message.unwrap().len() < 1000);
 }
 
@@ -803,7 +813,7 @@ fn artifact_urls_are_refreshed_before_they_expire_and_never_in_a_storm() {
     assert!(matches!(step.effect, Some(Effect::Export { .. })));
     // CXone hands out URLs that are already expired: no export every second.
     let step = due.decide(Observation::Exported(Ok(export(-10, due.now))));
-    assert_eq!(step.next, Next::Requeue(core::REFRESH_FLOOR));
+    assert_eq!(step.next, Next::Requeue(schedule::REFRESH_FLOOR));
     assert_eq!(reasons(&step), vec![Reason::ArtifactsRefreshed]);
 }
 

@@ -1,6 +1,28 @@
-//! The SkillTrainingJob controller: observe → decide → act reconciliation (`reconcile.rs`
-//! drives `decide/` and `act.rs`), and the operator's runtime (watches, metrics and health
-//! server, leader election, graceful shutdown).
+//! The SkillTrainingJob controller: observe → decide → act reconciliation, and the operator's
+//! runtime. One file a layer; imports point down this list (a file may import those below it,
+//! never one above it), and `decide/` imports only `effect.rs`, `memory.rs` and `conditions.rs`.
+//!
+//! - `mod.rs`: the shared `Context` (clients, caches, rate-limit reservations), `OperatorConfig`,
+//!   `MetaStores`, the operator's constants.
+//! - `run.rs`: `cxone-skill-operator run`: watches, controllers, servers, leader election,
+//!   shutdown. Imports `reconcile.rs`, `registration.rs`, `server.rs`, `metrics.rs`, `decide/`.
+//! - `reconcile.rs`: the loop (observe → decide → act until nothing is left), status writes,
+//!   Events, the finalizer. Imports `observe.rs`, `act.rs`, `decide/`, `effect.rs`, `job.rs`.
+//! - `act.rs`: the effects (CXone calls, the audit ConfigMap, the artifact Secret). Imports
+//!   `registration.rs`, `observe.rs`, `effect.rs`, `job.rs`, `memory.rs`.
+//! - `registration.rs`: the registry clients and the registration tasks. Imports `effect.rs`,
+//!   `job.rs`.
+//! - `observe.rs`: every read a decision needs (data, credentials, endpoint, registries).
+//!   Imports `effect.rs`, `job.rs`, `memory.rs`, `decide/` (the spec's reference checks).
+//! - `decide/`: the pure decision core, one file a stage of the run (see its `mod.rs`).
+//! - `effect.rs`: what a decision asks for and what comes back (`Effect`, `Observation`, the
+//!   registration requests). Imports no sibling.
+//! - `job.rs`: what identifies a job (`JobRef`) and the driver's `Error`. Imports no sibling.
+//! - `memory.rs`: what the operator remembers per job, with its invariants. Imports
+//!   `conditions.rs`.
+//! - `conditions.rs`: condition types, statuses and the reasons of conditions and Events.
+//! - `leader.rs`, `server.rs`, `metrics.rs`: leader election and its fence, the metrics and
+//!   probe endpoints, the Prometheus metrics.
 
 mod act;
 pub mod conditions;

@@ -46,7 +46,7 @@ pub(super) async fn data_known(job: &SkillTrainingJob, ctx: &Context) -> bool {
         return true;
     }
     // A finished run whose sources are unchanged needs none (see `recorded_data`).
-    finished(job.status.as_ref())
+    run_over(job.status.as_ref())
         && !ctx.memory(uid).read_data
         && match job
             .status
@@ -59,7 +59,7 @@ pub(super) async fn data_known(job: &SkillTrainingJob, ctx: &Context) -> bool {
 }
 
 /// The run in `status` is over.
-fn finished(status: Option<&SkillTrainingJobStatus>) -> bool {
+fn run_over(status: Option<&SkillTrainingJobStatus>) -> bool {
     matches!(
         status.and_then(|s| s.phase),
         Some(Phase::Succeeded | Phase::Failed | Phase::Cancelled)
@@ -100,7 +100,7 @@ async fn data_source_key(job: &SkillTrainingJob, ns: &str, ctx: &Context) -> Str
 /// nothing of its data is kept in memory.
 fn recorded_data(job: &JobRef<'_>, ctx: &Context, source_key: &str) -> Option<Arc<DataOutcome>> {
     let status = job.obj.status.as_ref()?;
-    if !finished(Some(status))
+    if !run_over(Some(status))
         || status.data_source_key.as_deref() != Some(source_key)
         || ctx.memory(job.uid).read_data
     {

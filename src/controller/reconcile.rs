@@ -18,7 +18,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::act::act;
-use super::decide::{self, Next, Note, Step, View};
+use super::decide::{self, Event, Next, Step, View};
 use super::effect::Observation;
 use super::job::{Error, JobRef};
 use super::observe::{Observed, data_known, observe, observe_deletion};
@@ -183,8 +183,8 @@ async fn drive(
             status = next;
         }
         ctx.metrics.set_phase(job.uid, status.phase);
-        for note in events {
-            publish(ctx, job, &note).await;
+        for event in events {
+            publish(ctx, job, &event).await;
         }
         match effect {
             None => return Ok(then),
@@ -228,22 +228,22 @@ async fn write_status(
 }
 
 /// Publishes an Event (and logs it); failures are logged, never fatal.
-async fn publish(ctx: &Context, job: &JobRef<'_>, note: &Note) {
-    if note.warning {
-        warn!(job = %job.name, namespace = %job.ns, reason = %note.reason, "{}", note.message);
+async fn publish(ctx: &Context, job: &JobRef<'_>, event: &Event) {
+    if event.warning {
+        warn!(job = %job.name, namespace = %job.ns, reason = %event.reason, "{}", event.message);
     } else {
-        info!(job = %job.name, namespace = %job.ns, reason = %note.reason, "{}", note.message);
+        info!(job = %job.name, namespace = %job.ns, reason = %event.reason, "{}", event.message);
     }
     let ev = KubeEvent {
-        type_: if note.warning {
+        type_: if event.warning {
             EventType::Warning
         } else {
             EventType::Normal
         },
-        reason: note.reason.as_str().to_string(),
+        reason: event.reason.as_str().to_string(),
         // The API server refuses notes over 1024 bytes; cut at a character boundary.
-        note: Some(crate::text::truncate_bytes(&note.message, 1024)),
-        action: note.action.to_string(),
+        note: Some(crate::text::truncate_bytes(&event.message, 1024)),
+        action: event.action.to_string(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &job.obj.object_ref(&())).await {

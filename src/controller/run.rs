@@ -228,14 +228,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             stopped(),
         )),
     ];
-    tokio::spawn({
-        let stop_tx = stop_tx.clone();
-        async move {
-            signal().await;
-            info!("shutdown signal received; finishing in-flight reconciliations");
-            let _ = stop_tx.send(true);
-        }
-    });
+    stop_on_signal(stop_tx.clone());
 
     let identity = std::env::var("POD_NAME")
         .ok()
@@ -281,6 +274,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     stop_servers(servers).await;
     info!("stopped");
     Ok(())
+}
+
+/// Asks everything to stop once the process is told to (SIGTERM, Ctrl-C).
+fn stop_on_signal(stop_tx: tokio::sync::watch::Sender<bool>) {
+    tokio::spawn(async move {
+        signal().await;
+        info!("shutdown signal received; finishing in-flight reconciliations");
+        let _ = stop_tx.send(true);
+    });
 }
 
 /// Waits for the metrics and probe servers to finish their shutdown.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::cleanup::cleanup_cancelled;
-use super::finish::{Ending, audit_record, finish, refresh_before};
+use super::end_of_run::{EndOfRun, audit_record, end_run, refresh_before};
 use super::identity;
 use super::registry_plan::{done, fail_registration, provenance, success_ending};
 use super::registry_targets::{alias, configured, recorded, request_target, secret};
@@ -17,7 +17,7 @@ use super::schedule;
 use super::schedule::PollSchedule;
 use super::status_fields;
 use super::step::{
-    Conds, Next, Note, Policy, Step, View, found, in_flight, run_target, unknown_submission,
+    Conds, Event, Next, Policy, Step, View, found, in_flight, run_target, unknown_submission,
 };
 use super::trouble::{credentials_problem, credentials_problem_on, trouble};
 use crate::controller::conditions::{ConditionStatus as Status, ConditionType as Cond, Reason};
@@ -388,10 +388,10 @@ fn deadline_passed(v: &View, m: JobMemory, refused: Option<String>) -> Step {
             "not finished within activeDeadlineSeconds ({deadline} s); cancelling the CXone job failed: {e}"
         ),
     };
-    finish(
+    end_run(
         v,
         m,
-        Ending::without_results(Phase::Failed, Reason::DeadlineExceeded, message),
+        EndOfRun::without_results(Phase::Failed, Reason::DeadlineExceeded, message),
     )
 }
 
@@ -439,7 +439,7 @@ fn superseded(
     let mut step = start(v, &next, m, p);
     step.events.insert(
         0,
-        Note {
+        Event {
             warning: false,
             reason: Reason::Superseded,
             action: "Cancel",

@@ -6,11 +6,26 @@
 //! the next status, the next memory, at most one [`Effect`], the Events and when to come back.
 //! The driver (`reconcile.rs`) writes the status, publishes the Events, performs the effect and
 //! feeds its outcome back as the next observation. Everything a job does is decided here, so every
-//! branch is a plain test (`tests.rs`).
+//! branch is a plain test (`tests.rs`, `tests/`).
+//!
+//! From outside, only `effect.rs`, `memory.rs` and `conditions.rs` are imported. Inside, a file
+//! imports only files above it in this list:
+//! - `step.rs`: [`View`], [`Policy`], [`Step`], [`Event`], [`Next`], and the readings of status
+//!   every stage shares; `schedule.rs`, `identity.rs`, `status_fields.rs`: the pure arithmetic of
+//!   schedules, keys and names, and status fields.
+//! - `trouble.rs`: failed calls, unusable credentials, objects not owned; `cleanup.rs`: deletion.
+//! - `registry_targets.rs`: what `spec.registry` names.
+//! - `end_of_run.rs`: ending a run (audit record first, final status after).
+//! - `registry_plan.rs`: what a registration carries and how the Registering phase ends.
+//! - `course.rs`: the course of a run from its status (submit, cancel, track, register, refresh).
+//! - `records.rs`, `promotion.rs`, `track.rs`: the answers to writing records, to registering and
+//!   promoting, and to the CXone calls.
+//!
+//! [`Effect`]: crate::controller::effect::Effect
 
 mod cleanup;
 mod course;
-mod finish;
+mod end_of_run;
 pub mod identity;
 mod promotion;
 mod records;
@@ -31,7 +46,7 @@ use track::{evaluated, exported, looked_up, polled, submitted};
 use trouble::credentials_problem;
 
 pub use cleanup::decide_cleanup;
-pub use step::{Next, Note, Policy, Step, View, in_flight, run_target, unknown_submission};
+pub use step::{Event, Next, Policy, Step, View, in_flight, run_target, unknown_submission};
 
 use super::effect::Observation;
 use super::memory::JobMemory;

@@ -21,12 +21,12 @@ use super::course::{next_target, start};
 use super::registry_plan::fail_registration;
 use super::registry_targets::{alias, recorded, request_target, secret, slot};
 use super::schedule;
-use super::step::{Conds, Next, Note, Policy, Step, View};
+use super::step::{Conds, Event, Next, Policy, Step, View};
 use super::trouble::warn_once;
 use crate::controller::conditions::{ConditionStatus as Status, ConditionType as Cond, Reason};
 use crate::controller::effect::Effect;
 use crate::controller::effect::{Registration, TargetKind};
-use crate::controller::memory::{Completion, JobMemory};
+use crate::controller::memory::{CompletedJob, JobMemory};
 use crate::crd::{Phase, RegistryStatus, SkillTrainingJobStatus, TargetRegistration};
 use crate::cxone::model::ExportResponse;
 use crate::registry::{RegistryError, gate};
@@ -39,13 +39,13 @@ pub(super) fn begin(
     v: &View,
     mut m: JobMemory,
     p: &Policy,
-    completion: Completion,
+    completion: CompletedJob,
     export: ExportResponse,
 ) -> Step {
     let mut next = v.status.clone();
     let job_id = completion.job_id.clone();
     m.error_attempt = 0;
-    m.completion = Some(Completion {
+    m.completion = Some(CompletedJob {
         export: Some(export),
         ..completion
     });
@@ -132,7 +132,7 @@ pub(super) fn registered(
     if event {
         step.events.insert(
             0,
-            Note {
+            Event {
                 warning: false,
                 reason,
                 action: "Register",
@@ -227,7 +227,7 @@ pub(super) fn promoted(
     let mut step = next_target(v, p, next, m);
     step.events.insert(
         0,
-        Note {
+        Event {
             warning: false,
             reason: Reason::Promoted,
             action: "Promote",

@@ -4,25 +4,25 @@
 use std::sync::Arc;
 
 use super::course::start;
-use super::finish::{artifacts_status, finished, refresh_before};
+use super::end_of_run::{artifacts_status, final_status, refresh_before};
 use super::schedule;
 use super::step::{Next, Policy, Step, View};
 use super::trouble::not_owned;
 use crate::controller::conditions::Reason;
 use crate::controller::effect::Effect;
-use crate::controller::memory::{Finish, FinishStage, JobMemory};
+use crate::controller::memory::{EndRecording, JobMemory, RecordStage};
 use crate::cxone::model::ExportResponse;
 
 pub(super) fn written(v: &View, mut m: JobMemory, p: &Policy, result: Result<(), String>) -> Step {
     if let Err(problem) = result {
-        m.finishing = None;
+        m.recording_end = None;
         m.refreshing = None;
         return not_owned(v, m, p, &problem);
     }
     if let Some(export) = m.refreshing.take() {
         return artifacts_refreshed(v, m, &export);
     }
-    let Some(finish) = m.finishing.take() else {
+    let Some(recording) = m.recording_end.take() else {
         return start(v, v.status, m, p);
     };
     let secret = v
@@ -30,17 +30,18 @@ pub(super) fn written(v: &View, mut m: JobMemory, p: &Policy, result: Result<(),
         .artifacts
         .as_ref()
         .and_then(|a| a.secret_name.clone());
-    if let (FinishStage::Report, Some(name), Some(export)) = (finish.stage, secret, &finish.export)
+    if let (RecordStage::Report, Some(name), Some(export)) =
+        (recording.stage, secret, &recording.export)
     {
         let export = export.clone();
-        m.finishing = Some(Arc::new(Finish {
-            stage: FinishStage::ArtifactSecret,
-            ..(*finish).clone()
+        m.recording_end = Some(Arc::new(EndRecording {
+            stage: RecordStage::ArtifactSecret,
+            ..(*recording).clone()
         }));
         return Step::new(v.status.clone(), m, Next::AwaitChange)
             .effect(Effect::WriteArtifactSecret { name, export });
     }
-    finished(v, m, &finish)
+    final_status(v, m, &recording)
 }
 
 pub(super) fn artifacts_refreshed(v: &View, m: JobMemory, export: &ExportResponse) -> Step {

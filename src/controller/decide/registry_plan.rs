@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::finish::{Ending, completed_message, finish_on};
+use super::end_of_run::{EndOfRun, completed_message, end_run_from};
 use super::step::{Conds, Next, Step, View};
 use crate::controller::conditions::{ConditionStatus as Status, ConditionType as Cond, Reason};
-use crate::controller::memory::{Completion, JobMemory};
+use crate::controller::memory::{CompletedJob, JobMemory};
 use crate::crd::{Phase, RegistryStatus, SkillTrainingJobStatus};
 use crate::cxone::model::ExportResponse;
 use crate::evaluation::EvaluationReport;
@@ -15,7 +15,7 @@ use crate::registry::Provenance;
 
 /// Who and what the model is. Every field comes from stored state, so a repeated registration
 /// of the same run describes it identically (and an OCI push yields the same digest).
-pub(super) fn provenance(v: &View, completion: &Completion) -> Provenance {
+pub(super) fn provenance(v: &View, completion: &CompletedJob) -> Provenance {
     let created = completion
         .remote
         .completed_at
@@ -68,12 +68,12 @@ pub(super) fn provenance(v: &View, completion: &Completion) -> Provenance {
 }
 
 pub(super) fn success_ending(
-    completion: &Completion,
+    completion: &CompletedJob,
     analysis: &Arc<EvaluationReport>,
     export: &ExportResponse,
     registry: Option<RegistryStatus>,
-) -> Ending {
-    Ending {
+) -> EndOfRun {
+    EndOfRun {
         phase: Phase::Succeeded,
         reason: Reason::TrainingSucceeded,
         message: completed_message(&completion.job_id, analysis),
@@ -110,7 +110,7 @@ pub(super) fn done(v: &View, next: SkillTrainingJobStatus, mut m: JobMemory) -> 
             ending.message = format!("{}; registered {}", ending.message, refs.join(" and "));
         }
     }
-    finish_on(v, next, m, ending)
+    end_run_from(v, next, m, ending)
 }
 
 /// The run ends Failed: the model could not be registered.
@@ -126,7 +126,7 @@ pub(super) fn fail_registration(
     let message = format!(
         "the model could not be registered: {problem}; the trained CXone job is unchanged, and changing the job starts a new run"
     );
-    let mut ending = Ending::without_results(Phase::Failed, Reason::RegistrationFailed, message);
+    let mut ending = EndOfRun::without_results(Phase::Failed, Reason::RegistrationFailed, message);
     if let Some(c) = completion {
         ending.remote = Some(c.remote);
         ending.analysis = c.analysis;
@@ -134,5 +134,5 @@ pub(super) fn fail_registration(
         ending.export = c.export;
     }
     ending.registry = next.registry.clone();
-    finish_on(v, next, m, ending)
+    end_run_from(v, next, m, ending)
 }

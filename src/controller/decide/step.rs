@@ -69,7 +69,7 @@ impl Default for Policy {
 
 /// An Event to publish.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Note {
+pub struct Event {
     pub warning: bool,
     pub reason: Reason,
     pub action: &'static str,
@@ -92,7 +92,7 @@ pub struct Step {
     pub status: SkillTrainingJobStatus,
     pub memory: JobMemory,
     pub effect: Option<Effect>,
-    pub events: Vec<Note>,
+    pub events: Vec<Event>,
     pub next: Next,
     /// Write the status only if the object is still the version this reconciliation read (the
     /// submission marker: a stale copy or a second replica must not record a run of its own).
@@ -126,7 +126,7 @@ impl Step {
         action: &'static str,
         message: String,
     ) -> Self {
-        self.events.push(Note {
+        self.events.push(Event {
             warning,
             reason,
             action,

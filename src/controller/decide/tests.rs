@@ -854,7 +854,7 @@ fn an_object_the_job_does_not_own_is_reported_and_retried_with_backoff() {
     assert_eq!(condition(&step, Cond::Ready).1, "ObjectNotOwned");
     assert_eq!(reasons(&step), vec![Reason::ObjectNotOwned]);
     assert!(matches!(step.next, Next::Requeue(_)));
-    assert_eq!(step.memory.finishing, None);
+    assert_eq!(step.memory.recording_end, None);
 }
 
 // ---- deletion ------------------------------------------------------------------------------

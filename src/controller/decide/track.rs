@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::course::{cancel, cancelled, start};
-use super::finish::{Ending, completed_message, finish};
+use super::end_of_run::{EndOfRun, completed_message, end_run};
 use super::promotion::begin;
 use super::records::artifacts_refreshed;
 use super::schedule;
@@ -17,7 +17,7 @@ use super::step::{Conds, Next, Policy, Step, View, run_target, unknown_submissio
 use super::trouble::{credentials_problem, is_gone, trouble, warn_once};
 use crate::controller::conditions::{ConditionStatus as Status, ConditionType as Cond, Reason};
 use crate::controller::effect::{CancelPurpose, Effect};
-use crate::controller::memory::{Completion, JobMemory};
+use crate::controller::memory::{CompletedJob, JobMemory};
 use crate::crd::Phase;
 use crate::cxone::model::{
     EvaluationResponse, ExportResponse, JobState, JobStatus, SubmitResponse,
@@ -50,10 +50,10 @@ pub(super) fn submitted(
                 text = format!("{text}: {}", details.join("; "));
             }
             let text = format!("CXone rejected the submission ({status}): {text}");
-            return finish(
+            return end_run(
                 v,
                 m,
-                Ending::without_results(Phase::Failed, Reason::SubmissionRejected, text),
+                EndOfRun::without_results(Phase::Failed, Reason::SubmissionRejected, text),
             );
         }
         Err(e) => return trouble(v, m, p, &e),
@@ -126,10 +126,10 @@ pub(super) fn polled(
         Ok(r) => r,
         Err(CxoneError::Rejected { status: 404, .. }) => {
             let message = format!("CXone no longer knows job {job_id}");
-            return finish(
+            return end_run(
                 v,
                 m,
-                Ending::without_results(Phase::Failed, Reason::JobNotFound, message),
+                EndOfRun::without_results(Phase::Failed, Reason::JobNotFound, message),
             );
         }
         Err(e) => return trouble(v, m, p, &e),
@@ -137,7 +137,7 @@ pub(super) fn polled(
     m.error_attempt = 0;
     match remote.status {
         JobState::Completed => {
-            m.completion = Some(Completion {
+            m.completion = Some(CompletedJob {
                 job_id: job_id.clone(),
                 remote,
                 analysis: None,
@@ -161,15 +161,16 @@ pub(super) fn polled(
                 .unwrap_or_else(|| "no reason given".into());
             let message = format!("CXone job {job_id} failed: {reason}");
             let mut ending =
-                Ending::without_results(Phase::Failed, Reason::TrainingFailed, message);
+                EndOfRun::without_results(Phase::Failed, Reason::TrainingFailed, message);
             ending.remote = Some(remote);
-            finish(v, m, ending)
+            end_run(v, m, ending)
         }
         JobState::Cancelled => {
             let message = format!("CXone job {job_id} was cancelled outside the operator");
-            let mut ending = Ending::without_results(Phase::Cancelled, Reason::Cancelled, message);
+            let mut ending =
+                EndOfRun::without_results(Phase::Cancelled, Reason::Cancelled, message);
             ending.remote = Some(remote);
-            finish(v, m, ending)
+            end_run(v, m, ending)
         }
         state => running(v, m, p, &job_id, state, &remote),
     }
@@ -238,9 +239,9 @@ pub(super) fn evaluated(
             m.completion = None;
             let message = format!("the evaluation of CXone job {job_id} cannot be analysed: {e}");
             let mut ending =
-                Ending::without_results(Phase::Failed, Reason::EvaluationInvalid, message);
+                EndOfRun::without_results(Phase::Failed, Reason::EvaluationInvalid, message);
             ending.remote = Some(completion.remote);
-            finish(v, m, ending)
+            end_run(v, m, ending)
         }
         Ok(report) => {
             let target = match run_target(v) {
@@ -248,7 +249,7 @@ pub(super) fn evaluated(
                 Err(problem) => return credentials_problem(v, m, &problem),
             };
             m.error_attempt = 0;
-            m.completion = Some(Completion {
+            m.completion = Some(CompletedJob {
                 analysis: Some(Arc::new(report)),
                 training_duration_seconds: Some(evaluation.training_duration_seconds),
                 ..completion
@@ -262,7 +263,7 @@ pub(super) fn evaluated(
 fn results_gone(
     v: &View,
     mut m: JobMemory,
-    completion: &Completion,
+    completion: &CompletedJob,
     what: &str,
     e: &CxoneError,
 ) -> Step {
@@ -271,9 +272,9 @@ fn results_gone(
         "the {what} of CXone job {} is not available: {e}",
         completion.job_id
     );
-    let mut ending = Ending::without_results(Phase::Failed, Reason::ResultsUnavailable, message);
+    let mut ending = EndOfRun::without_results(Phase::Failed, Reason::ResultsUnavailable, message);
     ending.remote = Some(completion.remote.clone());
-    finish(v, m, ending)
+    end_run(v, m, ending)
 }
 
 pub(super) fn exported(
@@ -301,10 +302,10 @@ pub(super) fn exported(
         return start(v, v.status, m, p);
     };
     let message = completed_message(&completion.job_id, &analysis);
-    finish(
+    end_run(
         v,
         m,
-        Ending {
+        EndOfRun {
             phase: Phase::Succeeded,
             reason: Reason::TrainingSucceeded,
             message,

@@ -1,4 +1,4 @@
-//! Ending a run: its audit record (with the registries' part) goes into its ConfigMap first; the
+//! The end of a run ([`EndOfRun`]): its audit record (with the registries' part) goes into its ConfigMap first; the
 //! final status, Event and history entry follow once the records are written.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use super::step::{Conds, Next, Step, View, run_target};
 use crate::audit::{AuditInput, AuditRecord, ComputeRecord, JobIdentity, RunResult, Timeline};
 use crate::controller::conditions::{ConditionStatus as Status, ConditionType as Cond, Reason};
 use crate::controller::effect::Effect;
-use crate::controller::memory::{DataOutcome, Finish, FinishStage, JobMemory};
+use crate::controller::memory::{DataOutcome, EndRecording, JobMemory, RecordStage};
 use crate::crd::{
     ArtifactsStatus, AuditStatus, Phase, RunHistory, SkillTrainingJobSpec, SkillTrainingJobStatus,
 };
@@ -25,7 +25,7 @@ use crate::cxone::model::{ExportResponse, JobStatus};
 use crate::training::ValidationReport;
 
 /// How a run ended, before its report is written.
-pub(super) struct Ending {
+pub(super) struct EndOfRun {
     pub(super) phase: Phase,
     pub(super) reason: Reason,
     pub(super) message: String,
@@ -37,7 +37,7 @@ pub(super) struct Ending {
     pub(super) registry: Option<crate::crd::RegistryStatus>,
 }
 
-impl Ending {
+impl EndOfRun {
     pub(super) fn without_results(phase: Phase, reason: Reason, message: String) -> Self {
         Self {
             phase,
@@ -54,16 +54,16 @@ impl Ending {
 
 /// Ends a run: the audit record goes into its ConfigMap first; the final status follows once it
 /// is written (see [`written`]).
-pub(super) fn finish(v: &View, m: JobMemory, ending: Ending) -> Step {
-    finish_on(v, v.status.clone(), m, ending)
+pub(super) fn end_run(v: &View, m: JobMemory, ending: EndOfRun) -> Step {
+    end_run_from(v, v.status.clone(), m, ending)
 }
 
-/// [`finish`] from a status this step changed (it is written before the report).
-pub(super) fn finish_on(
+/// [`end_run`] from a status this step changed (it is written before the report).
+pub(super) fn end_run_from(
     v: &View,
     status: SkillTrainingJobStatus,
     mut m: JobMemory,
-    ending: Ending,
+    ending: EndOfRun,
 ) -> Step {
     let job_id = v.status.job_id.clone();
     let name = identity::report_config_map_name(
@@ -73,8 +73,8 @@ pub(super) fn finish_on(
         job_id.as_deref().unwrap_or("none"),
     );
     let data = report_data(v, &ending, job_id.as_deref());
-    let finish = Finish {
-        stage: FinishStage::Report,
+    let recording = EndRecording {
+        stage: RecordStage::Report,
         phase: ending.phase,
         reason: ending.reason,
         message: ending.message,
@@ -87,12 +87,12 @@ pub(super) fn finish_on(
         report_name: name.clone(),
         report_data: data.clone(),
     };
-    m.finishing = Some(Arc::new(finish));
+    m.recording_end = Some(Arc::new(recording));
     Step::new(status, m, Next::AwaitChange).effect(Effect::WriteReport { name, data })
 }
 
 /// The audit record and the evaluation report of a run.
-fn report_data(v: &View, ending: &Ending, job_id: Option<&str>) -> BTreeMap<String, String> {
+fn report_data(v: &View, ending: &EndOfRun, job_id: Option<&str>) -> BTreeMap<String, String> {
     let record = audit_record(v, ending, job_id);
     let mut data = BTreeMap::from([("audit.json".to_string(), record.to_json())]);
     if let Some(e) = &ending.analysis {
@@ -105,7 +105,7 @@ fn report_data(v: &View, ending: &Ending, job_id: Option<&str>) -> BTreeMap<Stri
 }
 
 /// The governance record of a run: every flag in it is the outcome of a check that ran.
-pub(super) fn audit_record(v: &View, ending: &Ending, job_id: Option<&str>) -> AuditRecord {
+pub(super) fn audit_record(v: &View, ending: &EndOfRun, job_id: Option<&str>) -> AuditRecord {
     let empty = ValidationReport {
         checks: Vec::new(),
         violations: Vec::new(),
@@ -202,7 +202,7 @@ pub(super) fn completed_message(
 }
 
 /// The final status of a run whose record is written.
-pub(super) fn finished(v: &View, mut m: JobMemory, run: &Finish) -> Step {
+pub(super) fn final_status(v: &View, mut m: JobMemory, run: &EndRecording) -> Step {
     let mut next = v.status.clone();
     next.observed_generation = Some(v.generation);
     record_results(v, &mut next, run);
@@ -231,7 +231,7 @@ pub(super) fn finished(v: &View, mut m: JobMemory, run: &Finish) -> Step {
 }
 
 /// What CXone reported and what the analysis found, into status.
-fn record_results(v: &View, next: &mut SkillTrainingJobStatus, run: &Finish) {
+fn record_results(v: &View, next: &mut SkillTrainingJobStatus, run: &EndRecording) {
     if let Some(remote) = &run.remote {
         apply_remote(next, remote);
     }
@@ -250,7 +250,7 @@ fn record_results(v: &View, next: &mut SkillTrainingJobStatus, run: &Finish) {
 }
 
 /// The run's end: phase, message, audit record, history and conditions.
-fn record_end(v: &View, next: &mut SkillTrainingJobStatus, run: &Finish) {
+fn record_end(v: &View, next: &mut SkillTrainingJobStatus, run: &EndRecording) {
     next.phase = Some(run.phase);
     if run.phase == Phase::Succeeded {
         next.progress = Some(100);

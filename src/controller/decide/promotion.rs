@@ -21,8 +21,8 @@ use super::course::{next_target, start};
 use super::registry_plan::fail_registration;
 use super::registry_targets::{alias, recorded, request_target, secret, slot};
 use super::schedule;
-use super::step::{Conds, Event, Next, Policy, Step, View};
-use super::trouble::warn_once;
+use super::step::{Conds, Event, Next, Policy, Step, View, run_target};
+use super::trouble::{credentials_problem, warn_once};
 use crate::controller::conditions::{ConditionStatus as Status, ConditionType as Cond, Reason};
 use crate::controller::effect::Effect;
 use crate::controller::effect::{Registration, TargetKind};
@@ -266,9 +266,9 @@ fn failed(v: &View, mut m: JobMemory, p: &Policy, kind: TargetKind, e: RegistryE
     Conds(v).set(&mut next, Cond::Registered, Status::False, reason, &message);
     let step = match (&e, then) {
         (RegistryError::SourceExpired(_), _) => {
-            let target = match super::run_target(v) {
+            let target = match run_target(v) {
                 Ok(t) => t,
-                Err(problem) => return super::credentials_problem(v, m, &problem),
+                Err(problem) => return credentials_problem(v, m, &problem),
             };
             let job_id = v.status.job_id.clone().unwrap_or_default();
             Step::new(next, m, Next::AwaitChange).effect(Effect::Export { job_id, target })

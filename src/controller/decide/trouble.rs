@@ -27,12 +27,17 @@ pub(super) fn warn_once(
     step.event(true, reason, action, message)
 }
 
+/// Counts one more consecutive error in memory; returns the attempt it was and its backoff.
+fn count_error(m: &mut JobMemory, jitter: f64, base: Duration, max: Duration) -> (u32, Duration) {
+    let attempt = m.error_attempt;
+    m.error_attempt = attempt.saturating_add(1);
+    (attempt, schedule::error_backoff(attempt, base, max, jitter))
+}
+
 /// A CXone call failed: how long to wait, and whether status says so.
 pub(super) fn trouble(v: &View, mut m: JobMemory, p: &Policy, error: &CxoneError) -> Step {
-    let attempt = m.error_attempt;
-    m.error_attempt = m.error_attempt.saturating_add(1);
-    let backoff =
-        schedule::error_backoff(attempt, p.error_backoff_base, p.error_backoff_max, v.jitter);
+    let (attempt, backoff) =
+        count_error(&mut m, v.jitter, p.error_backoff_base, p.error_backoff_max);
     let (reason, wait) = match error {
         CxoneError::RateLimited { retry_after, .. } => {
             // Spread the retries so jobs told the same Retry-After do not come back together.
@@ -85,13 +90,11 @@ pub(super) fn credentials_problem_on(
         Reason::CredentialsError,
         problem,
     );
-    let attempt = m.error_attempt;
-    m.error_attempt = m.error_attempt.saturating_add(1);
-    let wait = schedule::error_backoff(
-        attempt,
+    let (_, wait) = count_error(
+        &mut m,
+        v.jitter,
         Duration::from_secs(10),
         Duration::from_secs(300),
-        v.jitter,
     );
     let mut step = Step::new(next, m, Next::Requeue(wait));
     // Deduplicated by the problem's text: a different problem is news.
@@ -117,13 +120,11 @@ pub(super) fn not_owned(v: &View, mut m: JobMemory, p: &Policy, problem: &str) -
         Reason::ObjectNotOwned,
         problem,
     );
-    let attempt = m.error_attempt;
-    m.error_attempt = m.error_attempt.saturating_add(1);
-    let wait = schedule::error_backoff(
-        attempt,
+    let (_, wait) = count_error(
+        &mut m,
+        v.jitter,
         Duration::from_secs(10),
         p.error_backoff_max,
-        v.jitter,
     );
     warn_once(
         Step::new(next, m, Next::Requeue(wait)),

@@ -315,7 +315,7 @@ fn an_unreachable_registry_is_retried_with_backoff_then_the_run_fails() {
     let job = registering(None).exported();
     let mut job = job.after(&job.decide(Observation::Start));
     let mut waits = Vec::new();
-    for attempt in 1..super::promotion::MAX_REGISTRY_ATTEMPTS {
+    for attempt in 1..crate::controller::decide::promotion::MAX_REGISTRY_ATTEMPTS {
         let step = job.decide(failure(
             TargetKind::Oci,
             RegistryError::Unreachable("connection refused".into()),

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cxone_skill_operator::controller::core::PollSchedule;
+use cxone_skill_operator::controller::decide::schedule::PollSchedule;
 use cxone_skill_operator::crd::{Phase, SkillTrainingJob};
 use cxone_skill_operator::simulator::{Faults, SimulatorConfig};
 use futures::StreamExt;

@@ -3,9 +3,10 @@
 //! accepted name may leave the job's own namespace path, and everything written stays inside the
 //! API server's limits.
 
-use cxone_skill_operator::controller::core::{
-    MAX_STAGE_CHARS, clip_remote_text, reference_problems, report_config_map_name,
+use cxone_skill_operator::controller::decide::identity::{
+    reference_problems, report_config_map_name,
 };
+use cxone_skill_operator::controller::decide::status_fields::{MAX_STAGE_CHARS, clip_remote_text};
 use cxone_skill_operator::crd::SkillTrainingJobSpec;
 use cxone_skill_operator::cxone::model::{
     EvaluationResponse, ExportResponse, JobStatus, SubmitResponse, TokenResponse,

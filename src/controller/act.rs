@@ -1,7 +1,8 @@
-//! The I/O of reconciliation: what is read before deciding (the job's data, its credentials) and
-//! the effects a decision asks for (CXone calls through the shared rate limiter, the audit
-//! ConfigMap, the artifact Secret). No decisions here: every outcome goes back to
-//! [`super::decide`] as an [`Observation`].
+//! The effects of reconciliation: the one [`Effect`] a decision asked for (a CXone call through
+//! the shared rate limiter, the audit ConfigMap, the artifact Secret, a registration through
+//! `registration.rs`), performed and returned as the next [`Observation`]. No decisions and no
+//! reads of its own: the data and credentials a call needs come from `observe.rs`. Imports
+//! `job.rs`, `effect.rs`, `memory.rs`, `observe.rs`, `registration.rs` and `mod.rs`'s `Context`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,13 +13,14 @@ use kube::Resource;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tracing::{info, warn};
 
-use super::decide::{Effect, Observation, RunTarget};
-use super::memory::{DataOutcome, ResolvedData};
-use super::reconcile::{Error, JobRef};
+use super::effect::{Effect, Observation, RunTarget};
+use super::job::{Error, JobRef};
+use super::memory::DataOutcome;
+use super::observe::{credentials, dataset_of, resolve_data};
 use super::{Context, FIELD_MANAGER, REPORT_LABEL};
-use crate::crd::{CredentialsSecretRef, DataSources, SkillTrainingJob, SpecCheck};
+use crate::crd::SkillTrainingJob;
 use crate::cxone::model::ExportResponse;
-use crate::cxone::{Credentials, CxoneError, Endpoint, SecretString, Target, Transient};
+use crate::cxone::{Credentials, CxoneError, Endpoint, Target, Transient};
 use crate::training::build_payload;
 
 /// One CXone call of `job`: credentials and a rate-limit slot first (returning the observation
@@ -94,14 +96,14 @@ pub(super) async fn act(
         Effect::WriteArtifactSecret { name, export } => {
             Observation::Written(write_artifact_secret(job, ctx, &name, &export).await?)
         }
-        Effect::Register(request) => super::registering::register(job, ctx, *request).await?,
+        Effect::Register(request) => super::registration::register(job, ctx, *request).await?,
         Effect::Promote {
             target,
             secret,
             version,
             alias,
         } => {
-            super::registering::promote(job, ctx, &target, secret.as_deref(), &version, &alias)
+            super::registration::promote(job, ctx, &target, secret.as_deref(), &version, &alias)
                 .await?
         }
     })
@@ -195,181 +197,6 @@ fn learn<T>(
     if let Err(e) = result {
         warn!(job = %job.name, namespace = %job.ns, category = e.category(), error = %e, "CXone call failed");
     }
-}
-
-/// Whether the spec's credentials Secret can be used (read at most once per resourceVersion).
-pub(super) async fn check_credentials(
-    job: &JobRef<'_>,
-    ctx: &Context,
-) -> Result<Result<(), String>, Error> {
-    let name = &job.obj.spec.connection.credentials_secret_ref.name;
-    Ok(credentials(job, ctx, name).await?.map(|_| ()))
-}
-
-/// Reads the credentials from Secret `name` (same namespace), with the spec's key names.
-/// `Ok(Err(problem))` is a user-fixable problem.
-async fn credentials(
-    job: &JobRef<'_>,
-    ctx: &Context,
-    name: &str,
-) -> Result<Result<Credentials, String>, Error> {
-    let r = &CredentialsSecretRef {
-        name: name.to_string(),
-        ..job.obj.spec.connection.credentials_secret_ref.clone()
-    };
-    let version = ctx.stores.secret_version(job.ns, &r.name);
-    if let (Some(v), Some(cached)) = (&version, ctx.cached_credentials(job.ns, &r.name))
-        && &cached.version == v
-    {
-        return Ok(Ok(cached));
-    }
-    let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), job.ns);
-    let Some(secret) = api.get_opt(&r.name).await? else {
-        return Ok(Err(format!(
-            "Secret {:?} (spec.connection.credentialsSecretRef) does not exist in namespace {:?}; create it with keys {:?} and {:?}",
-            r.name,
-            job.ns,
-            r.client_id_key(),
-            r.client_secret_key()
-        )));
-    };
-    let read = |key: &str| -> Result<String, String> {
-        let data = secret.data.as_ref().and_then(|d| d.get(key));
-        let Some(bytes) = data else {
-            return Err(format!("Secret {:?} has no key {key:?}", r.name));
-        };
-        let s = String::from_utf8(bytes.0.clone())
-            .map_err(|_| format!("Secret {:?} key {key:?} is not UTF-8", r.name))?;
-        let s = s.trim().to_string();
-        if s.is_empty() {
-            return Err(format!("Secret {:?} key {key:?} is empty", r.name));
-        }
-        Ok(s)
-    };
-    let creds = match (read(r.client_id_key()), read(r.client_secret_key())) {
-        (Ok(id), Ok(secret_value)) => Credentials {
-            client_id: id,
-            client_secret: SecretString::new(secret_value),
-            version: secret.metadata.resource_version.clone().unwrap_or_default(),
-        },
-        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
-    };
-    ctx.cache_credentials(job.ns, &r.name, creds.clone());
-    Ok(Ok(creds))
-}
-
-/// ConfigMap data fetched for one reconciliation.
-struct FetchedSources(BTreeMap<String, Result<BTreeMap<String, String>, String>>);
-
-impl DataSources for FetchedSources {
-    fn get(&self, config_map: &str, key: &str) -> Result<&str, String> {
-        match self.0.get(config_map) {
-            None => Err(format!("ConfigMap {config_map:?} was not read")),
-            Some(Err(e)) => Err(e.clone()),
-            Some(Ok(data)) => data
-                .get(key)
-                .map(String::as_str)
-                .ok_or_else(|| format!("ConfigMap {config_map:?} has no key {key:?}")),
-        }
-    }
-}
-
-fn dataset_of(data: &DataOutcome) -> Option<&crate::training::Validated> {
-    match data {
-        DataOutcome::Valid {
-            validated: Some(v), ..
-        } => Some(v),
-        _ => None,
-    }
-}
-
-/// What the job's data is computed from: the generation and every source ConfigMap's
-/// resourceVersion (from the metadata cache: no read).
-pub(super) fn data_key(job: &SkillTrainingJob, ns: &str, ctx: &Context) -> String {
-    let mut key = format!("{}", job.metadata.generation.unwrap_or(0));
-    for src in &job.spec.utterances_from {
-        let name = &src.config_map_key_ref.name;
-        let version = ctx.stores.config_map_version(ns, name).unwrap_or_default();
-        key.push_str(&format!("|{name}@{version}"));
-    }
-    key
-}
-
-/// Resolves and validates the job's data, reusing the last result while neither the generation
-/// nor any source ConfigMap changed (and, with `need_dataset`, while it still holds the dataset).
-pub(super) async fn resolve_data(
-    job: &JobRef<'_>,
-    ctx: &Context,
-    need_dataset: bool,
-) -> Result<ResolvedData, Error> {
-    let key = data_key(job.obj, job.ns, ctx);
-    if let Some(cached) = ctx.data.get(job.uid)
-        && cached.key == key
-        && (!need_dataset || dataset_of(&cached.outcome).is_some())
-    {
-        return Ok(cached);
-    }
-    // The job cache holds the object without its training data (no labels, which every job
-    // has at least one of): read the whole object.
-    let full;
-    let job = match job.obj.spec.labels.is_empty() {
-        true => {
-            let api: Api<SkillTrainingJob> = Api::namespaced(ctx.kube.clone(), job.ns);
-            full = api.get(job.name).await?;
-            &JobRef { obj: &full, ..*job }
-        }
-        false => job,
-    };
-    let spec = &job.obj.spec;
-    let fetched = fetch_config_maps(job, ctx).await?;
-    let outcome = match spec.check(&fetched) {
-        SpecCheck::Invalid { problems } => DataOutcome::Invalid { problems },
-        SpecCheck::Valid {
-            validated,
-            digest,
-            summary,
-        } => DataOutcome::Valid {
-            report: validated.report().clone(),
-            label_count: validated.dataset().labels.len(),
-            validated: Some(validated),
-            summary,
-            digest,
-        },
-    };
-    let resolved = ResolvedData {
-        key,
-        outcome: Arc::new(outcome),
-    };
-    // The parsed dataset is kept only for a submission about to be sent (and dropped once it is
-    // accepted): a finished, invalid or waiting job keeps its digest and report, not its data.
-    if need_dataset {
-        ctx.data.set(job.uid, resolved.clone());
-    } else {
-        ctx.data.set(job.uid, resolved.without_dataset());
-    }
-    Ok(resolved)
-}
-
-/// Reads every ConfigMap the job's data comes from (each once).
-async fn fetch_config_maps(job: &JobRef<'_>, ctx: &Context) -> Result<FetchedSources, Error> {
-    let api: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), job.ns);
-    let mut fetched = BTreeMap::new();
-    for src in &job.obj.spec.utterances_from {
-        let name = src.config_map_key_ref.name.clone();
-        if fetched.contains_key(&name) {
-            continue;
-        }
-        ctx.metrics.config_map_reads.inc();
-        let entry = match api.get_opt(&name).await? {
-            None => Err(format!(
-                "ConfigMap {name:?} does not exist in namespace {:?}",
-                job.ns
-            )),
-            Some(cm) => Ok(cm.data.unwrap_or_default()),
-        };
-        fetched.insert(name, entry);
-    }
-    Ok(FetchedSources(fetched))
 }
 
 fn owner_reference(obj: &SkillTrainingJob) -> Result<OwnerReference, Error> {

@@ -17,7 +17,7 @@ use crate::cxone::model::{ExportResponse, JobStatus};
 use crate::evaluation::EvaluationReport;
 use crate::training::{DatasetDigest, Validated, ValidationReport};
 
-use super::vocab::Reason;
+use super::conditions::Reason;
 
 /// Decision memory of one job.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,9 +34,9 @@ pub struct JobMemory {
     pub last_warning: Option<String>,
     /// What is known of a completed CXone job while its evaluation and export are fetched, so a
     /// rate limit or error in between resumes instead of starting over.
-    pub completion: Option<Completion>,
+    pub completion: Option<CompletedJob>,
     /// A run being ended: its audit record is written before the status that names it.
-    pub finishing: Option<Arc<Finish>>,
+    pub recording_end: Option<Arc<EndRecording>>,
     /// The data must be read in full at the next reconciliation (a recorded digest did not
     /// suffice).
     pub read_data: bool,
@@ -49,7 +49,7 @@ pub struct JobMemory {
 
 /// A completed CXone job on its way to Succeeded.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Completion {
+pub struct CompletedJob {
     pub job_id: String,
     pub remote: JobStatus,
     pub analysis: Option<Arc<EvaluationReport>>,
@@ -58,9 +58,9 @@ pub struct Completion {
     pub export: Option<ExportResponse>,
 }
 
-/// Where ending a run has got to.
+/// Which of a run's end records is being written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FinishStage {
+pub enum RecordStage {
     /// The audit ConfigMap is being written.
     Report,
     /// The artifact URLs are being written into the job's Secret.
@@ -69,8 +69,8 @@ pub enum FinishStage {
 
 /// A run that ended, with everything its final status needs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Finish {
-    pub stage: FinishStage,
+pub struct EndRecording {
+    pub stage: RecordStage,
     pub phase: crate::crd::Phase,
     pub reason: Reason,
     pub message: String,

@@ -1,18 +1,42 @@
-//! The SkillTrainingJob controller: observe → decide → act reconciliation (`reconcile.rs`
-//! drives `decide/` and `act.rs`), and the operator's runtime (watches, metrics and health
-//! server, leader election, graceful shutdown).
+//! The SkillTrainingJob controller: observe → decide → act reconciliation, and the operator's
+//! runtime. One file a layer; imports point down this list (a file may import those below it,
+//! never one above it), and `decide/` imports only `effect.rs`, `memory.rs` and `conditions.rs`.
+//!
+//! - `mod.rs`: the shared `Context` (clients, caches, rate-limit reservations), `OperatorConfig`,
+//!   `MetaStores`, the operator's constants.
+//! - `run.rs`: `cxone-skill-operator run`: watches, controllers, servers, leader election,
+//!   shutdown. Imports `reconcile.rs`, `registration.rs`, `server.rs`, `metrics.rs`, `decide/`.
+//! - `reconcile.rs`: the loop (observe → decide → act until nothing is left), status writes,
+//!   Events, the finalizer. Imports `observe.rs`, `act.rs`, `decide/`, `effect.rs`, `job.rs`.
+//! - `act.rs`: the effects (CXone calls, the audit ConfigMap, the artifact Secret). Imports
+//!   `registration.rs`, `observe.rs`, `effect.rs`, `job.rs`, `memory.rs`.
+//! - `registration.rs`: the registry clients and the registration tasks. Imports `effect.rs`,
+//!   `job.rs`.
+//! - `observe.rs`: every read a decision needs (data, credentials, endpoint, registries).
+//!   Imports `effect.rs`, `job.rs`, `memory.rs`, `decide/` (the spec's reference checks).
+//! - `decide/`: the pure decision core, one file a stage of the run (see its `mod.rs`).
+//! - `effect.rs`: what a decision asks for and what comes back (`Effect`, `Observation`, the
+//!   registration requests). Imports no sibling.
+//! - `job.rs`: what identifies a job (`JobRef`) and the driver's `Error`. Imports no sibling.
+//! - `memory.rs`: what the operator remembers per job, with its invariants. Imports
+//!   `conditions.rs`.
+//! - `conditions.rs`: condition types, statuses and the reasons of conditions and Events.
+//! - `leader.rs`, `server.rs`, `metrics.rs`: leader election and its fence, the metrics and
+//!   probe endpoints, the Prometheus metrics.
 
 mod act;
-pub mod core;
+pub mod conditions;
 pub mod decide;
+pub mod effect;
+mod job;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
+mod observe;
 mod reconcile;
-pub mod registering;
+pub mod registration;
 mod run;
 pub mod server;
-pub mod vocab;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +52,8 @@ use crate::cxone::{CxoneRateLimiter, EndpointAllowlist};
 use memory::{JobMemory, Memories, ResolvedData};
 use metrics::Metrics;
 
-pub use reconcile::{Error, error_policy, reconcile};
+pub use job::Error;
+pub use reconcile::{error_policy, reconcile};
 pub use run::{LogFormat, RunArgs, run};
 
 /// Field manager of every server-side apply the operator makes.
@@ -38,20 +63,12 @@ pub const REPORT_LABEL: &str = "ai.cxone.io/skilltrainingjob";
 /// Finalizer that lets the operator cancel a running CXone job before the object goes.
 pub const FINALIZER: &str = "ai.cxone.io/cancel-training";
 
-/// Operator settings that shape reconciliation.
+/// Operator settings that shape reconciliation: where jobs may send credentials, and the
+/// decision policy.
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
     pub allowlist: EndpointAllowlist,
-    /// 0: progress is written to status only with phase changes, so every job costs a bounded
-    /// number of API server writes whatever its length; N: also whenever it advanced N points.
-    pub progress_step: i32,
-    pub error_backoff_base: Duration,
-    pub error_backoff_max: Duration,
-    /// Give up cancelling a CXone job on deletion after this many failed attempts.
-    pub cleanup_attempts: u32,
-    /// Jobs may ask for their artifact URLs in a Secret (`spec.artifacts.secretName`): the
-    /// operator was given create/patch on Secrets for it.
-    pub artifact_secrets: bool,
+    pub policy: decide::Policy,
 }
 
 impl Default for OperatorConfig {
@@ -59,11 +76,7 @@ impl Default for OperatorConfig {
         Self {
             allowlist: EndpointAllowlist::parse(&[EndpointAllowlist::DEFAULT.to_string()])
                 .expect("the default allowlist parses"),
-            progress_step: 0,
-            error_backoff_base: Duration::from_secs(2),
-            error_backoff_max: Duration::from_secs(300),
-            cleanup_attempts: 10,
-            artifact_secrets: false,
+            policy: decide::Policy::default(),
         }
     }
 }
@@ -123,7 +136,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub stores: MetaStores,
     /// Registry clients, allowlist and running registrations (`spec.registry`).
-    pub registries: registering::Registries,
+    pub registries: registration::Registries,
     /// Decision memory of each job (see `memory.rs` for its invariants).
     memory: Memories<JobMemory>,
     /// Each job's resolved data (an I/O cache).
@@ -156,7 +169,7 @@ impl Context {
             metrics,
             recorder,
             stores,
-            registries: registering::Registries::default(),
+            registries: registration::Registries::default(),
             memory: Memories::new(),
             data: Memories::new(),
             reservations: Memories::new(),
@@ -166,7 +179,7 @@ impl Context {
     }
 
     /// The same context with these registries (`spec.registry`).
-    pub fn with_registries(mut self, registries: registering::Registries) -> Self {
+    pub fn with_registries(mut self, registries: registration::Registries) -> Self {
         self.registries = registries;
         self
     }
@@ -179,17 +192,6 @@ impl Context {
         self.memory.set(uid, memory);
     }
 
-    /// The decision policy from the operator's settings.
-    pub(crate) fn policy(&self) -> decide::Policy {
-        decide::Policy {
-            artifact_secrets: self.config.artifact_secrets,
-            progress_step: self.config.progress_step,
-            error_backoff_base: self.config.error_backoff_base,
-            error_backoff_max: self.config.error_backoff_max,
-            cleanup_attempts: self.config.cleanup_attempts,
-        }
-    }
-
     /// Counts one more consecutive error of job `uid` and returns the jittered, capped
     /// exponential backoff for it (errors that escaped the decisions: API server failures).
     pub(crate) fn next_error_backoff(&self, uid: &str) -> Duration {
@@ -197,10 +199,10 @@ impl Context {
         let attempt = memory.error_attempt;
         memory.error_attempt = attempt.saturating_add(1);
         self.set_memory(uid, memory);
-        core::error_backoff(
+        decide::schedule::error_backoff(
             attempt,
-            self.config.error_backoff_base,
-            self.config.error_backoff_max,
+            self.config.policy.error_backoff_base,
+            self.config.policy.error_backoff_max,
             self.jitter(),
         )
     }

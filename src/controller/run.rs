@@ -19,8 +19,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tracing::{error, info, warn};
 
+use super::decide::Policy;
 use super::metrics::Metrics;
-use super::registering::Registries;
+use super::registration::Registries;
 use super::server::{self, Readiness};
 use super::{Context, MetaStores, OperatorConfig, error_policy, reconcile};
 use crate::crd::SkillTrainingJob;
@@ -227,14 +228,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             stopped(),
         )),
     ];
-    tokio::spawn({
-        let stop_tx = stop_tx.clone();
-        async move {
-            signal().await;
-            info!("shutdown signal received; finishing in-flight reconciliations");
-            let _ = stop_tx.send(true);
-        }
-    });
+    stop_on_signal(stop_tx.clone());
 
     let identity = std::env::var("POD_NAME")
         .ok()
@@ -280,6 +274,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     stop_servers(servers).await;
     info!("stopped");
     Ok(())
+}
+
+/// Asks everything to stop once the process is told to (SIGTERM, Ctrl-C).
+fn stop_on_signal(stop_tx: tokio::sync::watch::Sender<bool>) {
+    tokio::spawn(async move {
+        signal().await;
+        info!("shutdown signal received; finishing in-flight reconciliations");
+        let _ = stop_tx.send(true);
+    });
 }
 
 /// Waits for the metrics and probe servers to finish their shutdown.
@@ -379,9 +382,11 @@ fn context(
         cxone,
         OperatorConfig {
             allowlist,
-            progress_step: args.progress_step,
-            artifact_secrets: args.enable_artifact_secrets,
-            ..OperatorConfig::default()
+            policy: Policy {
+                progress_step: args.progress_step,
+                artifact_secrets: args.enable_artifact_secrets,
+                ..Policy::default()
+            },
         },
         CxoneRateLimiter::new(rate),
         metrics,

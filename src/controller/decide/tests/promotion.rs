@@ -2,7 +2,9 @@
 //! promotion, a restart in between, and the end states.
 
 use super::*;
+use crate::controller::effect::{RegisterRequest, Registration, RegistryTarget, TargetKind};
 use crate::crd::{GateMetric, RegistrySpec};
+use crate::evaluation::analyze;
 use crate::registry::allow::Targets;
 use crate::registry::mlflow::MlflowTarget;
 use crate::registry::oci::OciTarget;
@@ -94,7 +96,7 @@ fn an_exported_run_is_registered_before_it_succeeds() {
     let job = registering(None).exported();
     assert_eq!(job.status.phase, Some(Phase::Registering));
     assert_eq!(
-        core::condition(&job.status, Cond::Registered).map(|c| c.reason.as_str()),
+        status_fields::condition(&job.status, Cond::Registered).map(|c| c.reason.as_str()),
         Some("Registering")
     );
     let step = job.decide(Observation::Start);
@@ -313,7 +315,7 @@ fn an_unreachable_registry_is_retried_with_backoff_then_the_run_fails() {
     let job = registering(None).exported();
     let mut job = job.after(&job.decide(Observation::Start));
     let mut waits = Vec::new();
-    for attempt in 1..super::register::MAX_REGISTRY_ATTEMPTS {
+    for attempt in 1..crate::controller::decide::promotion::MAX_REGISTRY_ATTEMPTS {
         let step = job.decide(failure(
             TargetKind::Oci,
             RegistryError::Unreachable("connection refused".into()),

@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::Context;
-use super::decide::{Observation, RegisterRequest, Registration, RegistryTarget, TargetKind};
-use super::reconcile::{Error, JobRef};
+use super::effect::{Observation, RegisterRequest, Registration, RegistryTarget, TargetKind};
+use super::job::{Error, JobRef};
 use crate::evaluation::EvaluationReport;
 use crate::registry::allow::{RegistryAllowlist, credentials};
 use crate::registry::mlflow::Mlflow;

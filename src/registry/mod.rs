@@ -12,6 +12,7 @@ pub mod gate;
 pub mod mlflow;
 pub mod oci;
 pub mod picture;
+pub mod signing;
 mod source;
 
 use std::collections::BTreeMap;

@@ -100,6 +100,7 @@ impl TrainedJob {
             evaluation_json: serde_json::to_vec(&self.report).unwrap(),
             audit_json: br#"{"kind":"audit","test":true}"#.to_vec(),
             picture_svg: picture::render(&self.report).into_bytes(),
+            ..Documents::default()
         }
     }
 

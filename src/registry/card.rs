@@ -138,7 +138,10 @@ fn evaluation(md: &mut String, r: &EvaluationReport) {
         num(r.accuracy)
     );
     md.push_str("| Average | Precision | Recall | F1 |\n|---|---:|---:|---:|\n");
-    for (name, a) in [("macro", &r.macro_average), ("weighted", &r.weighted_average)] {
+    for (name, a) in [
+        ("macro", &r.macro_average),
+        ("weighted", &r.weighted_average),
+    ] {
         let _ = writeln!(
             md,
             "| {name} | {} | {} | {} |",
@@ -222,7 +225,13 @@ fn provenance(md: &mut String, input: &CardInput) {
 fn files(md: &mut String, input: &CardInput) {
     md.push_str("\n## Files\n\n| File | Bytes | sha256 |\n|---|---:|---|\n");
     for f in input.files {
-        let _ = writeln!(md, "| {} | {} | {} |", escape(&f.name), f.bytes, escape(&f.sha256));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            escape(&f.name),
+            f.bytes,
+            escape(&f.sha256)
+        );
     }
     match input.signing_key {
         Some(key) => {

@@ -365,11 +365,15 @@ async fn uploads_stream_with_the_sources_declared_length() {
     };
     let root = ArtifactRoot::parse(&base, "mlflow-artifacts:/1/r/artifacts").unwrap();
     let client = Mlflow::new().unwrap();
-    let size = client
+    let (size, sha256) = client
         .copy_from_source(&api, &root, "model/w.json", &url)
         .await
         .unwrap();
     assert_eq!(size, body.len() as u64);
+    assert_eq!(
+        sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+    );
     let (head, uploaded) = received.await.unwrap();
     assert!(
         head.starts_with("put /api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/model/w.json "),

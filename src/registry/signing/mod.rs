@@ -58,6 +58,13 @@ impl fmt::Debug for ModelSigningKey {
     }
 }
 
+/// Two keys are the same when their public halves are.
+impl PartialEq for ModelSigningKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint
+    }
+}
+
 impl ModelSigningKey {
     /// Reads a PEM private key: PKCS #8 (`openssl genpkey -algorithm EC -pkeyopt
     /// ec_paramgen_curve:P-256`) or SEC 1 (`openssl ecparam -name prime256v1 -genkey`, whose
@@ -70,7 +77,8 @@ impl ModelSigningKey {
             if block.contains("Proc-Type: 4,ENCRYPTED") {
                 return Err(KeyError::Encrypted);
             }
-            p256::SecretKey::from_sec1_pem(&block).map_err(|_| KeyError::NotP256("EC PRIVATE KEY"))?
+            p256::SecretKey::from_sec1_pem(&block)
+                .map_err(|_| KeyError::NotP256("EC PRIVATE KEY"))?
         } else if let Some(block) = pem_block(pem, "PRIVATE KEY") {
             p256::SecretKey::from_pkcs8_pem(&block).map_err(|_| KeyError::NotP256("PRIVATE KEY"))?
         } else {

@@ -42,7 +42,10 @@ fn both_pem_forms_read_the_same_key_and_its_public_half_is_what_openssl_prints()
         a.fingerprint(),
         hex::encode(Sha256::digest(PUBLIC.as_bytes()))
     );
-    assert_eq!(format!("{a:?}"), format!("ModelSigningKey(sha256:{})", a.fingerprint()));
+    assert_eq!(
+        format!("{a:?}"),
+        format!("ModelSigningKey(sha256:{})", a.fingerprint())
+    );
 }
 
 #[test]
@@ -55,7 +58,8 @@ fn keys_that_cannot_sign_say_why_without_showing_the_key() {
         ModelSigningKey::from_pem(PUBLIC).unwrap_err(),
         KeyError::NoPrivateKey
     );
-    let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+    let encrypted =
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
     assert_eq!(
         ModelSigningKey::from_pem(encrypted).unwrap_err(),
         KeyError::Encrypted
@@ -78,7 +82,10 @@ fn the_statement_lists_every_file_sorted_and_binds_them_in_its_root_digest() {
         .iter()
         .map(|r| r["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["README.md", "model-config.json", "model-weights.json"]);
+    assert_eq!(
+        names,
+        ["README.md", "model-config.json", "model-weights.json"]
+    );
     let mut root = Sha256::new();
     for name in names {
         let f = files().into_iter().find(|f| f.path == name).expect("file");
@@ -113,10 +120,17 @@ fn paths_sort_by_component_not_by_string() {
 fn the_bundle_verifies_with_the_public_key_over_the_dsse_encoding_and_is_deterministic() {
     let key = ModelSigningKey::from_pem(SEC1).expect("key");
     let bundle = sign(&key, "billing", &files());
-    assert_eq!(bundle, sign(&key, "billing", &files()), "RFC 6979: same bytes");
+    assert_eq!(
+        bundle,
+        sign(&key, "billing", &files()),
+        "RFC 6979: same bytes"
+    );
     let b: Value = serde_json::from_slice(&bundle).expect("JSON");
     assert_eq!(b["mediaType"], BUNDLE_MEDIA_TYPE);
-    assert_eq!(b["verificationMaterial"]["publicKey"]["hint"], key.fingerprint());
+    assert_eq!(
+        b["verificationMaterial"]["publicKey"]["hint"],
+        key.fingerprint()
+    );
     let env = &b["dsseEnvelope"];
     assert_eq!(env["payloadType"], PAYLOAD_TYPE);
     let payload = decode(&env["payload"]);

@@ -78,6 +78,8 @@ def main():
         if mv.name == model and mv.tags.get(JOB_ID_TAG) == job_id
     ]
     versions.sort(key=lambda mv: int(mv.version))
+    # What a user's get_model_version sees (a search answer may leave out model_id).
+    versions = [client.get_model_version(mv.name, mv.version) for mv in versions]
     result = {
         "versions": [
             {
@@ -115,8 +117,14 @@ def main():
             for r in experiment_runs
             if r.data.tags.get(JOB_ID_TAG) == job_id
         ]
-        if first.model_id:
-            lm = client.get_logged_model(first.model_id)
+        # MLflow 3.17's SQL registry keeps no model_id column: the version names its LoggedModel
+        # through its source `models:/<model id>` (what the UI links), and the LoggedModel lists
+        # its versions in the tag mlflow.modelVersions.
+        model_id = first.model_id
+        if not model_id and first.source.startswith("models:/m-"):
+            model_id = first.source[len("models:/") :]
+        if model_id:
+            lm = client.get_logged_model(model_id)
             result["logged_model"] = {
                 "model_id": lm.model_id,
                 "name": lm.name,

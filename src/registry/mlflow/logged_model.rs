@@ -80,7 +80,7 @@ impl Mlflow {
         };
         let body = json!({
             "experiment_id": experiment_id,
-            "name": name,
+            "name": logged_model_name(name),
             "model_type": MODEL_TYPE,
             "source_run_id": run_id,
             "params": pairs(params),
@@ -124,6 +124,28 @@ pub(super) fn model_tags(run_tags: &[(String, String)]) -> Vec<(String, String)>
         .cloned()
         .collect()
 }
+
+/// The LoggedModel's name: the registered model's, without the characters MLflow refuses in
+/// a LoggedModel name (`/ : . % " '`), which a registered model's name may hold.
+pub(super) fn logged_model_name(registered: &str) -> String {
+    let name: String = registered
+        .chars()
+        .map(|c| match c {
+            '/' | ':' | '.' | '%' | '"' | '\'' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .take(MAX_NAME_CHARS)
+        .collect();
+    if name.trim().is_empty() {
+        "model".to_string()
+    } else {
+        name
+    }
+}
+
+/// MLflow keeps LoggedModel names of up to 500 characters; stay within.
+const MAX_NAME_CHARS: usize = 250;
 
 /// A path segment: model ids are `m-<hex>`, but an answer is not trusted to be.
 fn urlencode(segment: &str) -> String {

@@ -117,8 +117,11 @@ pub struct MlflowRegistered {
     pub run_id: String,
     /// The model version number.
     pub version: String,
-    /// The version's source URI (`<run artifact URI>/model`).
+    /// The version's source URI (`models:/<model id>`; `<run artifact URI>/model` for a version
+    /// registered before LoggedModels).
     pub source: String,
+    /// The MLflow 3 LoggedModel the version was made from (empty for an older version).
+    pub model_id: String,
     /// False when a version for this CXone job already existed.
     pub created: bool,
 }
@@ -174,6 +177,7 @@ impl Mlflow {
                 run_id: version.run_id,
                 version: version.version,
                 source: version.source,
+                model_id: version.model_id,
                 created: false,
             });
         }
@@ -240,6 +244,7 @@ impl Mlflow {
             run_id: version.run_id,
             version: version.version,
             source: version.source,
+            model_id: model_info.model_id,
             created: true,
         })
     }

@@ -481,3 +481,16 @@ async fn a_source_over_the_size_cap_is_refused_before_the_upload() {
     assert!(!text.contains("s3cr3t"), "{text}");
     assert!(received.try_recv().is_err(), "nothing reached the proxy");
 }
+
+#[test]
+fn a_logged_model_name_holds_none_of_the_characters_mlflow_refuses() {
+    use super::logged_model::logged_model_name;
+    assert_eq!(
+        logged_model_name(r#"cxone it's "odd" \ %_/a:b.c"#),
+        r#"cxone it_s _odd_ \ __/a_b_c"#.replace('/', "_")
+    );
+    assert_eq!(logged_model_name("billing-support"), "billing-support");
+    assert_eq!(logged_model_name("..."), "___");
+    assert_eq!(logged_model_name(""), "model");
+    assert_eq!(logged_model_name(&"x".repeat(600)).chars().count(), 250);
+}

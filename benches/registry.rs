@@ -168,6 +168,7 @@ async fn run(weights_bytes: u64) -> Figures {
         evaluation_json: b"{}".to_vec(),
         audit_json: b"{}".to_vec(),
         picture_svg: b"<svg/>".to_vec(),
+        ..Documents::default()
     };
     let metrics: BTreeMap<String, f64> = [("accuracy".to_string(), 0.9)].into_iter().collect();
 

@@ -103,6 +103,7 @@ impl TrainedJob {
             evaluation_json: serde_json::to_vec(&self.report).unwrap(),
             audit_json: br#"{"kind":"audit","test":true}"#.to_vec(),
             picture_svg: picture::render(&self.report).into_bytes(),
+            ..Documents::default()
         }
     }
 
@@ -223,13 +224,11 @@ async fn registers_with_provenance_then_alias_and_champion() {
         .unwrap_or_else(|e| panic!("{e}\n{}", mlflow.log_tail()));
     assert!(registered.created);
     assert_eq!(registered.version, "1");
-    assert!(
-        registered.source.starts_with("mlflow-artifacts:/")
-            && registered
-                .source
-                .ends_with(&format!("/{}/artifacts/model", registered.run_id)),
-        "{}",
-        registered.source
+    // MLflow 3: the version is made from the run's LoggedModel.
+    assert!(registered.model_id.starts_with("m-"), "{registered:?}");
+    assert_eq!(
+        registered.source,
+        format!("models:/{}", registered.model_id)
     );
 
     let seen = check(mlflow, &model, &job.job_id, None).await;
@@ -240,6 +239,38 @@ async fn registers_with_provenance_then_alias_and_champion() {
     assert_eq!(versions[0]["source"], registered.source);
     assert_eq!(versions[0]["status"], "READY");
     assert_eq!(versions[0]["tags"][JOB_ID_TAG], job.job_id);
+    // MLflow 3.17's SQL registry keeps no model_id column: the version names its LoggedModel by
+    // its source, and the LoggedModel lists the version (what MLflow's UI links both ways).
+    assert_eq!(
+        versions[0]["source"],
+        format!("models:/{}", registered.model_id)
+    );
+    let logged = &seen["logged_model"];
+    assert_eq!(logged["model_id"], registered.model_id);
+    assert_eq!(logged["status"], "READY", "{logged}");
+    assert_eq!(logged["source_run_id"], registered.run_id);
+    assert_eq!(
+        logged["params"]["dataset_digest"],
+        provenance.dataset_digest
+    );
+    assert_eq!(logged["tags"][JOB_ID_TAG], job.job_id);
+    let linked: serde_json::Value = serde_json::from_str(
+        logged["tags"]["mlflow.modelVersions"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no mlflow.modelVersions tag: {logged}")),
+    )
+    .unwrap();
+    assert_eq!(
+        linked,
+        serde_json::json!([{"name": model, "version": registered.version.parse::<u64>().unwrap()}])
+    );
+    for (key, value) in key_metrics(&job.report) {
+        assert!(
+            close(value, &logged["metrics"][&key]),
+            "the model's {key}: {}",
+            logged["metrics"]
+        );
+    }
 
     let runs = seen["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1, "{seen}");
@@ -272,18 +303,14 @@ async fn registers_with_provenance_then_alias_and_champion() {
     assert_eq!(tags["cxone.source"], provenance.source);
     assert_eq!(tags["mlflow.runName"], "intents-2");
 
-    // The version's source holds exactly the model files, byte for byte what the signed URLs
-    // served; the run holds the documents beside them.
+    // The version's source (the LoggedModel) holds exactly the model files, byte for byte what
+    // the signed URLs served; the run holds the documents.
     let model_files = &seen["model_files"];
     assert_eq!(model_files.as_object().unwrap().len(), 2, "{model_files}");
     assert_eq!(model_files[WEIGHTS_FILE], job.weights_sha256);
     assert_eq!(model_files[CONFIG_FILE], job.config_sha256);
     let run_files = &seen["run_files"];
-    assert_eq!(
-        run_files[format!("model/{WEIGHTS_FILE}")],
-        job.weights_sha256
-    );
-    assert_eq!(run_files[format!("model/{CONFIG_FILE}")], job.config_sha256);
+    assert_eq!(run_files.as_object().unwrap().len(), 3, "{run_files}");
     assert_eq!(
         run_files[EVALUATION_FILE],
         sha256(&documents.evaluation_json)

@@ -76,6 +76,7 @@ fn documents() -> Documents {
         evaluation_json: br#"{"accuracy":0.9166666666666666}"#.to_vec(),
         audit_json: br#"{"decision":"promote"}"#.to_vec(),
         picture_svg: b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec(),
+        ..Documents::default()
     }
 }
 

@@ -204,6 +204,8 @@ async fn run(clients: Clients, req: RegisterRequest, auth: RegistryAuth) -> Outc
         evaluation_json: serde_json::to_vec(&*req.analysis).unwrap_or_default(),
         audit_json: req.audit_json.clone().into_bytes(),
         picture_svg: picture::render(&req.analysis).into_bytes(),
+        card: None,
+        signing: None,
     };
     match &req.target {
         RegistryTarget::Oci { target, tag } => {

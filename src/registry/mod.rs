@@ -18,14 +18,21 @@
 //! - `picture.rs`: the evaluation picture as SVG (pure; imports `crate::evaluation`).
 
 pub mod allow;
+pub mod card;
 pub mod gate;
 pub mod mlflow;
 pub mod oci;
 pub mod picture;
+pub mod signing;
 mod source;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+
+use crate::audit::AuditRecord;
+use gate::GateOutcome;
+use signing::ModelSigningKey;
 
 use crate::evaluation::EvaluationReport;
 
@@ -139,6 +146,40 @@ pub struct Documents {
     pub audit_json: Vec<u8>,
     /// The evaluation picture ([`picture::render`]), SVG.
     pub picture_svg: Vec<u8>,
+    /// What the model card is made from; `None`: the model carries no card.
+    pub card: Option<CardFacts>,
+    /// Sign the model's files with this key (`spec.registry.signing`).
+    pub signing: Option<Arc<ModelSigningKey>>,
+}
+
+/// What a model card says beside the model's files (whose digests are known once copied):
+/// see [`card`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CardFacts {
+    pub audit: AuditRecord,
+    pub report: Arc<EvaluationReport>,
+    /// The gate's outcome in this registry; `None`: no gate declared.
+    pub gate: Option<GateOutcome>,
+}
+
+impl Documents {
+    /// The model card for these files; `None` without card facts.
+    pub fn card(&self, provenance: &Provenance, files: &[card::CardFile]) -> Option<String> {
+        let facts = self.card.as_ref()?;
+        Some(card::render(&card::CardInput {
+            provenance,
+            audit: &facts.audit,
+            report: &facts.report,
+            gate: facts.gate.as_ref(),
+            files,
+            signing_key: self.signing.as_deref().map(ModelSigningKey::fingerprint),
+        }))
+    }
+
+    /// The language the model was trained on, when the card facts know it.
+    pub fn language(&self) -> Option<&str> {
+        self.card.as_ref()?.audit.dataset.language.as_deref()
+    }
 }
 
 /// The model currently promoted in a registry (the champion), as far as the gate needs it.

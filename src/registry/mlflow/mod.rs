@@ -9,15 +9,21 @@
 //! 3. the experiment: `experiments/get-by-name`, else `experiments/create`;
 //! 4. the run: an active run of the experiment tagged with the job id (left by an attempt that
 //!    broke off), else `runs/create` with the provenance as tags;
-//! 5. the files, through the tracking server's artifact proxy
+//! 5. the run's model as an MLflow 3 LoggedModel (`logged-models/search` by the run, else
+//!    `logged-models` with the provenance as params and tags; `logged_model.rs`);
+//! 6. the files, through the tracking server's artifact proxy
 //!    (`PUT /api/2.0/mlflow-artifacts/artifacts/<path>`, the server started with
-//!    `--serve-artifacts`): the weights and config streamed from the signed URLs into `model/`,
-//!    the documents beside it; then the sizes the server stored are checked;
-//! 6. `runs/log-batch`: params, metrics and tags, in batches within the server's limits;
-//! 7. `runs/update` to FINISHED;
-//! 8. `model-versions/create` with the source `<run artifact URI>/model`, the run id and the
-//!    job-id tag in the same request (a crash cannot leave an untagged version), then a bounded
-//!    wait until the version is READY.
+//!    `--serve-artifacts`): the weights and config streamed from the signed URLs into the
+//!    LoggedModel's artifacts with the model card `README.md` (and `model.sig`, the signature of
+//!    the three, when a signing key is given) beside them; evaluation, audit record and picture
+//!    into the run's artifacts; then the sizes the server stored are checked. A failed copy
+//!    finalizes the LoggedModel `UPLOAD_FAILED` (the next attempt reuses it);
+//! 7. `runs/log-batch`: params, metrics and tags, in batches within the server's limits; the
+//!    metrics carry the LoggedModel's id, so they are the model's metrics too;
+//! 8. `runs/update` to FINISHED, the LoggedModel finalized READY;
+//! 9. `model-versions/create` from the LoggedModel (`model_id`, source `models:/<model id>`),
+//!    with the run id, the job-id tag in the same request (a crash cannot leave an untagged
+//!    version) and the model card as description, then a bounded wait until it is READY.
 //!
 //! Every step can be repeated: a call that broke off anywhere is finished by the next call with
 //! the same job id. Errors are classified as [`RegistryError`]s; their messages never carry a
@@ -28,7 +34,7 @@
 //! characters as single-character wildcards; every result is compared exactly before use.
 //!
 //! The folder: this file holds the client ([`Mlflow`]: register, set_alias, champion) and the
-//! server's limits; `steps.rs` the repeatable steps of a registration, `api.rs` one JSON call and
+//! server's limits; `steps.rs` the repeatable steps of a registration, `logged_model.rs` the LoggedModel's, `api.rs` one JSON call and
 //! the refusals, `streaming.rs` the files moved into a run's artifacts, `keys.rs` the filters,
 //! keys and batches built without I/O, `wire.rs` the answers as read. The pure parts are tested
 //! in `tests.rs` without a server. It imports `crate::http` and the registry's shared types.
@@ -38,6 +44,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::card::{CARD_FILE, CardFile};
+use super::signing::{self, BUNDLE_MEDIA_TYPE, SIGNATURE_FILE, SignedFile};
 use super::{
     AUDIT_FILE, CONFIG_FILE, Champion, Documents, EVALUATION_FILE, ModelSource, PICTURE_FILE,
     Provenance, RegistryAuth, RegistryError, WEIGHTS_FILE,
@@ -46,10 +54,13 @@ use crate::http::Redirects;
 use crate::text::truncate_chars;
 use api::{Api, ArtifactRoot, check_target, parse};
 use keys::{log_batches, metric_value, run_params, run_tags};
-use wire::{ModelAnswer, RunAnswer, RunInfo, VersionAnswer};
+use logged_model::{Finalized, model_tags};
+use sha2::{Digest as _, Sha256};
+use wire::{LoggedModelInfo, ModelAnswer, RunAnswer, RunInfo, VersionAnswer};
 
 mod api;
 mod keys;
+mod logged_model;
 mod steps;
 mod streaming;
 mod wire;
@@ -106,8 +117,11 @@ pub struct MlflowRegistered {
     pub run_id: String,
     /// The model version number.
     pub version: String,
-    /// The version's source URI (`<run artifact URI>/model`).
+    /// The version's source URI (`models:/<model id>`; `<run artifact URI>/model` for a version
+    /// registered before LoggedModels).
     pub source: String,
+    /// The MLflow 3 LoggedModel the version was made from (empty for an older version).
+    pub model_id: String,
     /// False when a version for this CXone job already existed.
     pub created: bool,
 }
@@ -163,6 +177,7 @@ impl Mlflow {
                 run_id: version.run_id,
                 version: version.version,
                 source: version.source,
+                model_id: version.model_id,
                 created: false,
             });
         }
@@ -174,19 +189,62 @@ impl Mlflow {
             Some(run) => run,
             None => self.create_run(&api, &experiment_id, &tags).await?,
         };
-        // 5. The files.
-        self.store_files(&api, &run, source, documents).await?;
-        // 6. Params, metrics and tags.
-        self.log_run(&api, &run.run_id, provenance, metrics, &tags)
-            .await?;
-        // 7. The run is complete.
+        // 5. The LoggedModel of the run: one left by an earlier attempt, else a new one.
+        let model_info = match self
+            .find_logged_model(&api, &experiment_id, &run.run_id)
+            .await?
+        {
+            Some(m) => m,
+            None => {
+                self.create_logged_model(
+                    &api,
+                    &experiment_id,
+                    model,
+                    &run.run_id,
+                    &run_params(provenance),
+                    &model_tags(&tags),
+                )
+                .await?
+            }
+        };
+        // 6. The files: the model's into the LoggedModel, the documents into the run.
+        let card = match self
+            .store_model_files(&api, &model_info, source, provenance, documents)
+            .await
+        {
+            Ok(card) => card,
+            Err(e) => {
+                // Best effort: the model says its upload failed; the next attempt reuses it.
+                let _ = self
+                    .finalize_logged_model(&api, &model_info.model_id, Finalized::UploadFailed)
+                    .await;
+                return Err(e);
+            }
+        };
+        self.store_documents(&api, &run, documents).await?;
+        // 7. Params, metrics (on the run and on the model) and tags.
+        self.log_run(
+            &api,
+            &run.run_id,
+            &model_info.model_id,
+            provenance,
+            metrics,
+            &tags,
+        )
+        .await?;
+        // 8. The run is complete, the model READY.
         self.finish_run(&api, &run.run_id).await?;
-        // 8. The version, tagged in the same request.
-        let version = self.create_version(&api, model, &run, provenance).await?;
+        self.finalize_logged_model(&api, &model_info.model_id, Finalized::Ready)
+            .await?;
+        // 9. The version, from the model, tagged in the same request.
+        let version = self
+            .create_version(&api, model, &run, &model_info, provenance, card.as_deref())
+            .await?;
         Ok(MlflowRegistered {
             run_id: version.run_id,
             version: version.version,
             source: version.source,
+            model_id: model_info.model_id,
             created: true,
         })
     }
@@ -296,26 +354,68 @@ impl Mlflow {
         }
     }
 
-    /// The weights and config streamed from the signed URLs into `model/`, the documents beside
-    /// it, then the sizes the server stored checked.
-    async fn store_files(
+    /// The weights and config streamed from the signed URLs into the LoggedModel's artifacts,
+    /// the model card beside them (it lists their digests) and, with a signing key, the
+    /// signature of the three; then the sizes the server stored checked. Returns the card.
+    async fn store_model_files(
+        &self,
+        api: &Api<'_>,
+        model: &LoggedModelInfo,
+        source: &ModelSource,
+        provenance: &Provenance,
+        documents: &Documents,
+    ) -> Result<Option<String>, RegistryError> {
+        let root = ArtifactRoot::parse(&api.base, &model.artifact_uri)?;
+        let mut sizes = BTreeMap::new();
+        let mut files = Vec::new();
+        for (name, url) in [
+            (WEIGHTS_FILE, &source.weights_url),
+            (CONFIG_FILE, &source.config_url),
+        ] {
+            let (bytes, sha256) = self.copy_from_source(api, &root, name, url).await?;
+            sizes.insert(name.to_string(), bytes);
+            files.push(CardFile {
+                name: name.to_string(),
+                bytes,
+                sha256,
+            });
+        }
+        let card = documents.card(provenance, &files);
+        let mut signed: Vec<SignedFile> = files
+            .iter()
+            .map(|f| SignedFile {
+                path: f.name.clone(),
+                sha256: f.sha256.clone(),
+            })
+            .collect();
+        if let Some(card) = &card {
+            self.upload(api, &root, CARD_FILE, card.as_bytes(), "text/markdown")
+                .await?;
+            sizes.insert(CARD_FILE.to_string(), card.len() as u64);
+            signed.push(SignedFile {
+                path: CARD_FILE.to_string(),
+                sha256: hex::encode(Sha256::digest(card.as_bytes())),
+            });
+        }
+        if let Some(key) = &documents.signing {
+            let bundle = signing::sign(key, &provenance.name, &signed);
+            self.upload(api, &root, SIGNATURE_FILE, &bundle, BUNDLE_MEDIA_TYPE)
+                .await?;
+            sizes.insert(SIGNATURE_FILE.to_string(), bundle.len() as u64);
+        }
+        self.check_sizes(api, &root, &sizes).await?;
+        Ok(card)
+    }
+
+    /// The evaluation, the audit record and the picture into the run's artifacts.
+    async fn store_documents(
         &self,
         api: &Api<'_>,
         run: &RunInfo,
-        source: &ModelSource,
         documents: &Documents,
     ) -> Result<(), RegistryError> {
         let root = ArtifactRoot::parse(&api.base, &run.artifact_uri)?;
-        let weights = format!("{MODEL_DIR}/{WEIGHTS_FILE}");
-        let config = format!("{MODEL_DIR}/{CONFIG_FILE}");
         let mut sizes = BTreeMap::new();
-        for (path, url) in [
-            (&weights, &source.weights_url),
-            (&config, &source.config_url),
-        ] {
-            let size = self.copy_from_source(api, &root, path, url).await?;
-            sizes.insert(path.clone(), size);
-        }
         for (name, bytes, content_type) in [
             (
                 EVALUATION_FILE,
@@ -336,6 +436,7 @@ impl Mlflow {
         &self,
         api: &Api<'_>,
         run_id: &str,
+        model_id: &str,
         provenance: &Provenance,
         metrics: &BTreeMap<String, f64>,
         tags: &[(String, String)],
@@ -344,6 +445,12 @@ impl Mlflow {
         for batch in log_batches(&run_params(provenance), metrics, tags, timestamp) {
             let mut body = batch;
             body["run_id"] = json!(run_id);
+            // Metrics with the model's id are the model's metrics too (MLflow 3).
+            if let Some(list) = body.get_mut("metrics").and_then(|m| m.as_array_mut()) {
+                for m in list {
+                    m["model_id"] = json!(model_id);
+                }
+            }
             self.post(api, "runs/log-batch", &body)
                 .await
                 .map_err(|e| e.classify("log the run's params and metrics"))?;
@@ -351,28 +458,36 @@ impl Mlflow {
         Ok(())
     }
 
-    /// The model version of `run`, tagged with the job id in the same request (a crash cannot
-    /// leave an untagged version), once READY.
+    /// The model version of the LoggedModel `model` (source `models:/<model id>`), tagged with
+    /// the job id in the same request (a crash cannot leave an untagged version), its
+    /// description the model card, once READY.
     async fn create_version(
         &self,
         api: &Api<'_>,
-        model: &str,
+        name: &str,
         run: &RunInfo,
+        model: &LoggedModelInfo,
         provenance: &Provenance,
+        card: Option<&str>,
     ) -> Result<wire::ModelVersion, RegistryError> {
         let job_id = provenance.cxone_job_id.as_str();
-        let body = json!({
-            "name": model,
-            "source": format!("{}/{MODEL_DIR}", run.artifact_uri.trim_end_matches('/')),
-            "run_id": run.run_id,
-            "tags": [{ "key": JOB_ID_TAG, "value": job_id }],
-            "description": format!(
+        let description = match card {
+            Some(card) => version_description(card),
+            None => format!(
                 "CXone job {} of {}/{} (run {})",
                 truncate_chars(job_id, 200),
                 provenance.namespace,
                 provenance.name,
                 provenance.run
             ),
+        };
+        let body = json!({
+            "name": name,
+            "source": format!("models:/{}", model.model_id),
+            "model_id": model.model_id,
+            "run_id": run.run_id,
+            "tags": [{ "key": JOB_ID_TAG, "value": job_id }],
+            "description": description,
         });
         let created: VersionAnswer = self
             .post(api, "model-versions/create", &body)
@@ -381,6 +496,22 @@ impl Mlflow {
             .and_then(|v| parse(v, "model-versions/create"))?;
         self.wait_ready(api, created.model_version).await
     }
+}
+
+/// Longest model-version description MLflow's database schema holds.
+const MAX_DESCRIPTION_CHARS: usize = 5000;
+
+/// The card as a version description: whole when it fits, else cut at a line and pointed at
+/// the model's `README.md`, which always has all of it.
+fn version_description(card: &str) -> String {
+    if card.chars().count() <= MAX_DESCRIPTION_CHARS {
+        return card.to_string();
+    }
+    let note = "\n\n… (cut here: the whole card is the model's README.md)\n";
+    let budget = MAX_DESCRIPTION_CHARS - note.chars().count();
+    let head = truncate_chars(card, budget);
+    let head = head.rsplit_once('\n').map_or(head.as_str(), |(h, _)| h);
+    format!("{head}{note}")
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use reqwest::Method;
+use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
 use super::Mlflow;
@@ -22,20 +23,22 @@ use crate::registry::source::Download;
 use crate::registry::{RegistryError, redact_url};
 
 impl Mlflow {
-    /// Streams one file from a signed URL into the run's artifacts; returns its size.
+    /// Streams one file from a signed URL into an artifact root; returns its size and the hex
+    /// sha256 of what was sent.
     pub(super) async fn copy_from_source(
         &self,
         api: &Api<'_>,
         root: &ArtifactRoot,
         path: &str,
         url: &str,
-    ) -> Result<u64, RegistryError> {
-        let what = format!("copying {path} into the run's artifacts");
+    ) -> Result<(u64, String), RegistryError> {
+        let what = format!("copying {path} into the model's artifacts");
         let download = Download::start(&self.source, url, &what).await?;
         let declared = download.declared();
         let progress = Arc::new(Progress::new());
         let failure = Arc::new(Mutex::new(None));
-        let body = metered(download, progress.clone(), failure.clone());
+        let hasher = Arc::new(Mutex::new(Sha256::new()));
+        let body = metered(download, progress.clone(), failure.clone(), hasher.clone());
         let target = root.file_url(path);
         let mut request = self
             .api
@@ -72,7 +75,15 @@ impl Mlflow {
         };
         api.expect_success(response, &target, "upload an artifact")
             .await?;
-        Ok(progress.bytes.load(Ordering::Relaxed))
+        let digest = match hasher.lock() {
+            Ok(mut h) => hex::encode(std::mem::take(&mut *h).finalize()),
+            Err(_) => {
+                return Err(RegistryError::Source(
+                    "the download's digest was lost (a panic while hashing)".into(),
+                ));
+            }
+        };
+        Ok((progress.bytes.load(Ordering::Relaxed), digest))
     }
 
     pub(super) async fn upload(
@@ -210,14 +221,19 @@ pub(super) fn metered(
     download: Download,
     progress: Arc<Progress>,
     failure: Arc<Mutex<Option<RegistryError>>>,
+    hasher: Arc<Mutex<Sha256>>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     futures::stream::unfold(Some(download), move |state| {
         let progress = progress.clone();
         let failure = failure.clone();
+        let hasher = hasher.clone();
         async move {
             let mut download = state?;
             match download.next_piece().await {
                 Ok(Some(piece)) => {
+                    if let Ok(mut h) = hasher.lock() {
+                        h.update(&piece);
+                    }
                     progress.touch(download.received());
                     Some((Ok(piece), Some(download)))
                 }

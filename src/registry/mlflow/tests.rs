@@ -354,7 +354,7 @@ async fn proxy() -> (Url, tokio::sync::oneshot::Receiver<(String, Vec<u8>)>) {
 }
 
 /// `Mlflow::copy_from_source` of `url` to `model/w.json` of a run on the proxy at `base`.
-async fn copy_to_proxy(base: &Url, url: &str) -> Result<u64, RegistryError> {
+async fn copy_to_proxy(base: &Url, url: &str) -> Result<(u64, String), RegistryError> {
     let auth = RegistryAuth::Anonymous;
     let api = Api {
         base: base.clone(),
@@ -372,8 +372,12 @@ async fn uploads_stream_with_the_sources_declared_length() {
     let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let url = source(body.len(), body.clone()).await;
     let (base, received) = proxy().await;
-    let size = copy_to_proxy(&base, &url).await.unwrap();
+    let (size, sha256) = copy_to_proxy(&base, &url).await.unwrap();
     assert_eq!(size, body.len() as u64);
+    assert_eq!(
+        sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+    );
     let (head, uploaded) = received.await.unwrap();
     assert!(
         head.starts_with("put /api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/model/w.json "),
@@ -460,4 +464,17 @@ async fn a_source_over_the_size_cap_is_refused_before_the_upload() {
     );
     assert!(!text.contains("s3cr3t"), "{text}");
     assert!(received.try_recv().is_err(), "nothing reached the proxy");
+}
+
+#[test]
+fn a_logged_model_name_holds_none_of_the_characters_mlflow_refuses() {
+    use super::logged_model::logged_model_name;
+    assert_eq!(
+        logged_model_name(r#"cxone it's "odd" \ %_/a:b.c"#),
+        r#"cxone it_s _odd_ \ __/a_b_c"#.replace('/', "_")
+    );
+    assert_eq!(logged_model_name("billing-support"), "billing-support");
+    assert_eq!(logged_model_name("..."), "___");
+    assert_eq!(logged_model_name(""), "model");
+    assert_eq!(logged_model_name(&"x".repeat(600)).chars().count(), 250);
 }

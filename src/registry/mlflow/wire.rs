@@ -28,6 +28,8 @@ pub(super) struct ModelVersion {
     pub(super) status: String,
     pub(super) status_message: String,
     pub(super) tags: Vec<Tag>,
+    /// MLflow 3: the LoggedModel the version was made from.
+    pub(super) model_id: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,4 +136,33 @@ pub(super) struct ListedFile {
 #[serde(default)]
 pub(super) struct Listing {
     pub(super) files: Vec<ListedFile>,
+}
+
+#[derive(Deserialize, Default, Clone, Debug)]
+#[serde(default)]
+pub(super) struct LoggedModelInfo {
+    pub(super) model_id: String,
+    pub(super) name: String,
+    pub(super) artifact_uri: String,
+    pub(super) status: Value,
+    pub(super) source_run_id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct LoggedModel {
+    pub(super) info: LoggedModelInfo,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct LoggedModelAnswer {
+    pub(super) model: LoggedModel,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct LoggedModelSearch {
+    pub(super) models: Vec<LoggedModel>,
+    pub(super) next_page_token: String,
 }

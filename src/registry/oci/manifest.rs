@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::reference::{OciTarget, sha256_hex};
 use super::{
-    ANNOTATION_PREFIX, CREATED_ANNOTATION, EMPTY_JSON, EMPTY_MEDIA_TYPE, EVALUATION_ARTIFACT_TYPE,
-    METRIC_ANNOTATION_PREFIX, MODEL_ARTIFACT_TYPE, MODEL_CONFIG_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE,
-    OCI_MANIFEST_MEDIA_TYPE, SOURCE_ANNOTATION, TITLE_ANNOTATION,
+    ANNOTATION_PREFIX, CREATED_ANNOTATION, DOC_MEDIA_TYPE, EMPTY_JSON, EMPTY_MEDIA_TYPE,
+    EVALUATION_ARTIFACT_TYPE, FILEPATH_ANNOTATION, METRIC_ANNOTATION_PREFIX, MODEL_ARTIFACT_TYPE,
+    MODEL_CONFIG_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, SOURCE_ANNOTATION,
+    TITLE_ANNOTATION,
 };
+use crate::registry::card::CARD_FILE;
+use crate::registry::signing::{BUNDLE_MEDIA_TYPE, SIGNATURE_FILE};
 use crate::registry::{
     AUDIT_FILE, Champion, Documents, EVALUATION_FILE, PICTURE_FILE, Provenance, RegistryError,
 };
@@ -65,12 +68,13 @@ pub struct Manifest {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// The ModelPack model config (`application/vnd.cncf.model.config.v1+json`).
+/// The ModelPack model config (`application/vnd.cncf.model.config.v1+json`), field by field
+/// as the ModelPack config types name them.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ModelConfig<'a> {
     descriptor: ModelDescriptor<'a>,
-    config: ModelFormat,
+    config: ModelFormat<'a>,
     modelfs: ModelFs,
 }
 
@@ -78,14 +82,33 @@ pub(super) struct ModelConfig<'a> {
 #[serde(rename_all = "camelCase")]
 pub(super) struct ModelDescriptor<'a> {
     created_at: String,
+    authors: Vec<String>,
+    vendor: &'static str,
+    family: &'static str,
     name: &'a str,
     version: String,
+    title: String,
+    description: String,
+    #[serde(rename = "sourceURL")]
+    source_url: &'a str,
     revision: &'a str,
 }
 
 #[derive(Serialize)]
-pub(super) struct ModelFormat {
+#[serde(rename_all = "camelCase")]
+pub(super) struct ModelFormat<'a> {
+    architecture: &'static str,
     format: &'static str,
+    capabilities: Capabilities<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Capabilities<'a> {
+    input_types: [&'static str; 1],
+    output_types: [&'static str; 1],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    languages: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -96,16 +119,42 @@ pub(super) struct ModelFs {
     diff_ids: Vec<String>,
 }
 
-/// The model config blob: who the model is and its layers' digests (uncompressed = stored).
-pub(super) fn model_config_json(provenance: &Provenance, layers: &[Descriptor]) -> Vec<u8> {
+/// The model config blob: who the model is, what it takes and gives, and its layers' digests
+/// (uncompressed = stored). Licenses are left out: the terms of a CXone-trained model are the
+/// tenant's contract, not something the operator knows.
+pub(super) fn model_config_json(
+    provenance: &Provenance,
+    language: Option<&str>,
+    layers: &[Descriptor],
+) -> Vec<u8> {
     let config = ModelConfig {
         descriptor: ModelDescriptor {
             created_at: provenance.created.to_string(),
+            authors: vec![format!(
+                "SkillTrainingJob {}/{} (uid {})",
+                provenance.namespace, provenance.name, provenance.uid
+            )],
+            vendor: "NICE CXone",
+            family: "cxone-ai-skill",
             name: &provenance.name,
             version: format!("run-{}", provenance.run),
+            title: format!("CXone AI skill {}", provenance.skill_id),
+            description: format!(
+                "Intent classifier for CXone skill {} trained by CXone job {} (dataset {})",
+                provenance.skill_id, provenance.cxone_job_id, provenance.dataset_digest
+            ),
+            source_url: &provenance.source,
             revision: &provenance.cxone_job_id,
         },
-        config: ModelFormat { format: "json" },
+        config: ModelFormat {
+            architecture: "intent-classifier",
+            format: "json",
+            capabilities: Capabilities {
+                input_types: ["text"],
+                output_types: ["text"],
+                languages: language.into_iter().collect(),
+            },
+        },
         modelfs: ModelFs {
             kind: "layers",
             diff_ids: layers.iter().map(|l| l.digest.clone()).collect(),
@@ -113,6 +162,13 @@ pub(super) fn model_config_json(provenance: &Provenance, layers: &[Descriptor]) 
     };
     // Serialising these plain structs cannot fail.
     serde_json::to_vec(&config).unwrap_or_default()
+}
+
+/// The card's layer: a ModelPack doc layer named `README.md`.
+pub(super) fn doc_layer(card: &[u8]) -> Descriptor {
+    Descriptor::of(DOC_MEDIA_TYPE, card)
+        .annotated(FILEPATH_ANNOTATION, CARD_FILE)
+        .annotated(TITLE_ANNOTATION, CARD_FILE)
 }
 
 /// Annotations of the model manifest: OCI standard ones, provenance, metrics (finite values
@@ -153,12 +209,11 @@ pub(super) fn model_annotations(
     a
 }
 
-/// The model manifest for its two file layers (weights, config) and config blob.
+/// The model manifest for its file layers (weights, config, card) and config blob.
 pub(super) fn model_manifest(
     provenance: &Provenance,
     metrics: &BTreeMap<String, f64>,
-    weights: Descriptor,
-    config_file: Descriptor,
+    layers: Vec<Descriptor>,
     model_config: &[u8],
 ) -> Manifest {
     Manifest {
@@ -166,7 +221,7 @@ pub(super) fn model_manifest(
         media_type: OCI_MANIFEST_MEDIA_TYPE.into(),
         artifact_type: Some(MODEL_ARTIFACT_TYPE.into()),
         config: Descriptor::of(MODEL_CONFIG_MEDIA_TYPE, model_config),
-        layers: vec![weights, config_file],
+        layers,
         subject: None,
         annotations: model_annotations(provenance, metrics),
     }
@@ -208,6 +263,30 @@ pub(super) fn referrer_manifest(
         artifact_type: Some(EVALUATION_ARTIFACT_TYPE.into()),
         config: Descriptor::of(EMPTY_MEDIA_TYPE, EMPTY_JSON),
         layers: document_layers(documents).map(|(d, _)| d).into(),
+        subject: Some(subject),
+        annotations,
+    }
+}
+
+/// The referrer carrying the model's signature bundle, about `subject` (the model manifest).
+pub(super) fn signature_manifest(
+    provenance: &Provenance,
+    bundle: &[u8],
+    subject: Descriptor,
+) -> Manifest {
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        CREATED_ANNOTATION.to_string(),
+        provenance.created.to_string(),
+    );
+    Manifest {
+        schema_version: 2,
+        media_type: OCI_MANIFEST_MEDIA_TYPE.into(),
+        artifact_type: Some(BUNDLE_MEDIA_TYPE.into()),
+        config: Descriptor::of(EMPTY_MEDIA_TYPE, EMPTY_JSON),
+        layers: vec![
+            Descriptor::of(BUNDLE_MEDIA_TYPE, bundle).annotated(TITLE_ANNOTATION, SIGNATURE_FILE),
+        ],
         subject: Some(subject),
         annotations,
     }

@@ -16,11 +16,15 @@
 //!   config        application/vnd.cncf.model.config.v1+json     (ModelPack model config)
 //!   layers        application/vnd.cncf.model.weight.v1.raw         model-weights.json
 //!                 application/vnd.cncf.model.weight.config.v1.raw  model-config.json
+//!                 application/vnd.cncf.model.doc.v1.raw            README.md (the model card)
 //!                 (file names as org.cncf.model.filepath and org.opencontainers.image.title)
 //!   annotations   org.opencontainers.image.{created,source,title}, io.cxone.ai.<provenance>,
 //!                 io.cxone.ai.metrics.<name>
 //! <registry>/<repository>@sha256:…   the referrer (artifactType application/vnd.cxone.ai.evaluation.v1+json,
 //!   subject = the model; layers evaluation.json, audit.json, evaluation.svg)
+//! <registry>/<repository>@sha256:…   with a signing key: the signature referrer (artifactType
+//!   application/vnd.dev.sigstore.bundle.v0.3+json, subject = the model; layer model.sig, the
+//!   OpenSSF model signature of the three model files: docs/model-signing.md)
 //! ```
 //!
 //! Registries without the referrers API (the distribution registry 2.8 answers 404 on
@@ -54,6 +58,8 @@
 
 use std::collections::BTreeMap;
 
+use super::card::{CARD_FILE, CardFile};
+use super::signing::{self, SIGNATURE_FILE, SignedFile};
 use super::{
     CONFIG_FILE, Champion, Documents, ModelSource, Provenance, RegistryAuth, RegistryError,
     WEIGHTS_FILE,
@@ -61,8 +67,8 @@ use super::{
 use crate::http::Redirects;
 use crate::text::truncate_chars;
 use manifest::{
-    champion_from_manifest, document_layers, manifest_bytes, model_config_json, model_manifest,
-    referrer_manifest,
+    champion_from_manifest, doc_layer, document_layers, manifest_bytes, model_config_json,
+    model_manifest, referrer_manifest, signature_manifest,
 };
 use reference::{check_tag, is_sha256_digest, sha256_hex};
 use session::Session;
@@ -88,6 +94,8 @@ pub const MODEL_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.model.config.v1+
 pub const WEIGHT_MEDIA_TYPE: &str = "application/vnd.cncf.model.weight.v1.raw";
 /// A ModelPack weights-configuration layer, stored as the file itself.
 pub const WEIGHT_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.model.weight.config.v1.raw";
+/// A ModelPack documentation layer (the model card `README.md`), stored as the file itself.
+pub const DOC_MEDIA_TYPE: &str = "application/vnd.cncf.model.doc.v1.raw";
 /// The artifact type of the evaluation documents (the referrer).
 pub const EVALUATION_ARTIFACT_TYPE: &str = "application/vnd.cxone.ai.evaluation.v1+json";
 /// The OCI empty descriptor's media type (the referrer's config).
@@ -119,6 +127,8 @@ pub struct OciPushed {
     pub reference: String,
     /// `sha256:<hex>` of the referrer carrying the documents.
     pub referrer_digest: String,
+    /// `sha256:<hex>` of the referrer carrying the model's signature, when it was signed.
+    pub signature_digest: Option<String>,
     /// Size of the weights file.
     pub weights_bytes: u64,
     /// False when the registry has no referrers API and the `sha256-<hex>` tag fallback was
@@ -182,12 +192,29 @@ impl OciRegistry {
         )
         .await?;
         let weights_bytes = weights.size;
-        let model = push_model(&mut s, tag, provenance, metrics, weights, config_file).await?;
+        let mut layers = vec![weights, config_file];
+        let card = documents.card(provenance, &card_files(&layers));
+        if let Some(card) = &card {
+            s.put_blob(card.as_bytes(), &doing(&s, CARD_FILE)).await?;
+            layers.push(doc_layer(card.as_bytes()));
+        }
+        let model = push_model(&mut s, tag, provenance, metrics, documents, layers.clone()).await?;
         let referrer = push_referrer(&mut s, provenance, documents, &model).await?;
+        let signature = match &documents.signing {
+            Some(key) => {
+                let bundle = signing::sign(key, &provenance.name, &signed_files(&layers));
+                Some(
+                    push_signature(&mut s, provenance, &bundle, &model, referrer.referrers_api)
+                        .await?,
+                )
+            }
+            None => None,
+        };
         Ok(OciPushed {
             reference: target.reference(&model.digest),
             manifest_digest: model.digest,
             referrer_digest: referrer.digest,
+            signature_digest: signature,
             weights_bytes,
             referrers_api: referrer.referrers_api,
         })
@@ -302,19 +329,20 @@ async fn copy_layer(
     })
 }
 
-/// Step 2: the ModelPack config blob and the model manifest under `tag`.
+/// Step 2: the ModelPack config blob and the model manifest (weights, config, card) under
+/// `tag`.
 async fn push_model(
     s: &mut Session<'_>,
     tag: &str,
     provenance: &Provenance,
     metrics: &BTreeMap<String, f64>,
-    weights: Descriptor,
-    config_file: Descriptor,
+    documents: &Documents,
+    layers: Vec<Descriptor>,
 ) -> Result<PushedModel, RegistryError> {
-    let model_config = model_config_json(provenance, &[weights.clone(), config_file.clone()]);
+    let model_config = model_config_json(provenance, documents.language(), &layers);
     s.put_blob(&model_config, &doing(s, "the ModelPack config"))
         .await?;
-    let manifest = model_manifest(provenance, metrics, weights, config_file, &model_config);
+    let manifest = model_manifest(provenance, metrics, layers, &model_config);
     let json = manifest_bytes(&manifest);
     let what = doing(s, &format!("the model manifest as {tag}"));
     let digest = s
@@ -373,6 +401,69 @@ async fn push_referrer(
         digest,
         referrers_api,
     })
+}
+
+/// The model's files as the card lists them (a layer's digest is `sha256:<hex>`).
+fn card_files(layers: &[Descriptor]) -> Vec<CardFile> {
+    layers
+        .iter()
+        .map(|l| CardFile {
+            name: l
+                .annotations
+                .get(FILEPATH_ANNOTATION)
+                .cloned()
+                .unwrap_or_default(),
+            bytes: l.size,
+            sha256: l.digest.trim_start_matches("sha256:").to_string(),
+        })
+        .collect()
+}
+
+/// The model's files as the signature lists them.
+fn signed_files(layers: &[Descriptor]) -> Vec<SignedFile> {
+    card_files(layers)
+        .into_iter()
+        .map(|f| SignedFile {
+            path: f.name,
+            sha256: f.sha256,
+        })
+        .collect()
+}
+
+/// Step 4 (signing): the bundle as a referrer of the model, listed in the fallback index when
+/// the registry has no referrers API. The bundle is deterministic, so a repeated push gives the
+/// same referrer.
+async fn push_signature(
+    s: &mut Session<'_>,
+    provenance: &Provenance,
+    bundle: &[u8],
+    model: &PushedModel,
+    referrers_api: bool,
+) -> Result<String, RegistryError> {
+    s.put_blob(EMPTY_JSON, &doing(s, "the empty config"))
+        .await?;
+    s.put_blob(bundle, &doing(s, SIGNATURE_FILE)).await?;
+    let subject = Descriptor {
+        artifact_type: Some(MODEL_ARTIFACT_TYPE.into()),
+        ..Descriptor::of(OCI_MANIFEST_MEDIA_TYPE, &model.json)
+    };
+    let manifest = signature_manifest(provenance, bundle, subject);
+    let json = manifest_bytes(&manifest);
+    let digest = sha256_hex(&json);
+    let what = doing(s, "the signature referrer");
+    s.put_manifest(&digest, OCI_MANIFEST_MEDIA_TYPE, &json, &what)
+        .await?;
+    if !referrers_api {
+        let entry = Descriptor {
+            media_type: OCI_MANIFEST_MEDIA_TYPE.into(),
+            digest: digest.clone(),
+            size: json.len() as u64,
+            artifact_type: manifest.artifact_type.clone(),
+            annotations: manifest.annotations.clone(),
+        };
+        s.update_fallback_index(&model.digest, &entry).await?;
+    }
+    Ok(digest)
 }
 
 #[cfg(test)]

@@ -52,8 +52,8 @@ fn layers() -> (Descriptor, Descriptor) {
 
 fn built() -> (Manifest, Vec<u8>) {
     let (w, c) = layers();
-    let cfg = model_config_json(&provenance(), &[w.clone(), c.clone()]);
-    let m = model_manifest(&provenance(), &metrics(), w, c, &cfg);
+    let cfg = model_config_json(&provenance(), None, &[w.clone(), c.clone()]);
+    let m = model_manifest(&provenance(), &metrics(), vec![w, c], &cfg);
     let bytes = manifest_bytes(&m);
     (m, bytes)
 }
@@ -191,8 +191,12 @@ fn the_model_manifest_is_modelpack_and_deterministic() {
     assert!(a.get("io.cxone.ai.metrics.bad value").is_none());
     // The config blob: ModelPack descriptor/config/modelfs with the layers' digests.
     let (w, c) = layers();
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&model_config_json(&provenance(), &[w.clone(), c.clone()])).unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(&model_config_json(
+        &provenance(),
+        None,
+        &[w.clone(), c.clone()],
+    ))
+    .unwrap();
     assert_eq!(cfg["modelfs"]["type"], "layers");
     assert_eq!(
         cfg["modelfs"]["diffIds"],
@@ -202,15 +206,15 @@ fn the_model_manifest_is_modelpack_and_deterministic() {
     assert_eq!(cfg["descriptor"]["name"], "billing");
     assert_eq!(
         m.config.digest,
-        sha256_hex(&model_config_json(&provenance(), &[w, c]))
+        sha256_hex(&model_config_json(&provenance(), None, &[w, c]))
     );
     // Another metric value gives another manifest.
     let mut other = metrics();
     other.insert("accuracy".into(), 0.9);
     let (w, c) = layers();
-    let cfg = model_config_json(&provenance(), &[w.clone(), c.clone()]);
+    let cfg = model_config_json(&provenance(), None, &[w.clone(), c.clone()]);
     assert_ne!(
-        manifest_bytes(&model_manifest(&provenance(), &other, w, c, &cfg)),
+        manifest_bytes(&model_manifest(&provenance(), &other, vec![w, c], &cfg)),
         bytes
     );
 }
@@ -223,6 +227,7 @@ fn the_referrer_points_at_the_model() {
         evaluation_json: b"{\"accuracy\":1}".to_vec(),
         audit_json: b"{}".to_vec(),
         picture_svg: b"<svg/>".to_vec(),
+        ..Documents::default()
     };
     let r = referrer_manifest(&provenance(), &docs, subject.clone());
     let bytes = manifest_bytes(&r);
@@ -484,4 +489,87 @@ async fn a_signed_url_answering_401_is_an_expired_source() {
     assert!(e.retryable());
     let text = e.to_string();
     assert!(text.contains("401") && !text.contains("s3cr3t"), "{text}");
+}
+
+#[test]
+fn the_model_config_follows_the_modelpack_types_field_by_field() {
+    let (w, c) = layers();
+    let doc = doc_layer(b"# card\n");
+    let cfg: serde_json::Value = serde_json::from_slice(&model_config_json(
+        &provenance(),
+        Some("de"),
+        &[w.clone(), c.clone(), doc.clone()],
+    ))
+    .expect("JSON");
+    let d = &cfg["descriptor"];
+    for field in [
+        "createdAt",
+        "authors",
+        "vendor",
+        "family",
+        "name",
+        "version",
+        "title",
+        "description",
+        "sourceURL",
+        "revision",
+    ] {
+        assert!(!d[field].is_null(), "descriptor.{field} missing: {d}");
+    }
+    assert_eq!(d["version"], "run-2");
+    assert!(
+        d["authors"][0]
+            .as_str()
+            .expect("author")
+            .contains("team-a/billing")
+    );
+    assert_eq!(cfg["config"]["format"], "json");
+    assert_eq!(
+        cfg["config"]["capabilities"],
+        serde_json::json!({"inputTypes": ["text"], "outputTypes": ["text"], "languages": ["de"]})
+    );
+    assert_eq!(
+        cfg["modelfs"],
+        serde_json::json!({"type": "layers", "diffIds": [w.digest, c.digest, doc.digest]})
+    );
+    // Nothing but the ModelPack fields at the top.
+    let keys: Vec<&String> = cfg.as_object().expect("object").keys().collect();
+    assert_eq!(keys, ["config", "descriptor", "modelfs"]);
+    // Without a known language there is no languages list (not an empty one).
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&model_config_json(&provenance(), None, &[w, c])).expect("JSON");
+    assert!(cfg["config"]["capabilities"].get("languages").is_none());
+}
+
+#[test]
+fn the_card_is_a_modelpack_doc_layer_named_readme() {
+    let card = b"# card\n";
+    let layer = doc_layer(card);
+    assert_eq!(layer.media_type, DOC_MEDIA_TYPE);
+    assert_eq!(layer.digest, sha256_hex(card));
+    assert_eq!(layer.size, card.len() as u64);
+    assert_eq!(layer.annotations[FILEPATH_ANNOTATION], "README.md");
+    assert_eq!(layer.annotations[TITLE_ANNOTATION], "README.md");
+    let (w, c) = layers();
+    let cfg = model_config_json(
+        &provenance(),
+        Some("en"),
+        &[w.clone(), c.clone(), layer.clone()],
+    );
+    let m = model_manifest(&provenance(), &metrics(), vec![w, c, layer.clone()], &cfg);
+    assert_eq!(m.layers.last(), Some(&layer));
+}
+
+#[test]
+fn the_signature_referrer_names_the_model_as_its_subject() {
+    let subject = Descriptor::of(OCI_MANIFEST_MEDIA_TYPE, b"{\"model\":1}");
+    let m = signature_manifest(&provenance(), b"{\"bundle\":1}", subject.clone());
+    assert_eq!(
+        m.artifact_type.as_deref(),
+        Some("application/vnd.dev.sigstore.bundle.v0.3+json")
+    );
+    assert_eq!(m.subject, Some(subject));
+    assert_eq!(m.layers.len(), 1);
+    assert_eq!(m.layers[0].annotations[TITLE_ANNOTATION], "model.sig");
+    assert_eq!(m.config.media_type, EMPTY_MEDIA_TYPE);
 }

@@ -184,6 +184,16 @@ pub struct RegistryTargetRecord {
     /// The gate's outcome in this registry: each check with its input and threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<String>,
+    /// The model's files in this registry: weights, configuration, the model card
+    /// (`README.md`) and, when signed, the signature.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// `sha256:` of the public PEM of the key the model was signed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
+    /// The signature: OCI, its referrer's digest; MLflow, `model.sig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// What a record is built from.

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::AuditRecord;
+use crate::crd::{PromotionSpec, SigningKeyRef};
 use crate::cxone::model::{EvaluationResponse, ExportResponse, JobStatus, SubmitResponse};
 use crate::cxone::{CancelOutcome, CxoneError};
 use crate::evaluation::EvaluationReport;
@@ -181,9 +183,13 @@ pub struct RegisterRequest {
     pub analysis: Arc<EvaluationReport>,
     /// The audit record as of registration (the final one, with the references, is in the
     /// run's audit ConfigMap).
-    pub audit_json: String,
+    pub audit: AuditRecord,
     /// Also read the model promoted under this alias or tag (the champion).
     pub champion_at: Option<String>,
+    /// The declared gate, for the model card (the decision itself is made from the outcome).
+    pub promotion: Option<PromotionSpec>,
+    /// Sign the model with the key in this Secret of the job's namespace.
+    pub signing: Option<SigningKeyRef>,
 }
 
 /// What a registration found.
@@ -196,4 +202,8 @@ pub struct Registration {
     /// MLflow: the run id.
     pub run_id: Option<String>,
     pub champion: Option<Champion>,
+    /// `sha256:<hex>` of the signing key's public PEM, when the model was signed.
+    pub signing_key: Option<String>,
+    /// The signature: OCI, its referrer's digest; MLflow, `model.sig`.
+    pub signature: Option<String>,
 }

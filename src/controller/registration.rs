@@ -21,11 +21,15 @@ use tracing::info;
 use super::Context;
 use super::effect::{Observation, RegisterRequest, Registration, RegistryTarget, TargetKind};
 use super::job::{Error, JobRef};
+use crate::crd::SigningKeyRef;
 use crate::evaluation::EvaluationReport;
 use crate::registry::allow::{RegistryAllowlist, credentials};
 use crate::registry::mlflow::Mlflow;
 use crate::registry::oci::OciRegistry;
-use crate::registry::{Documents, RegistryAuth, RegistryError, key_metrics, picture};
+use crate::registry::signing::{ModelSigningKey, SIGNATURE_FILE};
+use crate::registry::{
+    CardFacts, Champion, Documents, RegistryAuth, RegistryError, gate, key_metrics, picture,
+};
 
 /// Longest a registration task may run (a multi-GiB model over a slow link).
 pub const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -137,7 +141,14 @@ pub(super) async fn register(
                     return Ok(Observation::Registered { kind, result });
                 }
             };
-            info!(job = %job.name, namespace = %job.ns, target = kind.as_str(), location = %req.target.location(), "registering the model");
+            let signing = match read_signing_key(job, ctx, req.signing.as_ref()).await? {
+                Ok(k) => k,
+                Err(problem) => {
+                    let result = Err(RegistryError::Auth(problem));
+                    return Ok(Observation::Registered { kind, result });
+                }
+            };
+            info!(job = %job.name, namespace = %job.ns, target = kind.as_str(), location = %req.target.location(), signed = signing.is_some(), "registering the model");
             let clients = Clients {
                 oci: (kind == TargetKind::Oci).then(|| registries.oci()),
                 mlflow: (kind == TargetKind::Mlflow).then(|| registries.mlflow()),
@@ -149,7 +160,7 @@ pub(super) async fn register(
                         "the operator is stopping".into(),
                     ));
                 };
-                match tokio::time::timeout(TASK_TIMEOUT, run(clients, req, auth)).await {
+                match tokio::time::timeout(TASK_TIMEOUT, run(clients, req, auth, signing)).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(RegistryError::Unreachable(format!(
                         "the registration did not finish within {} minutes",
@@ -198,18 +209,25 @@ fn missing() -> RegistryError {
     RegistryError::Rejected("no client for this registry".into())
 }
 
-/// One registration, in its task.
-async fn run(clients: Clients, req: RegisterRequest, auth: RegistryAuth) -> Outcome {
-    let documents = Documents {
-        evaluation_json: serde_json::to_vec(&*req.analysis).unwrap_or_default(),
-        audit_json: req.audit_json.clone().into_bytes(),
-        picture_svg: picture::render(&req.analysis).into_bytes(),
-        card: None,
-        signing: None,
-    };
+/// One registration, in its task: the champion first (the model card states the gate's
+/// outcome against it), then the model with its card and signature.
+async fn run(
+    clients: Clients,
+    req: RegisterRequest,
+    auth: RegistryAuth,
+    signing: Option<Arc<ModelSigningKey>>,
+) -> Outcome {
+    let fingerprint = signing
+        .as_deref()
+        .map(|k| format!("sha256:{}", k.fingerprint()));
     match &req.target {
         RegistryTarget::Oci { target, tag } => {
             let oci = clients.oci.ok_or_else(missing)??;
+            let champion = match &req.champion_at {
+                Some(at) => oci.champion(target, &auth, at).await?,
+                None => None,
+            };
+            let documents = documents(&req, champion.as_ref(), signing);
             let metrics = key_metrics(&req.analysis);
             let pushed = oci
                 .push(
@@ -222,19 +240,23 @@ async fn run(clients: Clients, req: RegisterRequest, auth: RegistryAuth) -> Outc
                     &documents,
                 )
                 .await?;
-            let champion = match &req.champion_at {
-                Some(at) => oci.champion(target, &auth, at).await?,
-                None => None,
-            };
             Ok(Registration {
                 reference: pushed.reference,
                 version: pushed.manifest_digest,
                 run_id: None,
                 champion,
+                signing_key: fingerprint,
+                signature: pushed.signature_digest,
             })
         }
         RegistryTarget::Mlflow(target) => {
             let mlflow = clients.mlflow.ok_or_else(missing)??;
+            let champion = match &req.champion_at {
+                Some(alias) => mlflow.champion(target, &auth, alias).await?,
+                None => None,
+            };
+            let signed = signing.is_some();
+            let documents = documents(&req, champion.as_ref(), signing);
             let metrics = all_metrics(&req.analysis);
             let registered = mlflow
                 .register(
@@ -246,17 +268,36 @@ async fn run(clients: Clients, req: RegisterRequest, auth: RegistryAuth) -> Outc
                     &documents,
                 )
                 .await?;
-            let champion = match &req.champion_at {
-                Some(alias) => mlflow.champion(target, &auth, alias).await?,
-                None => None,
-            };
             Ok(Registration {
                 reference: format!("models:/{}/{}", target.model_name, registered.version),
                 version: registered.version,
                 run_id: Some(registered.run_id),
                 champion,
+                signing_key: fingerprint,
+                signature: signed.then(|| SIGNATURE_FILE.to_string()),
             })
         }
+    }
+}
+
+/// What travels with the model: evaluation, audit record, picture, and what its card says
+/// (the gate's outcome against `champion`, computed as the decision will compute it).
+fn documents(
+    req: &RegisterRequest,
+    champion: Option<&Champion>,
+    signing: Option<Arc<ModelSigningKey>>,
+) -> Documents {
+    let gate = gate::evaluate(req.promotion.as_ref(), &req.analysis, champion);
+    Documents {
+        evaluation_json: serde_json::to_vec(&*req.analysis).unwrap_or_default(),
+        audit_json: req.audit.to_json().into_bytes(),
+        picture_svg: picture::render(&req.analysis).into_bytes(),
+        card: Some(CardFacts {
+            audit: req.audit.clone(),
+            report: req.analysis.clone(),
+            gate,
+        }),
+        signing,
     }
 }
 
@@ -316,6 +357,40 @@ pub(super) async fn promote(
         info!(job = %job.name, namespace = %job.ns, target = kind.as_str(), alias, "promoted");
     }
     Ok(Observation::Promoted { kind, result })
+}
+
+/// The model signing key of the job (none without `spec.registry.signing`); `Ok(Err)`: what is
+/// wrong, naming the Secret and never its content.
+async fn read_signing_key(
+    job: &JobRef<'_>,
+    ctx: &Context,
+    key_ref: Option<&SigningKeyRef>,
+) -> Result<Result<Option<Arc<ModelSigningKey>>, String>, Error> {
+    let Some(key_ref) = key_ref else {
+        return Ok(Ok(None));
+    };
+    let name = key_ref.name.as_str();
+    let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), job.ns);
+    let Some(secret) = api.get_opt(name).await? else {
+        return Ok(Err(format!(
+            "the model signing key Secret {name} does not exist in namespace {}",
+            job.ns
+        )));
+    };
+    let key = key_ref.key();
+    let Some(pem) = secret.data.as_ref().and_then(|d| d.get(key)) else {
+        return Ok(Err(format!(
+            "the model signing key Secret {name} has no key {key:?}"
+        )));
+    };
+    let Ok(pem) = std::str::from_utf8(&pem.0) else {
+        return Ok(Err(format!(
+            "the model signing key Secret {name}: key {key:?} is not PEM text"
+        )));
+    };
+    Ok(ModelSigningKey::from_pem(pem)
+        .map(|k| Some(Arc::new(k)))
+        .map_err(|e| format!("the model signing key Secret {name}: key {key:?}: {e}")))
 }
 
 /// The registry credentials of the job (anonymous without a Secret); `Ok(Err)`: what is wrong.

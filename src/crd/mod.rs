@@ -20,6 +20,7 @@ mod status;
 pub use checks::{DataSources, SourceError, SpecCheck};
 pub use registry::{
     GateMetric, MlflowRegistrySpec, OciRegistrySpec, PromotionSpec, RegistrySpec, SecretName,
+    SigningKeyRef, SigningSpec,
 };
 pub use spec::{
     ArtifactsSpec, ConfigMapKeyRef, Connection, CredentialsSecretRef, DataFormatSpec,

@@ -6,7 +6,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::names::DNS_SUBDOMAIN_PATTERN;
+use crate::names::{DATA_KEY_PATTERN, DNS_SUBDOMAIN_PATTERN};
 
 /// Where each successful run's model is registered, and when it is promoted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -25,6 +25,41 @@ pub struct RegistrySpec {
     /// without `promotion` none is promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<PromotionSpec>,
+    /// Sign the model's files (weights, configuration, model card) in the OpenSSF model signing
+    /// format, verifiable with `model_signing verify key`: OCI gets the signature as a referrer
+    /// of the model, MLflow a `model.sig` next to the model's files (docs/model-signing.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningSpec>,
+}
+
+/// The key models are signed with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningSpec {
+    /// A Secret in the job's namespace holding an unencrypted ECDSA P-256 private key, PEM
+    /// (PKCS #8 or SEC 1). Status and the audit record name the key by the sha256 of its public
+    /// key's PEM; the key itself is never logged or copied.
+    pub key_secret_ref: SigningKeyRef,
+}
+
+/// A key in a Secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyRef {
+    /// A DNS subdomain (lower-case letters, digits, `-` and `.`, at most 253 characters).
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+    /// The data key holding the PEM (default `private-key.pem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), pattern(DATA_KEY_PATTERN))]
+    pub key: Option<String>,
+}
+
+impl SigningKeyRef {
+    /// The data key holding the PEM.
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or("private-key.pem")
+    }
 }
 
 impl RegistrySpec {
@@ -104,6 +139,12 @@ impl RegistrySpec {
             names.push((
                 "spec.registry.mlflow.credentialsSecretRef.name",
                 s.name.as_str(),
+            ));
+        }
+        if let Some(s) = &self.signing {
+            names.push((
+                "spec.registry.signing.keySecretRef.name",
+                s.key_secret_ref.name.as_str(),
             ));
         }
         names

@@ -204,6 +204,14 @@ pub struct TargetRegistration {
     /// The promotion gate's outcome: each check with its input and threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<String>,
+    /// With `spec.registry.signing`: the key the model was signed with, as `sha256:` of its
+    /// public key's PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
+    /// With `spec.registry.signing`: OCI, the signature referrer's digest; MLflow, the path of
+    /// `model.sig` among the model's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// A submission of the current run.

@@ -540,9 +540,16 @@ pub(super) fn next_target(
             config_url: export.artifacts.config_url.clone(),
         },
         provenance: provenance(v, &completion),
-        audit_json: audit_record(v, &ending, Some(completion.job_id.as_str())).to_json(),
+        audit: audit_record(v, &ending, Some(completion.job_id.as_str())),
         analysis,
         champion_at,
+        promotion: promotion.cloned(),
+        signing: v
+            .spec
+            .registry
+            .as_ref()
+            .and_then(|r| r.signing.as_ref())
+            .map(|s| s.key_secret_ref.clone()),
     };
     Step::new(next, m, Next::AwaitChange).effect(Effect::Register(Box::new(request)))
 }

@@ -165,6 +165,8 @@ fn new_record(
             || "no promotion gate declared".to_string(),
             gate::GateOutcome::describe,
         )),
+        signing_key: registration.signing_key.clone(),
+        signature: registration.signature.clone(),
     }
 }
 

@@ -92,6 +92,21 @@ pub(super) fn request_target(v: &View, kind: TargetKind) -> Option<RegistryTarge
     }
 }
 
+/// The files of a registered model (docs/model-signing.md: the signed ones, then the signature).
+fn model_files(signed: bool) -> Vec<String> {
+    let mut files: Vec<String> = [
+        crate::registry::WEIGHTS_FILE,
+        crate::registry::CONFIG_FILE,
+        crate::registry::card::CARD_FILE,
+    ]
+    .map(String::from)
+    .into();
+    if signed {
+        files.push(crate::registry::signing::SIGNATURE_FILE.to_string());
+    }
+    files
+}
+
 /// The audit record's registry part, from what status recorded.
 pub(super) fn registry_record(
     v: &View,
@@ -113,6 +128,11 @@ pub(super) fn registry_record(
                 promoted_as: rec.and_then(|t| t.promoted_as.clone()),
                 champion: rec.and_then(|t| t.champion.clone()),
                 gate: rec.and_then(|t| t.gate.clone()),
+                files: rec
+                    .map(|t| model_files(t.signature.is_some()))
+                    .unwrap_or_default(),
+                signing_key: rec.and_then(|t| t.signing_key.clone()),
+                signature: rec.and_then(|t| t.signature.clone()),
             }
         })
         .collect();

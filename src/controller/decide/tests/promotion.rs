@@ -59,6 +59,8 @@ fn oci_ok(digest: &str, champion: Option<Champion>) -> Observation {
             version: digest.into(),
             run_id: None,
             champion,
+            signing_key: None,
+            signature: None,
         }),
     }
 }
@@ -71,6 +73,8 @@ fn mlflow_ok(version: &str, champion: Option<Champion>) -> Observation {
             version: version.into(),
             run_id: Some("run-1".into()),
             champion,
+            signing_key: None,
+            signature: None,
         }),
     }
 }
@@ -111,7 +115,7 @@ fn an_exported_run_is_registered_before_it_succeeds() {
     assert_eq!(tag.len(), "g1-".len() + 12);
     assert_eq!(req.provenance.cxone_job_id, "job-1");
     assert_eq!(req.provenance.run, 1);
-    assert!(req.audit_json.contains("\"result\""));
+    assert!(req.audit.to_json().contains("\"result\""));
     assert!(
         !format!("{req:?}").contains("signature=s1"),
         "signed URLs never print"
@@ -395,4 +399,66 @@ fn a_gate_comparing_with_the_champion_needs_a_metric_the_registry_keeps() {
     ] {
         assert!(keys.contains_key(m.key()), "{m:?}");
     }
+}
+
+#[test]
+fn a_signed_model_names_its_key_and_signature_in_status_and_the_audit_record() {
+    let mut job = registering(None);
+    job.spec.registry.as_mut().unwrap().signing = Some(
+        serde_json::from_value(serde_json::json!({"keySecretRef": {"name": "model-signing"}}))
+            .unwrap(),
+    );
+    let job = job.exported();
+    let step = job.decide(Observation::Start);
+    let signing = request(&step)
+        .signing
+        .clone()
+        .expect("the signing key reference");
+    assert_eq!(
+        (signing.name.as_str(), signing.key()),
+        ("model-signing", "private-key.pem")
+    );
+    let job = job.after(&step);
+    let signed = |kind, reference: &str, version: &str, signature: &str| Observation::Registered {
+        kind,
+        result: Ok(Registration {
+            reference: reference.into(),
+            version: version.into(),
+            run_id: None,
+            champion: None,
+            signing_key: Some("sha256:ab12".into()),
+            signature: Some(signature.into()),
+        }),
+    };
+    let step = job.decide(signed(
+        TargetKind::Oci,
+        "registry.example.com/cxone/billing@sha256:aa",
+        "sha256:aa",
+        "sha256:51",
+    ));
+    let oci = step.status.registry.as_ref().unwrap().oci.clone().unwrap();
+    assert_eq!(oci.signing_key.as_deref(), Some("sha256:ab12"));
+    assert_eq!(oci.signature.as_deref(), Some("sha256:51"));
+    let job = job.after(&step);
+    let step = job.decide(signed(
+        TargetKind::Mlflow,
+        "models:/billing/3",
+        "3",
+        "model.sig",
+    ));
+    let audit = report_json(&step);
+    let targets = audit["registry"]["targets"].as_array().unwrap();
+    for t in targets {
+        assert_eq!(t["signingKey"], "sha256:ab12", "{t}");
+        assert_eq!(
+            t["files"],
+            serde_json::json!([
+                "model-weights.json",
+                "model-config.json",
+                "README.md",
+                "model.sig"
+            ])
+        );
+    }
+    assert_eq!(targets[1]["signature"], "model.sig");
 }

@@ -149,25 +149,7 @@ pub(super) async fn register(
                 }
             };
             info!(job = %job.name, namespace = %job.ns, target = kind.as_str(), location = %req.target.location(), signed = signing.is_some(), "registering the model");
-            let clients = Clients {
-                oci: (kind == TargetKind::Oci).then(|| registries.oci()),
-                mlflow: (kind == TargetKind::Mlflow).then(|| registries.mlflow()),
-            };
-            let permits = registries.permits.clone();
-            tokio::spawn(async move {
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return Err(RegistryError::Unreachable(
-                        "the operator is stopping".into(),
-                    ));
-                };
-                match tokio::time::timeout(TASK_TIMEOUT, run(clients, req, auth, signing)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(RegistryError::Unreachable(format!(
-                        "the registration did not finish within {} minutes",
-                        TASK_TIMEOUT.as_secs() / 60
-                    ))),
-                }
-            })
+            spawn(registries, req, auth, signing)
         }
     };
     let outcome = match tokio::time::timeout(FIRST_WAIT, &mut handle).await {
@@ -187,6 +169,35 @@ pub(super) async fn register(
     Ok(Observation::Registered {
         kind,
         result: outcome,
+    })
+}
+
+/// A registration task: one of the permits, bounded by [`TASK_TIMEOUT`].
+fn spawn(
+    registries: &Registries,
+    req: RegisterRequest,
+    auth: RegistryAuth,
+    signing: Option<Arc<ModelSigningKey>>,
+) -> JoinHandle<Outcome> {
+    let kind = req.target.kind();
+    let clients = Clients {
+        oci: (kind == TargetKind::Oci).then(|| registries.oci()),
+        mlflow: (kind == TargetKind::Mlflow).then(|| registries.mlflow()),
+    };
+    let permits = registries.permits.clone();
+    tokio::spawn(async move {
+        let Ok(_permit) = permits.acquire_owned().await else {
+            return Err(RegistryError::Unreachable(
+                "the operator is stopping".into(),
+            ));
+        };
+        match tokio::time::timeout(TASK_TIMEOUT, run(clients, req, auth, signing)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(RegistryError::Unreachable(format!(
+                "the registration did not finish within {} minutes",
+                TASK_TIMEOUT.as_secs() / 60
+            ))),
+        }
     })
 }
 

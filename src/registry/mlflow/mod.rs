@@ -181,47 +181,13 @@ impl Mlflow {
                 created: false,
             });
         }
-        // 3. The experiment.
-        let experiment_id = self.experiment(&api, &target.experiment_name).await?;
-        // 4. The run: one left by an earlier attempt for this job, else a new one.
+        // 3-5. The experiment, the run and its LoggedModel (found again after a broken attempt).
         let tags = run_tags(provenance);
-        let run = match self.find_run(&api, &experiment_id, job_id).await? {
-            Some(run) => run,
-            None => self.create_run(&api, &experiment_id, &tags).await?,
-        };
-        // 5. The LoggedModel of the run: one left by an earlier attempt, else a new one.
-        let model_info = match self
-            .find_logged_model(&api, &experiment_id, &run.run_id)
-            .await?
-        {
-            Some(m) => m,
-            None => {
-                self.create_logged_model(
-                    &api,
-                    &experiment_id,
-                    model,
-                    &run.run_id,
-                    &run_params(provenance),
-                    &model_tags(&tags),
-                )
-                .await?
-            }
-        };
+        let (run, model_info) = self.run_and_model(&api, target, provenance, &tags).await?;
         // 6. The files: the model's into the LoggedModel, the documents into the run.
-        let card = match self
-            .store_model_files(&api, &model_info, source, provenance, documents)
-            .await
-        {
-            Ok(card) => card,
-            Err(e) => {
-                // Best effort: the model says its upload failed; the next attempt reuses it.
-                let _ = self
-                    .finalize_logged_model(&api, &model_info.model_id, Finalized::UploadFailed)
-                    .await;
-                return Err(e);
-            }
-        };
-        self.store_documents(&api, &run, documents).await?;
+        let card = self
+            .store_files(&api, &run, &model_info, source, provenance, documents)
+            .await?;
         // 7. Params, metrics (on the run and on the model) and tags.
         self.log_run(
             &api,
@@ -247,6 +213,70 @@ impl Mlflow {
             model_id: model_info.model_id,
             created: true,
         })
+    }
+
+    /// Steps 3 to 5 of [`Self::register`]: the experiment, the run (one left by an earlier
+    /// attempt for this job, else a new one) and the run's LoggedModel (likewise).
+    async fn run_and_model(
+        &self,
+        api: &Api<'_>,
+        target: &MlflowTarget,
+        provenance: &Provenance,
+        tags: &[(String, String)],
+    ) -> Result<(RunInfo, LoggedModelInfo), RegistryError> {
+        let job_id = provenance.cxone_job_id.as_str();
+        let experiment_id = self.experiment(api, &target.experiment_name).await?;
+        let run = match self.find_run(api, &experiment_id, job_id).await? {
+            Some(run) => run,
+            None => self.create_run(api, &experiment_id, tags).await?,
+        };
+        let model = match self
+            .find_logged_model(api, &experiment_id, &run.run_id)
+            .await?
+        {
+            Some(m) => m,
+            None => {
+                self.create_logged_model(
+                    api,
+                    &experiment_id,
+                    &target.model_name,
+                    &run.run_id,
+                    &run_params(provenance),
+                    &model_tags(tags),
+                )
+                .await?
+            }
+        };
+        Ok((run, model))
+    }
+
+    /// Step 6 of [`Self::register`]: the model's files into the LoggedModel (a failed copy
+    /// finalizes it UPLOAD_FAILED; the next attempt reuses it), the documents into the run.
+    /// Returns the model card.
+    async fn store_files(
+        &self,
+        api: &Api<'_>,
+        run: &RunInfo,
+        model: &LoggedModelInfo,
+        source: &ModelSource,
+        provenance: &Provenance,
+        documents: &Documents,
+    ) -> Result<Option<String>, RegistryError> {
+        let card = match self
+            .store_model_files(api, model, source, provenance, documents)
+            .await
+        {
+            Ok(card) => card,
+            Err(e) => {
+                // Best effort: the model says its upload failed.
+                let _ = self
+                    .finalize_logged_model(api, &model.model_id, Finalized::UploadFailed)
+                    .await;
+                return Err(e);
+            }
+        };
+        self.store_documents(api, run, documents).await?;
+        Ok(card)
     }
 
     /// Points `alias` of the model at `version` (moving it if it pointed elsewhere).

@@ -514,3 +514,230 @@ async fn a_signed_url_that_expired_before_the_copy_is_exported_again() {
     let pushed = done.status.unwrap().registry.unwrap().oci.unwrap();
     manifest(&oci, &pushed.reference);
 }
+
+/// The test venv's `model_signing verify key` on `dir` (hack/python-venv.sh installs it):
+/// whether it accepted the signature, and what it said.
+fn model_signing_verifies(signature: &std::path::Path, dir: &std::path::Path) -> (bool, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::process::Command::new("bash")
+        .arg(root.join("hack/python-venv.sh"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        venv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&venv.stderr)
+    );
+    let venv = String::from_utf8_lossy(&venv.stdout).trim().to_string();
+    let out = std::process::Command::new(format!("{venv}/bin/model_signing"))
+        .args(["verify", "key", "--public_key"])
+        .arg(root.join("tests/data/signing/test-key.pub.pem"))
+        .arg("--signature")
+        .arg(signature)
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_model_with_its_card_verifies_from_oras_and_from_mlflow() {
+    let ml = server().await;
+    let oci = TestRegistry::start().await;
+    let allowed = format!("http://{}", oci.host());
+    let w = world("signed", sim(), &[ml.url(), &allowed]).await;
+    let pem = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/signing/test-key-sec1.pem"),
+    )
+    .unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "model-signing"},
+        "stringData": {"private-key.pem": pem}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(w.ns.client(), w.ns.name())
+        .patch(
+            "model-signing",
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+    let model = unique_name("signed");
+    let repository = "cxone/signed";
+    let registry = json!({
+        "oci": {"repository": oci.reference(repository)},
+        "mlflow": {"trackingUri": ml.url(), "modelName": model},
+        "promotion": {"minAccuracy": 0.0},
+        "signing": {"keySecretRef": {"name": "model-signing"}}
+    });
+    w.create_job(guide_job(
+        "signed",
+        &w.sim_url(),
+        json!({ "registry": registry }),
+    ))
+    .await;
+    let done = w.wait_job("signed", T, "Succeeded", succeeded).await;
+    let st = done.status.clone().unwrap();
+    let job_id = st.job_id.clone().unwrap();
+    let reg = st.registry.clone().unwrap();
+    let fingerprint = format!(
+        "sha256:{}",
+        sha256(
+            std::fs::read(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/data/signing/test-key.pub.pem")
+            )
+            .unwrap()
+            .as_slice()
+        )
+    );
+    let pushed = reg.oci.clone().unwrap();
+    assert_eq!(pushed.signing_key.as_deref(), Some(fingerprint.as_str()));
+    let mlflow = reg.mlflow.clone().unwrap();
+    assert_eq!(mlflow.signing_key.as_deref(), Some(fingerprint.as_str()));
+    assert_eq!(mlflow.signature.as_deref(), Some("model.sig"));
+    let scratch = std::env::temp_dir().join(format!("cxone-signed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    // OCI: the model as `oras pull` writes it, the signature as its referrer.
+    let m = manifest(&oci, &pushed.reference);
+    for layer in m["layers"].as_array().unwrap() {
+        let a = &layer["annotations"];
+        assert_eq!(
+            a["org.cncf.model.filepath"], a["org.opencontainers.image.title"],
+            "{layer}"
+        );
+        assert!(a["org.cncf.model.filepath"].is_string(), "{layer}");
+    }
+    assert!(
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["mediaType"] == "application/vnd.cncf.model.doc.v1.raw"),
+        "{m}"
+    );
+    let model_dir = scratch.join("oci-model");
+    oci.oras(&["pull", "-o", model_dir.to_str().unwrap(), &pushed.reference]);
+    assert_eq!(
+        files_in(&model_dir),
+        ["README.md", "model-config.json", "model-weights.json"]
+    );
+    let signature = pushed.signature.clone().expect("a signature referrer");
+    let sig_dir = scratch.join("oci-signature");
+    oci.oras(&[
+        "pull",
+        "-o",
+        sig_dir.to_str().unwrap(),
+        &format!("{}@{signature}", oci.reference(repository)),
+    ]);
+    let discovered = oci.oras(&["discover", "--format", "json", &pushed.reference]);
+    let discovered = String::from_utf8_lossy(&discovered.stdout);
+    assert!(discovered.contains(&signature), "{discovered}");
+    let sig = sig_dir.join("model.sig");
+    let (ok, said) = model_signing_verifies(&sig, &model_dir);
+    assert!(ok, "the verifier refused the OCI model: {said}");
+    let card = std::fs::read_to_string(model_dir.join("README.md")).unwrap();
+    for needle in [
+        "## Training data",
+        "## Evaluation",
+        "## Promotion gate",
+        "**passed**",
+        &job_id,
+    ] {
+        assert!(
+            card.contains(needle),
+            "{needle:?} missing from the card:\n{card}"
+        );
+    }
+    // A changed byte, a removed file, an added file: each refused.
+    let weights = model_dir.join("model-weights.json");
+    let original = std::fs::read(&weights).unwrap();
+    let mut changed = original.clone();
+    changed[0] ^= 1;
+    std::fs::write(&weights, &changed).unwrap();
+    assert!(
+        !model_signing_verifies(&sig, &model_dir).0,
+        "a changed byte verified"
+    );
+    std::fs::write(&weights, &original).unwrap();
+    std::fs::remove_file(model_dir.join("README.md")).unwrap();
+    assert!(
+        !model_signing_verifies(&sig, &model_dir).0,
+        "a removed file verified"
+    );
+    std::fs::write(model_dir.join("README.md"), &card).unwrap();
+    std::fs::write(model_dir.join("extra.txt"), b"x").unwrap();
+    assert!(
+        !model_signing_verifies(&sig, &model_dir).0,
+        "an added file verified"
+    );
+
+    // MLflow: the LoggedModel, its files as MLflow's client downloads them, the card as the
+    // version's description.
+    let ml_dir = scratch.join("mlflow-model");
+    let seen = tokio::task::block_in_place(|| ml.check_and_download(&model, &job_id, &ml_dir));
+    assert_eq!(seen["versions"].as_array().unwrap().len(), 1, "{seen}");
+    let logged = &seen["logged_model"];
+    assert_eq!(logged["status"], "READY", "{seen}");
+    assert!(logged["metrics"]["accuracy"].is_number(), "{logged}");
+    assert_eq!(
+        seen["versions"][0]["source"],
+        format!("models:/{}", logged["model_id"].as_str().unwrap())
+    );
+    let description = seen["versions"][0]["description"].as_str().unwrap();
+    assert!(description.contains("## Promotion gate"), "{description}");
+    assert_eq!(
+        files_in(&ml_dir),
+        [
+            "README.md",
+            "model-config.json",
+            "model-weights.json",
+            "model.sig"
+        ]
+    );
+    let (ok, said) = model_signing_verifies(&ml_dir.join("model.sig"), &ml_dir);
+    assert!(ok, "the verifier refused the MLflow model: {said}");
+    assert_eq!(
+        std::fs::read(ml_dir.join("model-weights.json")).unwrap(),
+        original,
+        "the same weights in both registries"
+    );
+
+    // The audit record names the key, the signature and the files.
+    let record = audit(&w, &done).await;
+    for t in record["registry"]["targets"].as_array().unwrap() {
+        assert_eq!(t["signingKey"], fingerprint.as_str(), "{t}");
+        assert!(
+            t["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "README.md"),
+            "{t}"
+        );
+    }
+    // The key never appears in status, Events or the operator's log.
+    let key_line = pem.lines().nth(4).unwrap();
+    assert!(!serde_json::to_string(&st).unwrap().contains(key_line));
+    assert!(!events(&w).await.contains(key_line));
+    let _ = std::fs::remove_dir_all(&scratch);
+}

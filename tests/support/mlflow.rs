@@ -262,13 +262,30 @@ impl MlflowServer {
     /// the JSON of `hack/mlflow_check.py`. Blocking; panics with the checker's stderr on
     /// failure.
     pub fn check(&self, model: &str, job_id: &str, alias: Option<&str>) -> serde_json::Value {
+        self.run_check(model, job_id, alias, None)
+    }
+
+    /// [`Self::check`], also leaving the first version's model files in `dir` (downloaded by
+    /// MLflow's client, for a signature verifier to read).
+    #[allow(dead_code, reason = "used by registry_e2e, not by registry_mlflow")]
+    pub fn check_and_download(&self, model: &str, job_id: &str, dir: &Path) -> serde_json::Value {
+        self.run_check(model, job_id, None, Some(dir))
+    }
+
+    fn run_check(
+        &self,
+        model: &str,
+        job_id: &str,
+        alias: Option<&str>,
+        download: Option<&Path>,
+    ) -> serde_json::Value {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/mlflow_check.py");
         let mut command = Command::new(&self.python);
+        command.arg(&script).arg(model).arg(job_id).args(alias);
+        if let Some(dir) = download {
+            command.arg("--download").arg(dir);
+        }
         command
-            .arg(&script)
-            .arg(model)
-            .arg(job_id)
-            .args(alias)
             .env("MLFLOW_TRACKING_URI", &self.url)
             .env_remove("MLFLOW_TRACKING_TOKEN")
             .stdin(Stdio::null())

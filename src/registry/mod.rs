@@ -140,7 +140,7 @@ pub struct Provenance {
 /// Small documents that travel with the model (each well under 16 MiB).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Documents {
-    /// The evaluation report (`src/evaluation.rs`), JSON.
+    /// The evaluation report (`src/evaluation/`), JSON.
     pub evaluation_json: Vec<u8>,
     /// The governance audit record (`src/audit.rs`), JSON.
     pub audit_json: Vec<u8>,

@@ -30,7 +30,8 @@ unit: ## Unit, property and integration tests (loopback simulator, real kube-api
 build: ## Debug build of the binary
 	$(CARGO) build --locked
 
-demo: envtest ## The one-command demo: control plane, simulator, operator, examples/, live progress, summary
+demo: envtest ## The one-command demo: control plane, simulator, operator, examples/, local registries, live progress, summary
+	./hack/oci-tools.sh >/dev/null
 	$(CARGO) test --locked --test demo
 
 guide-example: build ## The CXone guide's complete example against the simulator

@@ -1,11 +1,16 @@
 //! `make demo`: a real control plane (kube-apiserver + etcd), the CXone simulator and the operator,
-//! the `examples/` applied with kubectl, live progress, and a summary of every job.
+//! the `examples/` applied with kubectl, live progress, and a summary of every job. Each trained
+//! model is registered in a local OCI registry (the distribution registry of
+//! `hack/oci-tools.sh`) and, when `hack/mlflow-venv.sh` has installed it, a local MLflow, behind
+//! a promotion gate of macro F1 >= 0.80 that holds back a model on purpose.
 //!
 //! Everything runs on loopback and stops when the demo ends or is interrupted (the processes are
 //! tied to this one by the test harness's supervisor).
 
 mod support {
     mod envtest;
+    pub mod mlflow;
+    pub mod oci_registry;
     pub mod operator;
     pub use envtest::control_plane;
 }
@@ -16,11 +21,16 @@ use std::time::{Duration, Instant};
 
 use cxone_skill_operator::crd::{Phase, SkillTrainingJob};
 use cxone_skill_operator::simulator::{self, ClientCredentials, SimulatorConfig};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+use support::oci_registry::TestRegistry;
 use support::operator::OperatorProcess;
 
 const NAMESPACE: &str = "cxone-demo";
 const DEADLINE: Duration = Duration::from_secs(300);
+/// The demo's promotion gate: billing-support's small held-out set scores below it, so the demo
+/// shows a model registered and held back, next to promoted ones.
+const GATE_MIN_MACRO_F1: f64 = 0.8;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -64,12 +74,7 @@ async fn demo() -> Result<(), String> {
     let sim_url = sim.base_url();
     println!("    CXone API {sim_url}");
 
-    println!("==> starting the operator");
-    let operator = OperatorProcess::start(
-        cp,
-        cp.kubeconfig_path(),
-        &[format!("--allowed-endpoints={sim_url}")],
-    );
+    let registries = Registries::start().await;
 
     println!("==> applying examples/ (their `region: us2-01` pointed at the local simulator)");
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -102,9 +107,16 @@ async fn demo() -> Result<(), String> {
         }
     }
 
-    println!("==> progress (kubectl get stj -n {NAMESPACE})");
     let client = cp.client().await;
     let jobs: Api<SkillTrainingJob> = Api::namespaced(client, NAMESPACE);
+    registries.attach_to(&jobs).await?;
+
+    println!("==> starting the operator");
+    let mut args = vec![format!("--allowed-endpoints={sim_url}")];
+    args.push(format!("--allowed-registries={}", registries.allowed()));
+    let operator = OperatorProcess::start(cp, cp.kubeconfig_path(), &args);
+
+    println!("==> progress (kubectl get stj -n {NAMESPACE})");
     let deadline = Instant::now() + DEADLINE;
     let mut last_table = String::new();
     let interactive = std::io::stdout().is_terminal();
@@ -218,9 +230,105 @@ fn summary(jobs: &[SkillTrainingJob]) {
             Some(phase) => format!("{phase}  {}", st.message.as_deref().unwrap_or("")),
             None => "Pending".to_string(),
         };
-        rows.insert(name, line);
+        rows.insert(name.clone(), line);
+        if let Some(r) = &st.registry {
+            for (kind, t) in [("OCI", &r.oci), ("MLflow", &r.mlflow)] {
+                let Some(t) = t else { continue };
+                let verdict = match (t.promoted, &t.promoted_as) {
+                    (Some(true), Some(alias)) => format!("promoted as {alias}"),
+                    _ => format!(
+                        "registered, not promoted ({})",
+                        t.gate.as_deref().unwrap_or("no gate")
+                    ),
+                };
+                // Sorted right after the job's own row, printed without its name.
+                rows.insert(
+                    format!("{name}\u{1}{kind}"),
+                    format!("  {kind} {}: {verdict}", t.reference),
+                );
+            }
+        }
     }
     for (name, line) in rows {
+        let name = if name.contains('\u{1}') { "" } else { &name };
         println!("{name:<20} {line}");
     }
+}
+
+/// The local registries the demo registers models in.
+struct Registries {
+    oci: TestRegistry,
+    mlflow: Option<&'static support::mlflow::MlflowServer>,
+}
+
+impl Registries {
+    async fn start() -> Self {
+        println!("==> starting a local OCI registry (distribution)");
+        let oci = TestRegistry::start().await;
+        println!("    {}", oci.host());
+        let mlflow = if mlflow_installed() {
+            println!("==> starting a local MLflow tracking server");
+            let server = support::mlflow::server().await;
+            println!("    {}", server.url());
+            Some(server)
+        } else {
+            println!(
+                "==> MLflow is not installed (hack/mlflow-venv.sh installs it): OCI registry only"
+            );
+            None
+        };
+        Self { oci, mlflow }
+    }
+
+    /// `--allowed-registries` for the operator.
+    fn allowed(&self) -> String {
+        let mut allowed = vec![format!("http://{}", self.oci.host())];
+        allowed.extend(self.mlflow.map(|m| m.url().to_string()));
+        allowed.join(",")
+    }
+
+    /// Adds `spec.registry` (the local registries and the demo's gate) to every example job.
+    async fn attach_to(&self, jobs: &Api<SkillTrainingJob>) -> Result<(), String> {
+        println!(
+            "==> registering every trained model: promotion gate macro F1 >= {GATE_MIN_MACRO_F1:.2}"
+        );
+        let list = jobs
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("list jobs: {e}"))?;
+        for job in list.items {
+            let name = job.metadata.name.clone().unwrap_or_default();
+            let mut registry = json!({
+                "oci": {"repository": self.oci.reference(&format!("cxone-demo/{name}"))},
+                "promotion": {"minMacroF1": GATE_MIN_MACRO_F1},
+            });
+            if let Some(m) = self.mlflow {
+                registry["mlflow"] =
+                    json!({"trackingUri": m.url(), "modelName": format!("cxone-demo-{name}")});
+            }
+            let patch = json!({
+                "apiVersion": "ai.cxone.io/v1alpha1", "kind": "SkillTrainingJob",
+                "spec": {"registry": registry}
+            });
+            jobs.patch(
+                &name,
+                &PatchParams::apply("cxone-demo"),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|e| format!("add spec.registry to {name}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `hack/mlflow-venv.sh` finished an install (the demo does not install it: minutes).
+fn mlflow_installed() -> bool {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")));
+    cache.is_some_and(|c| {
+        c.join("cxone-skill-operator/mlflow-3.17.2/.complete")
+            .is_file()
+    })
 }

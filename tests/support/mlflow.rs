@@ -42,6 +42,7 @@ pub const ADMIN_USER: &str = "admin";
 
 static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 static PLAIN: OnceLock<Result<MlflowServer, String>> = OnceLock::new();
+#[allow(dead_code, reason = "the demo uses the anonymous server only")]
 static BASIC_AUTH: OnceLock<Result<MlflowServer, String>> = OnceLock::new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -52,6 +53,7 @@ pub async fn server() -> &'static MlflowServer {
 
 /// The test binary's MLflow server with the `basic-auth` app, started on first use; its admin
 /// is [`ADMIN_USER`] with [`MlflowServer::admin_password`].
+#[allow(dead_code, reason = "the demo uses the anonymous server only")]
 pub async fn basic_auth_server() -> &'static MlflowServer {
     shared(&BASIC_AUTH, true).await
 }

@@ -11,15 +11,10 @@ fn provenance(label_text: &str) -> Provenance {
     Provenance {
         namespace: "team-a".into(),
         name: "billing".into(),
-        uid: "0d6f-uid".into(),
-        generation: 3,
         run: 2,
-        cxone_job_id: "job-42".into(),
         skill_id: format!("skill {label_text}"),
-        dataset_digest: format!("sha256:{}", "ab".repeat(32)),
-        created: "2025-06-01T12:00:00Z".parse().expect("a timestamp"),
-        source: "kubernetes://team-a/skilltrainingjobs/billing".into(),
         params: BTreeMap::from([("maxEpochs".to_string(), "50".to_string())]),
+        ..crate::testkit::provenance("job-42")
     }
 }
 

@@ -252,26 +252,27 @@ pub(super) fn referrer_manifest(
     documents: &Documents,
     subject: Descriptor,
 ) -> Manifest {
-    let mut annotations = BTreeMap::new();
-    annotations.insert(
-        CREATED_ANNOTATION.to_string(),
-        provenance.created.to_string(),
-    );
-    Manifest {
-        schema_version: 2,
-        media_type: OCI_MANIFEST_MEDIA_TYPE.into(),
-        artifact_type: Some(EVALUATION_ARTIFACT_TYPE.into()),
-        config: Descriptor::of(EMPTY_MEDIA_TYPE, EMPTY_JSON),
-        layers: document_layers(documents).map(|(d, _)| d).into(),
-        subject: Some(subject),
-        annotations,
-    }
+    let layers = document_layers(documents).map(|(d, _)| d).into();
+    referrer(provenance, EVALUATION_ARTIFACT_TYPE, layers, subject)
 }
 
 /// The referrer carrying the model's signature bundle, about `subject` (the model manifest).
 pub(super) fn signature_manifest(
     provenance: &Provenance,
     bundle: &[u8],
+    subject: Descriptor,
+) -> Manifest {
+    let layer =
+        Descriptor::of(BUNDLE_MEDIA_TYPE, bundle).annotated(TITLE_ANNOTATION, SIGNATURE_FILE);
+    referrer(provenance, BUNDLE_MEDIA_TYPE, vec![layer], subject)
+}
+
+/// A referrer of `artifact_type` about `subject`: the empty config, `layers`, and the run's
+/// completion time (never now: a repeated push gives the same digest).
+fn referrer(
+    provenance: &Provenance,
+    artifact_type: &str,
+    layers: Vec<Descriptor>,
     subject: Descriptor,
 ) -> Manifest {
     let mut annotations = BTreeMap::new();
@@ -282,11 +283,9 @@ pub(super) fn signature_manifest(
     Manifest {
         schema_version: 2,
         media_type: OCI_MANIFEST_MEDIA_TYPE.into(),
-        artifact_type: Some(BUNDLE_MEDIA_TYPE.into()),
+        artifact_type: Some(artifact_type.into()),
         config: Descriptor::of(EMPTY_MEDIA_TYPE, EMPTY_JSON),
-        layers: vec![
-            Descriptor::of(BUNDLE_MEDIA_TYPE, bundle).annotated(TITLE_ANNOTATION, SIGNATURE_FILE),
-        ],
+        layers,
         subject: Some(subject),
         annotations,
     }

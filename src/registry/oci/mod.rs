@@ -388,14 +388,7 @@ async fn push_referrer(
         s.referrers_api(&model.digest).await?
     };
     if !referrers_api {
-        let entry = Descriptor {
-            media_type: OCI_MANIFEST_MEDIA_TYPE.into(),
-            digest: digest.clone(),
-            size: referrer_json.len() as u64,
-            artifact_type: referrer.artifact_type.clone(),
-            annotations: referrer.annotations.clone(),
-        };
-        s.update_fallback_index(&model.digest, &entry).await?;
+        list_in_fallback(s, model, &referrer, &referrer_json).await?;
     }
     Ok(PushedReferrer {
         digest,
@@ -454,16 +447,27 @@ async fn push_signature(
     s.put_manifest(&digest, OCI_MANIFEST_MEDIA_TYPE, &json, &what)
         .await?;
     if !referrers_api {
-        let entry = Descriptor {
-            media_type: OCI_MANIFEST_MEDIA_TYPE.into(),
-            digest: digest.clone(),
-            size: json.len() as u64,
-            artifact_type: manifest.artifact_type.clone(),
-            annotations: manifest.annotations.clone(),
-        };
-        s.update_fallback_index(&model.digest, &entry).await?;
+        list_in_fallback(s, model, &manifest, &json).await?;
     }
     Ok(digest)
+}
+
+/// Lists a referrer (`manifest`, pushed as `json`) under the model's `sha256-<hex>` tag, for
+/// registries without the referrers API.
+async fn list_in_fallback(
+    s: &mut Session<'_>,
+    model: &PushedModel,
+    manifest: &Manifest,
+    json: &[u8],
+) -> Result<(), RegistryError> {
+    let entry = Descriptor {
+        media_type: OCI_MANIFEST_MEDIA_TYPE.into(),
+        digest: sha256_hex(json),
+        size: json.len() as u64,
+        artifact_type: manifest.artifact_type.clone(),
+        annotations: manifest.annotations.clone(),
+    };
+    s.update_fallback_index(&model.digest, &entry).await
 }
 
 #[cfg(test)]

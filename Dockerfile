@@ -34,10 +34,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && install -D -m 0755 target/release/cxone-skill-operator /out/cxone-skill-operator
 
 FROM scratch AS prebuilt
+# prebuilt-bin is a build context, not a stage.
 # hadolint ignore=DL3022
 COPY --from=prebuilt-bin cxone-skill-operator /out/cxone-skill-operator
 
-# hadolint ignore=DL3006
 FROM ${BINARY_STAGE} AS binary
 
 # ---- runtime ----------------------------------------------------------------------------------

@@ -394,11 +394,10 @@ setup_netns() {
 # import_image ARCHIVE: loads an OCI archive into the node's containerd (the kubelet's k8s.io
 # namespace), so pods can use it without a pull.
 import_image() {
-  "$bin/ctr" --address "$dir/containerd/containerd.sock" -n k8s.io images import \
-    --no-unpack=false --local "$1" >&2
+  "$bin/ctr" --address "$dir/containerd/containerd.sock" -n k8s.io images import --local "$1" >&2
 }
 
-# build_image NAME TAG ROOTFS_SETUP...: a FROM-scratch image of one static binary, with buildah,
+# scratch_image NAME BINARY ARCHIVE CONFIG...: a FROM-scratch image of one static binary, built with buildah,
 # exported as an OCI archive under the node cache (reused on later runs).
 scratch_image() {
   local name="$1" binary="$2" archive="$3"

@@ -448,6 +448,12 @@ up() {
     [[ -d "$h" && ! -L "${h%/}" ]] || continue
     mkdir -p "$h${CGROUP_ROOT#/}" 2>/dev/null || true
   done
+  # A new cpuset cgroup starts with no CPUs and no memory nodes: give it the root's.
+  local cs=/sys/fs/cgroup/cpuset
+  if [[ -d "$cs${CGROUP_ROOT}" ]]; then
+    cat "$cs/cpuset.cpus" >"$cs${CGROUP_ROOT}/cpuset.cpus" 2>/dev/null || true
+    cat "$cs/cpuset.mems" >"$cs${CGROUP_ROOT}/cpuset.mems" 2>/dev/null || true
+  fi
 
   start etcd "$envtest/etcd" --name=node --data-dir="$dir/etcd" \
     --listen-client-urls=http://127.0.0.1:2379 --advertise-client-urls=http://127.0.0.1:2379 \

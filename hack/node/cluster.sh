@@ -125,8 +125,12 @@ down() {
     [[ -d "$h${CGROUP_ROOT#/}" ]] || continue
     find "$h${CGROUP_ROOT#/}" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  if ip netns list 2>/dev/null | grep -qw "^$NETNS"; then ip netns delete "$NETNS" || true; fi
-  ip link delete "$HOST_VETH" 2>/dev/null || true
+  # The network namespace only if this directory's node made it (another node may be up).
+  if [[ -f "$dir/netns.created" ]]; then
+    if ip netns list 2>/dev/null | grep -qw "^$NETNS"; then ip netns delete "$NETNS" || true; fi
+    ip link delete "$HOST_VETH" 2>/dev/null || true
+    rm -f "$dir/netns.created"
+  fi
   # The pods' network namespaces are bind mounts under DIR (netns_mounts_under_state_dir), gone
   # with the unmounts above. State stays for `diagnose` until the next `up`.
   rm -f "$dir/kubeconfig.ready"
@@ -378,6 +382,7 @@ setup_netns() {
   fi
   modprobe br_netfilter 2>/dev/null || true
   ip netns add "$NETNS"
+  touch "$dir/netns.created"
   ip link add "$HOST_VETH" type veth peer name "$NODE_VETH" netns "$NETNS"
   ip addr add "$HOST_IP/30" dev "$HOST_VETH"
   ip link set "$HOST_VETH" up

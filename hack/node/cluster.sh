@@ -53,6 +53,7 @@ COMPONENTS=(kube-proxy kubelet kube-scheduler kube-controller-manager kube-apise
 log() { printf 'node: %s\n' "$*" >&2; }
 die() { printf 'node: error: %s\n' "$*" >&2; exit 1; }
 
+owned=0
 cmd="${1:-}"
 [[ -n "$cmd" ]] || die "usage: cluster.sh up|down|diagnose|load-image [--dir DIR] ..."
 shift
@@ -94,7 +95,7 @@ node_pids() {
   local p
   for p in /proc/[0-9]*; do
     [[ "${p#/proc/}" == "$$" ]] && continue
-    if grep -qs ":$CGROUP_ROOT/" "$p/cgroup" ||
+    if { ((owned)) && grep -qs ":$CGROUP_ROOT/" "$p/cgroup"; } ||
       tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$dir/containerd/"; then
       echo "${p#/proc/}"
     fi
@@ -103,6 +104,9 @@ node_pids() {
 
 down() {
   local c pid i
+  # The cgroups and the network namespace are this node's only if it made the namespace.
+  owned=0
+  [[ -f "$dir/netns.created" ]] && owned=1
   # The watcher goes first so it does not race this teardown.
   kill_pidfile "$dir/pids/watcher.pid"
   for c in "${COMPONENTS[@]}"; do kill_pidfile "$dir/pids/$c.pid"; done
@@ -122,6 +126,7 @@ down() {
   # Containers' cgroups, deepest first.
   local h
   for h in /sys/fs/cgroup/*/; do
+    ((owned)) || break
     [[ -d "$h${CGROUP_ROOT#/}" ]] || continue
     find "$h${CGROUP_ROOT#/}" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
@@ -432,6 +437,9 @@ up() {
     registry_bin="$("$repo/hack/oci-tools.sh" | sed -n 's/^REGISTRY=//p')"
   fi
 
+  if ip netns list 2>/dev/null | grep -qw "^$NETNS" && [[ ! -f "$dir/netns.created" ]]; then
+    die "network namespace $NETNS exists: another node is up (\`make cluster-down\`, or hack/node/cluster.sh down --dir ITS_DIR)"
+  fi
   # A previous node in this directory (crashed test, forgotten `make cluster`) goes first.
   down 2>/dev/null || true
   rm -rf "$dir/etcd" "$dir/containerd/root" "$dir/containerd/state" "$dir/kubelet" "$dir/pod-logs" \

@@ -48,6 +48,8 @@ DNS_IP="198.19.0.10"
 CGROUP_ROOT="/cxone-node"
 REGISTRY_PORT=5000
 APISERVER_PORT=6443
+# The OCI runtime containerd's shim runs: Debian's runc.
+OCI_RUNTIME="${OCI_RUNTIME:-/usr/sbin/runc}"
 COMPONENTS=(kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd registry containerd)
 
 log() { printf 'node: %s\n' "$*" >&2; }
@@ -71,7 +73,10 @@ while (($#)); do
 done
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
-in_ns() { ip netns exec "$NETNS" "$@"; }
+# Only the network namespace: `ip netns exec` would also give the command a mount namespace of
+# its own with a fresh /sys (no cgroup mounts for the kubelet, and containerd's mounts invisible
+# to the kubelet).
+in_ns() { nsenter --net="/run/netns/$NETNS" -- "$@"; }
 
 # ---- teardown ---------------------------------------------------------------------------------
 kill_pidfile() {
@@ -96,7 +101,7 @@ node_pids() {
   for p in /proc/[0-9]*; do
     [[ "${p#/proc/}" == "$$" ]] && continue
     if { ((owned)) && grep -qs ":$CGROUP_ROOT/" "$p/cgroup"; } ||
-      tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$dir/containerd/"; then
+      { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$dir/containerd/"; then
       echo "${p#/proc/}"
     fi
   done
@@ -166,12 +171,12 @@ diagnose() {
 }
 
 # ---- start ------------------------------------------------------------------------------------
-# start NAME CMD...: runs CMD in the node's network namespace, detached, with its output in
+# start NAME CMD...: runs CMD in the node's network namespace (see in_ns), detached, with its output in
 # DIR/logs/NAME.log and its pid in DIR/pids/NAME.pid.
 start() {
   local name="$1"
   shift
-  setsid ip netns exec "$NETNS" "$@" </dev/null >>"$dir/logs/$name.log" 2>&1 &
+  setsid nsenter --net="/run/netns/$NETNS" -- "$@" </dev/null >>"$dir/logs/$name.log" 2>&1 &
   echo $! >"$dir/pids/$name.pid"
 }
 
@@ -304,12 +309,16 @@ disabled_plugins = ["io.containerd.tracing.processor.v1.otlp", "io.containerd.in
 [plugins."io.containerd.cri.v1.runtime"]
   enable_selinux = false
   netns_mounts_under_state_dir = true
+  # This machine's root has no CAP_SYS_RESOURCE, so a negative oom_score_adj (the kubelet asks
+  # -998 for sandboxes) fails in runc ("failed to update /proc/self/oom_score_adj: Permission
+  # denied"); containerd clamps it to its own score instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-        BinaryName = "/usr/sbin/runc"
+        BinaryName = "$OCI_RUNTIME"
         SystemdCgroup = false
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["/usr/lib/cni"]
@@ -449,7 +458,8 @@ up() {
   write_configs
   setup_netns
   # From here on, a failure tears the node down again.
-  trap 'rc=$?; if ((rc != 0)); then diagnose >&2 || true; down || true; fi' EXIT
+  # (NODE_KEEP_ON_FAILURE=1 keeps it for a look.)
+  trap 'rc=$?; if ((rc != 0)); then diagnose >&2 || true; [[ "${NODE_KEEP_ON_FAILURE:-}" == 1 ]] || down || true; fi' EXIT
   if [[ -n "$parent" ]]; then
     # The watcher: tears the node down when the parent process ends, however it ends.
     setsid bash "$here/cluster.sh" watch --dir "$dir" --parent "$parent" </dev/null >>"$dir/logs/watcher.log" 2>&1 &

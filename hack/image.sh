@@ -4,7 +4,10 @@
 # loads it into the node's containerd. Prints `NAME=VALUE` lines on stdout (IMAGE, ARCHIVE,
 # SIZE_BYTES); every other message goes to stderr.
 #
-#   hack/image.sh [--dir NODE_DIR] [--no-load]
+#   hack/image.sh [--dir NODE_DIR] [--no-load] [--binary PATH]
+#
+# --binary PATH puts that binary in the image instead of building the release binary (for trying
+# a change quickly; the image users get is the release build).
 #
 # Neither base of the Dockerfile can be pulled here, so the same Dockerfile is built with two
 # build arguments (see its header):
@@ -27,10 +30,12 @@ die() { printf 'image: error: %s\n' "$*" >&2; exit 1; }
 
 node_dir="${XDG_CACHE_HOME:-$HOME/.cache}/cxone-skill-operator/node/cluster"
 load=1
+binary=""
 while (($#)); do
   case "$1" in
     --dir) node_dir="$2"; shift 2 ;;
     --no-load) load=0; shift ;;
+    --binary) binary="$2"; shift 2 ;;
     *) die "unknown argument $1" ;;
   esac
 done
@@ -49,12 +54,14 @@ flock 9
 
 # ---- the release binary -----------------------------------------------------------------------
 t0=$SECONDS
-log "cargo build --release --locked --bin cxone-skill-operator"
-(cd "$repo" && cargo build --release --locked --bin cxone-skill-operator >&2)
-target_dir="$(cd "$repo" && cargo metadata --format-version 1 --no-deps | sed -nE 's/.*"target_directory":"([^"]+)".*/\1/p')"
-binary="$target_dir/release/cxone-skill-operator"
-[[ -x "$binary" ]] || die "no release binary at $binary"
-log "  release build: $((SECONDS - t0))s"
+if [[ -z "$binary" ]]; then
+  log "cargo build --release --locked --bin cxone-skill-operator"
+  (cd "$repo" && cargo build --release --locked --bin cxone-skill-operator >&2)
+  target_dir="$(cd "$repo" && cargo metadata --format-version 1 --no-deps | sed -nE 's/.*"target_directory":"([^"]+)".*/\1/p')"
+  binary="$target_dir/release/cxone-skill-operator"
+  log "  release build: $((SECONDS - t0))s"
+fi
+[[ -x "$binary" ]] || die "no binary at $binary"
 
 # ---- the local base ---------------------------------------------------------------------------
 # The files it holds come from Debian packages; the base is rebuilt when their versions change.

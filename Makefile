@@ -96,4 +96,4 @@ image: node-components ## Build the image from the Dockerfile with buildah (no d
 
 node-test: envtest tools node-components ## The node layer: image, single-node cluster, helm install/upgrade, GC, PodSecurity, OCI registration (tests/node.rs)
 	$(CARGO) clippy --locked --test node -- -D warnings
-	$(CARGO) test --locked --test node
+	$(CARGO) test --locked --test node -- --test-threads=6

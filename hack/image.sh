@@ -2,7 +2,7 @@
 # Builds the operator image from the repository's Dockerfile without a Docker daemon (buildah,
 # rootful, vfs storage, chroot isolation) and, when the test node is up (hack/node/cluster.sh),
 # loads it into the node's containerd. Prints `NAME=VALUE` lines on stdout (IMAGE, ARCHIVE,
-# SIZE_BYTES); every other message goes to stderr.
+# SIZE_BYTES unpacked, COMPRESSED_BYTES); every other message goes to stderr.
 #
 #   hack/image.sh [--dir NODE_DIR] [--no-load] [--binary PATH]
 #
@@ -115,11 +115,19 @@ archive="$cache/images/cxone-skill-operator-$version.tar"
 rm -f "$archive.tmp"
 "${b[@]}" push --quiet "$image" "oci-archive:$archive.tmp:$image"
 mv -f "$archive.tmp" "$archive"
-size="$("${b[@]}" inspect --type image --format '{{.Size}}' "$image" 2>/dev/null || echo 0)"
-if [[ ! "$size" =~ ^[0-9]+$ ]] || ((size == 0)); then
-  size="$(stat -c %s "$archive")"
-fi
-log "  image build: $((SECONDS - t0))s; $image is $((size / 1024 / 1024)) MiB ($size bytes, uncompressed layers)"
+# Size: the layers unpacked (what a node stores) and the archive (compressed layers, what a
+# registry stores and a node pulls).
+size="$(python3 - "$archive" <<'PY'
+import gzip, json, sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    blob = lambda d: t.extractfile("blobs/sha256/" + d.split(":", 1)[1]).read()
+    manifest = json.loads(blob(json.loads(t.extractfile("index.json").read())["manifests"][0]["digest"]))
+    print(sum(len(gzip.decompress(blob(l["digest"])) if l["mediaType"].endswith("gzip") else blob(l["digest"]))
+              for l in manifest["layers"]))
+PY
+)"
+archive_size="$(stat -c %s "$archive")"
+log "  image build: $((SECONDS - t0))s; $image: $((size / 1024 / 1024)) MiB unpacked, $((archive_size / 1024 / 1024)) MiB compressed"
 
 if ((load)); then
   if [[ -f "$node_dir/kubeconfig.ready" ]]; then
@@ -129,4 +137,4 @@ if ((load)); then
     log "no node is up in $node_dir (make cluster); the image is in $archive"
   fi
 fi
-printf 'IMAGE=%s\nARCHIVE=%s\nSIZE_BYTES=%s\n' "$image" "$archive" "$size"
+printf 'IMAGE=%s\nARCHIVE=%s\nSIZE_BYTES=%s\nCOMPRESSED_BYTES=%s\n' "$image" "$archive" "$size" "$archive_size"

@@ -340,7 +340,7 @@ fn install_runs_the_examples_in_a_restricted_namespace() {
             "{name}"
         );
     }
-    // A privileged pod is refused in that namespace: the policy is really enforced.
+    // A pod without the restricted settings is refused there: the policy is really enforced.
     let refused = run(node.kubectl().args([
         "run",
         "root-probe",
@@ -349,9 +349,10 @@ fn install_runs_the_examples_in_a_restricted_namespace() {
         "--image",
         &format!("{}:{}", node.image_repository, node.image_tag),
         "--overrides",
-        r#"{"spec":{"containers":[{"name":"root-probe","image":"x","securityContext":{"privileged":true}}]}}"#,
+        // No securityContext at all: root allowed, privilege escalation, capabilities kept.
+        r#"{"spec":{"containers":[{"name":"root-probe","image":"x"}]}}"#,
     ]))
-    .expect_err("a privileged pod must be refused under restricted");
+    .expect_err("a pod without the restricted securityContext must be refused");
     assert!(refused.contains("violates PodSecurity"), "{refused}");
 
     // The examples, pointed at the simulator's Service.
@@ -434,8 +435,15 @@ fn upgrade_of_two_replicas_while_twenty_jobs_train() {
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
-    assert!(
-        !pods.contains(&leader),
+    // The Lease holder identity starts with the pod's name (POD_NAME).
+    let holder_pod = |holder: &str| {
+        pods.iter()
+            .find(|p| holder.starts_with(p.as_str()))
+            .cloned()
+    };
+    assert_eq!(
+        holder_pod(&leader),
+        None,
         "the old leader {leader} is still there: {pods:?}"
     );
 
@@ -452,7 +460,10 @@ fn upgrade_of_two_replicas_while_twenty_jobs_train() {
         r.lease_holder()
     });
     assert_ne!(new_leader, leader, "the Lease holder did not change");
-    assert!(pods.contains(&new_leader), "{new_leader} not in {pods:?}");
+    assert!(
+        holder_pod(&new_leader).is_some(),
+        "{new_leader} is none of {pods:?}"
+    );
 
     let stats = r.stats();
     assert_eq!(stats.jobs_created, 20, "duplicate CXone jobs: {stats:?}");
@@ -523,7 +534,7 @@ fn force_deleted_pod_loses_no_job() {
 fn garbage_collection_and_deletion_policies() {
     let r = Release::install(
         "node-gc",
-        "artifactSecrets: {enabled: true}\nsimulator: {jobDuration: 5s}\n",
+        "artifactSecrets: {enabled: true}\nsimulator: {jobDuration: 30s}\n",
     );
     r.node
         .apply(&r.job_yaml("gc", "  artifacts:\n    secretName: gc-artifacts\n"));
@@ -585,8 +596,7 @@ fn garbage_collection_and_deletion_policies() {
     );
 
     // Deleted while training: Orphan keeps the CXone job, Cancel (the default) cancels it.
-    // A longer run for these two: the simulator's job duration is per simulator, so the jobs
-    // are deleted right after submission.
+    // The simulator's jobs take 30 s: these two are deleted while they train.
     r.node.apply(&format!(
         "{}\n---\n{}",
         r.job_yaml("orphan", "  deletionPolicy: Orphan\n"),
@@ -610,11 +620,13 @@ fn garbage_collection_and_deletion_policies() {
     let after = r.stats();
     eprintln!("node-gc: CXone jobs {ids:?}; stats before {before:?}, after {after:?}");
     assert_eq!(after.jobs_created, 3, "{after:?}");
+    // Only the Cancel job's CXone job is cancelled; the Orphan job's keeps training.
     assert_eq!(
-        after.total("cancel"),
-        before.total("cancel") + 1,
-        "exactly one cancellation (the Cancel job's), none for the Orphan job: {after:?}"
+        after.jobs_in("CANCELLED"),
+        before.jobs_in("CANCELLED") + 1,
+        "{after:?}"
     );
+    assert!(after.total("cancel") >= 1, "{after:?}");
 }
 
 /// A job registering its model into the tests' OCI registry (docker-registry in the node's
@@ -670,7 +682,12 @@ networkPolicy:
         || {
             let j = r.job("oci");
             let reg = &j["status"]["registry"];
-            (reg["oci"].is_object() && !reg["oci"]["digest"].is_null()).then(|| reg.clone())
+            reg["oci"]["reference"]
+                .as_str()
+                .is_some_and(|r| {
+                    r.starts_with(&format!("{registry}/models/billing-support@sha256:"))
+                })
+                .then(|| reg.clone())
         },
     );
     eprintln!(

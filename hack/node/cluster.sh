@@ -586,6 +586,10 @@ watch() {
   rm -f "$dir/pids/watcher.pid"
   log "parent $parent ended; tearing the node down"
   down
+  # The directory of a test's node goes too (NODE_KEEP_DIR=1 keeps it for a look).
+  if [[ "${NODE_KEEP_DIR:-}" != 1 ]] && [[ -z "$(awk -v d="$dir/" 'index($5, d) == 1' /proc/self/mountinfo)" ]]; then
+    rm -rf "$dir"
+  fi
 }
 
 case "$cmd" in

@@ -115,6 +115,8 @@ archive="$cache/images/cxone-skill-operator-$version.tar"
 rm -f "$archive.tmp"
 "${b[@]}" push --quiet "$image" "oci-archive:$archive.tmp:$image"
 mv -f "$archive.tmp" "$archive"
+# The build's intermediate images (vfs keeps full copies) are not needed again.
+"${b[@]}" rmi --prune >/dev/null 2>&1 || true
 # Size: the layers unpacked (what a node stores) and the archive (compressed layers, what a
 # registry stores and a node pulls).
 size="$(python3 - "$archive" <<'PY'

@@ -354,15 +354,16 @@ clusterDNS: [$DNS_IP]
 resolvConf: $dir/conf/resolv.conf
 failSwapOn: false
 podLogsDir: $dir/pod-logs
-# The images are loaded, never pulled (nothing can be pulled here): no image garbage collection,
-# and eviction only when the machine is really short.
+# The images are loaded, never pulled (nothing can be pulled here): no image garbage collection.
+# Eviction only when the machine is really short: the disk is shared with builds, and a
+# percentage of a large, nearly full disk would evict the test pods (DiskPressure).
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard:
   memory.available: 200Mi
-  nodefs.available: 2%
-  imagefs.available: 2%
-  nodefs.inodesFree: 2%
+  nodefs.available: 256Mi
+  imagefs.available: 256Mi
+  nodefs.inodesFree: 1%
 serializeImagePulls: false
 rotateCertificates: false
 serverTLSBootstrap: false

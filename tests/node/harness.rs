@@ -221,7 +221,7 @@ impl Node {
                 Err(e) => eprintln!("{e}"),
             }
         };
-        show("nodes", self.kubectl().args(["get", "nodes", "-o", "wide"]));
+        show("node", self.kubectl().args(["describe", "nodes"]));
         show(
             "pods (all namespaces)",
             self.kubectl().args(["get", "pods", "-A", "-o", "wide"]),

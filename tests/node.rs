@@ -30,6 +30,7 @@ const CLIENT_SECRET: &str = "demo-secret";
 /// `jobs_ns`. Prints the node's diagnostics when dropped during a panic.
 struct Release {
     node: &'static Node,
+    started: std::time::Instant,
     name: String,
     ns: String,
     jobs_ns: String,
@@ -41,6 +42,7 @@ impl Release {
         let node = node();
         let r = Release {
             node,
+            started: std::time::Instant::now(),
             name: name.to_string(),
             ns: name.to_string(),
             jobs_ns: format!("{name}-jobs"),
@@ -263,6 +265,7 @@ simulator:
 
 impl Drop for Release {
     fn drop(&mut self) {
+        eprintln!("{}: case took {:.1?}", self.name, self.started.elapsed());
         if std::thread::panicking() {
             self.node
                 .diagnose(&[&self.ns, &self.jobs_ns, "kube-system"]);

@@ -10,13 +10,15 @@
 #   kubelet, kube-proxy,     one `go build` of the k8s.io/kubernetes module (the version of
 #   kube-controller-manager, hack/envtest.sh, its staging modules replaced by their published
 #   kube-scheduler           releases); kube-apiserver, etcd and kubectl come from hack/envtest.sh
-#   containerd, ctr,         the Go module github.com/containerd/containerd/v2: the kubelet of
-#   containerd-shim-runc-v2  Kubernetes 1.36 and later needs containerd 2 (Debian has 1.6)
+#   containerd, ctr,         the Go module github.com/containerd/containerd/v2: Kubernetes 1.35
+#   containerd-shim-runc-v2  was announced as the last release to support containerd 1.x (Debian
+#                            has 1.6.20)
 #   coredns                  github.com/coredns/coredns with only the plugins the cluster DNS
 #                            uses (hack/node/coredns/main.go; no forward plugin)
 #   pause                    the sandbox ("pause") container of k8s.io/kubernetes
 #                            (build/pause/linux/pause.c in the module), compiled statically
-# From Debian (apt-get, when missing): runc, containernetworking-plugins (bridge, host-local,
+# From Debian (apt-get, when missing): runc (1.1.5; works with containerd 2.2 here),
+# containernetworking-plugins (bridge, host-local,
 # loopback, portmap), buildah (the image builds), iptables, conntrack, iproute2, openssl, gcc and
 # libc6-dev (pause), ca-certificates.
 #

@@ -39,7 +39,7 @@ GO_MIN_VERSION="$(sed -nE 's/^GO_MIN_VERSION="([0-9.]+)".*/\1/p' "$repo/hack/env
 CONTAINERD_VERSION="2.2.9"  # github.com/containerd/containerd/v2; CRI v1, cgroup v1 still supported
 COREDNS_VERSION="1.14.7"    # github.com/coredns/coredns
 PAUSE_VERSION="3.10.2"      # kubeadm's PauseVersion in k8s.io/kubernetes v1.37.2
-DEBIAN_PACKAGES=(runc containernetworking-plugins buildah iptables conntrack iproute2 openssl gcc libc6-dev ca-certificates)
+DEBIAN_PACKAGES=(runc containernetworking-plugins buildah iptables conntrack iproute2 util-linux openssl curl gcc libc6-dev ca-certificates)
 
 log() { printf 'node-components: %s\n' "$*" >&2; }
 die() { printf 'node-components: error: %s\n' "$*" >&2; exit 1; }

@@ -18,9 +18,9 @@
 #   pause                    the sandbox ("pause") container of k8s.io/kubernetes
 #                            (build/pause/linux/pause.c in the module), compiled statically
 # From Debian (apt-get, when missing): runc (1.1.5; works with containerd 2.2 here),
-# containernetworking-plugins (bridge, host-local,
-# loopback, portmap), buildah (the image builds), iptables, conntrack, iproute2, openssl, gcc and
-# libc6-dev (pause), ca-certificates.
+# containernetworking-plugins (bridge, host-local, loopback, portmap), buildah (the image
+# builds), iptables, conntrack, iproute2, util-linux (nsenter), openssl, curl, gcc and libc6-dev
+# (pause), ca-certificates.
 #
 # Build times are appended to build-times.tsv next to the version directory. With the Go build
 # cache warm from hack/envtest.sh's kube-apiserver (most packages are shared), the four node

@@ -589,7 +589,12 @@ watch() {
   down
   # The directory of a test's node goes too (NODE_KEEP_DIR=1 keeps it for a look).
   if [[ "${NODE_KEEP_DIR:-}" != 1 ]] && [[ -z "$(awk -v d="$dir/" 'index($5, d) == 1' /proc/self/mountinfo)" ]]; then
-    rm -rf "$dir"
+    # Exiting container shims may still write their last log lines: retry a few times.
+    local i
+    for ((i = 0; i < 5; i++)); do
+      rm -rf "$dir" 2>/dev/null && break
+      sleep 1
+    done
   fi
 }
 

@@ -9,7 +9,7 @@ BIN := target/debug/cxone-skill-operator
 help: ## Show targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-test: fmt-check clippy envtest tools unit guide-example demo ## Everything CI checks: format, lints, all tests, the guide's example, the demo
+test: fmt-check clippy envtest tools unit guide-example demo node-test ## Everything CI checks: format, lints, all tests, the guide's example, the demo, the node layer
 	@echo "make test: all checks passed"
 
 fmt-check: ## cargo fmt --check
@@ -77,3 +77,24 @@ argocd-cm: ## Regenerate deploy/argocd/argocd-cm.yaml from the Argo CD health ch
 
 packaging: tools ## Chart lint/render/schema, deploy/ drift, hadolint, Argo CD health tests, helm install + operator as the chart's ServiceAccount
 	$(CARGO) test --locked --test packaging
+
+# ---- a real single-node cluster: the image, helm install, the node layer ----------------------
+.PHONY: node-components cluster cluster-down image node-test
+
+node-components: envtest ## Build kubelet, kube-proxy, kube-controller-manager, kube-scheduler, containerd, CoreDNS, pause; install runc, CNI plugins, buildah (cached outside the repo)
+	./hack/node/components.sh >/dev/null
+
+cluster: envtest node-components ## Bring up the single-node cluster (root); KUBECONFIG is printed (~/.cache/cxone-skill-operator/node/cluster/kubeconfig)
+	@./hack/node/cluster.sh up
+	@echo "  export KUBECONFIG=$${XDG_CACHE_HOME:-$$HOME/.cache}/cxone-skill-operator/node/cluster/kubeconfig"
+	@echo "  then: make image; helm install … (README: Running on a real node); make cluster-down"
+
+cluster-down: ## Tear the single-node cluster down: no process, mount, cgroup or network namespace left
+	./hack/node/cluster.sh down
+
+image: node-components ## Build the image from the Dockerfile with buildah (no daemon) and load it into the node, if up
+	./hack/image.sh
+
+node-test: envtest tools node-components ## The node layer: image, single-node cluster, helm install/upgrade, GC, PodSecurity, OCI registration (tests/node.rs)
+	$(CARGO) clippy --locked --test node -- -D warnings
+	$(CARGO) test --locked --test node -- --test-threads=6

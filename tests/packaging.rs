@@ -1302,7 +1302,9 @@ fn dockerfile_passes_hadolint_and_builds_a_non_root_image() {
     let text = read(&dockerfile);
     for want in [
         "cargo build --release --locked",
-        "FROM gcr.io/distroless/cc-debian12:nonroot",
+        // The runtime base is a build argument (hack/image.sh passes a local equivalent).
+        "ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot",
+        "FROM ${BASE_IMAGE}",
         "USER 65532:65532",
         r#"ENTRYPOINT ["/cxone-skill-operator"]"#,
         r#"CMD ["run"]"#,

@@ -78,8 +78,6 @@ def main():
         if mv.name == model and mv.tags.get(JOB_ID_TAG) == job_id
     ]
     versions.sort(key=lambda mv: int(mv.version))
-    # What a user's get_model_version sees (a search answer may leave out model_id).
-    versions = [client.get_model_version(mv.name, mv.version) for mv in versions]
     result = {
         "versions": [
             {

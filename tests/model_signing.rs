@@ -4,48 +4,16 @@
 //! removed file, an added file and another key each fail. The registry end-to-end tests
 //! (tests/registry_e2e.rs) run the same verifier on what the operator pushed.
 
+mod support {
+    pub mod model_signing;
+}
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use cxone_skill_operator::registry::signing::{ModelSigningKey, SignedFile, sign};
 use sha2::{Digest, Sha256};
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The test venv's `model_signing` command.
-fn verifier() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("hack/python-venv.sh"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run hack/python-venv.sh");
-        assert!(
-            out.status.success(),
-            "hack/python-venv.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let venv = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        PathBuf::from(venv).join("bin/model_signing")
-    })
-}
-
-fn verify(public_key: &Path, signature: &Path, dir: &Path) -> Output {
-    Command::new(verifier())
-        .args(["verify", "key", "--public_key"])
-        .arg(public_key)
-        .arg("--signature")
-        .arg(signature)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run model_signing")
-}
+use support::model_signing::{key_file, verify};
 
 fn assert_verifies(public_key: &Path, signature: &Path, dir: &Path) {
     let out = verify(public_key, signature, dir);
@@ -64,10 +32,6 @@ fn assert_refused(public_key: &Path, signature: &Path, dir: &Path, why: &str) {
         "model_signing accepted {why}:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-}
-
-fn key_file(name: &str) -> PathBuf {
-    repo().join("tests/data/signing").join(name)
 }
 
 /// A model folder with weights, configuration and card, signed with the test key; the

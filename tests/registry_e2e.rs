@@ -6,6 +6,7 @@
 mod support {
     mod envtest;
     pub mod mlflow;
+    pub mod model_signing;
     pub mod oci_registry;
     pub mod operator;
 }
@@ -515,30 +516,14 @@ async fn a_signed_url_that_expired_before_the_copy_is_exported_again() {
     manifest(&oci, &pushed.reference);
 }
 
-/// The test venv's `model_signing verify key` on `dir` (hack/python-venv.sh installs it):
-/// whether it accepted the signature, and what it said.
+/// Whether the test key's signature verifies on `dir` (tests/support/model_signing.rs), and
+/// what the verifier said.
 fn model_signing_verifies(signature: &std::path::Path, dir: &std::path::Path) -> (bool, String) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = std::process::Command::new("bash")
-        .arg(root.join("hack/python-venv.sh"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        venv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&venv.stderr)
+    let out = support::model_signing::verify(
+        &support::model_signing::key_file("test-key.pub.pem"),
+        signature,
+        dir,
     );
-    let venv = String::from_utf8_lossy(&venv.stdout).trim().to_string();
-    let out = std::process::Command::new(format!("{venv}/bin/model_signing"))
-        .args(["verify", "key", "--public_key"])
-        .arg(root.join("tests/data/signing/test-key.pub.pem"))
-        .arg("--signature")
-        .arg(signature)
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -562,11 +547,8 @@ async fn a_signed_model_with_its_card_verifies_from_oras_and_from_mlflow() {
     let oci = TestRegistry::start().await;
     let allowed = format!("http://{}", oci.host());
     let w = world("signed", sim(), &[ml.url(), &allowed]).await;
-    let pem = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/signing/test-key-sec1.pem"),
-    )
-    .unwrap();
+    let pem =
+        std::fs::read_to_string(support::model_signing::key_file("test-key-sec1.pem")).unwrap();
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "model-signing"},
         "stringData": {"private-key.pem": pem}
@@ -598,17 +580,8 @@ async fn a_signed_model_with_its_card_verifies_from_oras_and_from_mlflow() {
     let st = done.status.clone().unwrap();
     let job_id = st.job_id.clone().unwrap();
     let reg = st.registry.clone().unwrap();
-    let fingerprint = format!(
-        "sha256:{}",
-        sha256(
-            std::fs::read(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/data/signing/test-key.pub.pem")
-            )
-            .unwrap()
-            .as_slice()
-        )
-    );
+    let public = std::fs::read(support::model_signing::key_file("test-key.pub.pem")).unwrap();
+    let fingerprint = format!("sha256:{}", sha256(&public));
     let pushed = reg.oci.clone().unwrap();
     assert_eq!(pushed.signing_key.as_deref(), Some(fingerprint.as_str()));
     let mlflow = reg.mlflow.clone().unwrap();

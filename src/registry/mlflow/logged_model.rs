@@ -103,10 +103,11 @@ impl Mlflow {
         model_id: &str,
         status: Finalized,
     ) -> Result<(), RegistryError> {
-        let url = api.endpoint(&format!(
-            "api/2.0/mlflow/logged-models/{}",
-            urlencode(model_id)
-        ));
+        // The id as one path segment, encoded by `Url` (an answer is not trusted to be `m-<hex>`).
+        let mut url = api.endpoint("api/2.0/mlflow/logged-models");
+        url.path_segments_mut()
+            .map_err(|()| RegistryError::Rejected("the tracking URI cannot hold a path".into()))?
+            .push(model_id);
         let body = json!({ "model_id": model_id, "status": status as i32 });
         self.call(api, Method::PATCH, url, &[], Some(&body))
             .await
@@ -146,17 +147,3 @@ pub(super) fn logged_model_name(registered: &str) -> String {
 
 /// MLflow keeps LoggedModel names of up to 500 characters; stay within.
 const MAX_NAME_CHARS: usize = 250;
-
-/// A path segment: model ids are `m-<hex>`, but an answer is not trusted to be.
-fn urlencode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}

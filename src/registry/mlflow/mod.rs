@@ -70,9 +70,6 @@ pub use keys::sanitize_key;
 /// The model-version and run tag holding the CXone job id: the key of "exactly once".
 pub const JOB_ID_TAG: &str = "cxone.job_id";
 
-/// The directory of the run's artifacts that becomes the model version's source.
-pub const MODEL_DIR: &str = "model";
-
 /// The param recording the training data's digest.
 pub const DATASET_DIGEST_PARAM: &str = "dataset_digest";
 

@@ -320,18 +320,34 @@ impl<'a> Session<'a> {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        let resp = self
-            .send(Method::PUT, url, headers, body, CHUNK_TIMEOUT, what)
+        let accepted = [StatusCode::CREATED, StatusCode::NO_CONTENT, StatusCode::OK];
+        let stored = Stored {
+            kind: "blob",
+            digest,
+            accepted: &accepted,
+        };
+        self.put_stored(url, headers, body, CHUNK_TIMEOUT, stored, what)
             .await?;
-        let resp = self
-            .expect(
-                resp,
-                &[StatusCode::CREATED, StatusCode::NO_CONTENT, StatusCode::OK],
-                what,
-            )
-            .await?;
-        stored_as(&resp, digest, "blob", what)?;
         Ok(())
+    }
+
+    /// A `PUT` whose answer must be one of `stored.accepted` and name `stored.digest` (when the
+    /// registry names one).
+    async fn put_stored(
+        &mut self,
+        url: Url,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        timeout: Duration,
+        stored: Stored<'_>,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let resp = self
+            .send(Method::PUT, url, headers, body, timeout, what)
+            .await?;
+        let resp = self.expect(resp, stored.accepted, what).await?;
+        stored_as(&resp, stored.digest, stored.kind, what)?;
+        Ok(resp)
     }
 
     /// Uploads a blob held in memory, unless the registry has it already.
@@ -418,24 +434,16 @@ impl<'a> Session<'a> {
             ))
         })?;
         headers.insert(header::CONTENT_TYPE, content_type);
+        let accepted = [StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED];
+        let stored = Stored {
+            kind: "manifest",
+            digest: &digest,
+            accepted: &accepted,
+        };
+        let body = Some(Bytes::copy_from_slice(bytes));
         let resp = self
-            .send(
-                Method::PUT,
-                url,
-                headers,
-                Some(Bytes::copy_from_slice(bytes)),
-                CALL_TIMEOUT,
-                what,
-            )
+            .put_stored(url, headers, body, CALL_TIMEOUT, stored, what)
             .await?;
-        let resp = self
-            .expect(
-                resp,
-                &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
-                what,
-            )
-            .await?;
-        stored_as(&resp, &digest, "manifest", what)?;
         Ok(PutManifest {
             digest,
             oci_subject: header_str(&resp, "oci-subject").map(str::to_string),
@@ -498,6 +506,13 @@ impl<'a> Session<'a> {
 
 /// The registry stored the `kind` under the digest it was sent as (its `Docker-Content-Digest`,
 /// when it answers one).
+/// What a `PUT` stores: its kind (for messages), its digest, and the answers that mean stored.
+struct Stored<'a> {
+    kind: &'static str,
+    digest: &'a str,
+    accepted: &'a [StatusCode],
+}
+
 pub(super) fn stored_as(
     resp: &reqwest::Response,
     digest: &str,

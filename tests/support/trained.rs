@@ -93,15 +93,7 @@ pub async fn train_and_export(
     let job_id = submitted.job_id;
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let status: JobStatus = http
-            .get(format!("{base}{JOBS}/{job_id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: JobStatus = get_json(&http, &format!("{base}{JOBS}/{job_id}"), &token).await;
         if status.status == JobState::Completed {
             break;
         }
@@ -113,18 +105,31 @@ pub async fn train_and_export(
         assert!(Instant::now() < deadline, "job {job_id} never completed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let export: ExportResponse = http
-        .get(format!("{base}{JOBS}/{job_id}/artifacts/export"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let export: ExportResponse = get_json(
+        &http,
+        &format!("{base}{JOBS}/{job_id}/artifacts/export"),
+        &token,
+    )
+    .await;
     let source = ModelSource {
         weights_url: export.artifacts.model_weights_url,
         config_url: export.artifacts.config_url,
     };
     (job_id, source)
+}
+
+/// `GET url` with the bearer token, its JSON answer.
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> T {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

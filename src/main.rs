@@ -19,6 +19,18 @@ compile_error!("features `jemalloc` and `mimalloc` each select the global alloca
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read before `main` (jemalloc's weak `malloc_conf` symbol, under the
+/// prefix `tikv-jemalloc-sys` gives it). Without a background thread, jemalloc purges unused
+/// pages only when some thread allocates, so an idle operator would keep the pages of its last
+/// peak (a relist, a batch of datasets parsed) for good; with it, pages unused for a second are
+/// returned within about a second (`dirty_decay_ms`), and `muzzy_decay_ms:0` skips the lazy
+/// stage that would keep them counted in RSS. `_RJEM_MALLOC_CONF` in the environment overrides
+/// these at start (`hack/bench/allocators.sh`, README "Benchmarks").
+#[cfg(feature = "jemalloc")]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static JEMALLOC_CONF: &[u8; 60] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

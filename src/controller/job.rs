@@ -22,6 +22,10 @@ pub enum Error {
     Conflict(String),
     #[error("reconciliation took longer than {0:?} and was stopped")]
     Timeout(Duration),
+    /// A step would write or act on the job cache's copy, which lacks some of the status: the
+    /// reconciliation reads the whole object and decides again (never a failure).
+    #[error("the cached copy of the job lacks what this step writes")]
+    Projected,
 }
 
 impl Error {
@@ -34,6 +38,7 @@ impl Error {
             Error::MissingField(_) => "invalid_object",
             Error::Conflict(_) => "conflict",
             Error::Timeout(_) => "timeout",
+            Error::Projected => "projected",
         }
     }
 }
@@ -45,6 +50,9 @@ pub(crate) struct JobRef<'a> {
     pub name: &'a str,
     pub uid: &'a str,
     pub generation: i64,
+    /// `obj` is the job cache's copy and lacks some of its status (`projection.rs`): a step
+    /// that would write or act on it is decided again on the whole object.
+    pub projected: bool,
 }
 
 impl<'a> JobRef<'a> {
@@ -67,6 +75,7 @@ impl<'a> JobRef<'a> {
                 .as_deref()
                 .ok_or(Error::MissingField("uid"))?,
             generation: obj.metadata.generation.unwrap_or(0),
+            projected: false,
         })
     }
 }

@@ -71,9 +71,7 @@ pub struct Metrics {
     pub rate_limited: Counter,
     pub local_rate_limit_waits: Counter,
     pub rate_limit_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
-    pub jobs: Family<PhaseLabels, Gauge>,
-    pub registrations: Family<RegistrationLabels, Counter>,
-    pub config_map_reads: Counter,
+    pub lifecycle: Lifecycle,
     phases: Mutex<HashMap<String, Phase>>,
 }
 
@@ -94,33 +92,57 @@ fn register<M: prometheus_client::registry::Metric + Clone>(
     metric
 }
 
-/// Jobs by phase, model registrations by target and outcome, and ConfigMaps read for data.
-fn lifecycle_metrics(
-    registry: &mut Registry,
-) -> (
-    Family<PhaseLabels, Gauge>,
-    Family<RegistrationLabels, Counter>,
-    Counter,
-) {
-    let jobs = register(
-        registry,
-        "cxone_skill_training_jobs",
-        "SkillTrainingJobs by phase",
-        Family::<PhaseLabels, Gauge>::default(),
-    );
-    let registrations = register(
-        registry,
-        "cxone_skill_model_registrations",
-        "Model registrations (spec.registry) by target and outcome",
-        Family::<RegistrationLabels, Counter>::default(),
-    );
-    let config_map_reads = register(
-        registry,
-        "cxone_skill_configmap_reads",
-        "ConfigMaps read from the API server for training data (spec.utterancesFrom)",
-        Counter::default(),
-    );
-    (jobs, registrations, config_map_reads)
+/// What happens to jobs: how many are in each phase, the phases they entered, their model
+/// registrations, and what reconciliation read from the API server beyond its caches.
+pub struct Lifecycle {
+    pub jobs: Family<PhaseLabels, Gauge>,
+    pub phase_transitions: Family<PhaseLabels, Counter>,
+    pub registrations: Family<RegistrationLabels, Counter>,
+    pub config_map_reads: Counter,
+    pub job_reads: Family<ReadLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadLabels {
+    pub reason: &'static str,
+}
+
+impl Lifecycle {
+    fn new(registry: &mut Registry) -> Self {
+        Self {
+            jobs: register(
+                registry,
+                "cxone_skill_training_jobs",
+                "SkillTrainingJobs by phase",
+                Family::default(),
+            ),
+            phase_transitions: register(
+                registry,
+                "cxone_skill_phase_transitions",
+                "Phases entered by jobs, counted from the operator's own status writes",
+                Family::default(),
+            ),
+            registrations: register(
+                registry,
+                "cxone_skill_model_registrations",
+                "Model registrations (spec.registry) by target and outcome",
+                Family::default(),
+            ),
+            config_map_reads: register(
+                registry,
+                "cxone_skill_configmap_reads",
+                "ConfigMaps read from the API server for training data (spec.utterancesFrom)",
+                Counter::default(),
+            ),
+            job_reads: register(
+                registry,
+                "cxone_skill_job_reads",
+                "Whole SkillTrainingJobs read from the API server because the job cache's \
+                 projection left out what a step needed (reason: data, status)",
+                Family::default(),
+            ),
+        }
+    }
 }
 
 impl Metrics {
@@ -184,7 +206,7 @@ impl Metrics {
             "Time jobs were deferred by rate limits (CXone 429s and the operator's own limiter)",
             Counter::<f64, std::sync::atomic::AtomicU64>::default(),
         );
-        let (jobs, registrations, config_map_reads) = lifecycle_metrics(&mut registry);
+        let lifecycle = Lifecycle::new(&mut registry);
         Self {
             registry,
             reconcile_total,
@@ -196,16 +218,15 @@ impl Metrics {
             rate_limited,
             local_rate_limit_waits,
             rate_limit_wait_seconds,
-            jobs,
-            registrations,
-            config_map_reads,
+            lifecycle,
             phases: Mutex::new(HashMap::new()),
         }
     }
 
     /// One finished model registration in a registry (`oci`, `mlflow`), by outcome.
     pub fn registration(&self, target: &'static str, outcome: &'static str) {
-        self.registrations
+        self.lifecycle
+            .registrations
             .get_or_create(&RegistrationLabels { target, outcome })
             .inc();
     }
@@ -241,6 +262,25 @@ impl Metrics {
             .inc();
     }
 
+    /// A status write moved a job into `phase`.
+    pub fn phase_entered(&self, phase: Phase) {
+        self.lifecycle
+            .phase_transitions
+            .get_or_create(&PhaseLabels {
+                phase: phase.as_str(),
+            })
+            .inc();
+    }
+
+    /// A whole job was read from the API server: its data was needed (`data`), or a step would
+    /// write over what the cache leaves out (`status`).
+    pub fn job_read(&self, reason: &'static str) {
+        self.lifecycle
+            .job_reads
+            .get_or_create(&ReadLabels { reason })
+            .inc();
+    }
+
     /// Records the phase of a job (by uid) for the jobs-by-phase gauge.
     pub fn set_phase(&self, uid: &str, phase: Option<Phase>) {
         let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
@@ -263,7 +303,8 @@ impl Metrics {
                 *counts.entry(*p).or_default() += 1;
             }
             for p in Phase::ALL {
-                self.jobs
+                self.lifecycle
+                    .jobs
                     .get_or_create(&PhaseLabels { phase: p.as_str() })
                     .set(counts.get(&p).copied().unwrap_or(0));
             }
@@ -314,6 +355,8 @@ mod tests {
         m.observe(Call::Token, Some(200), Duration::from_millis(5));
         m.observe(Call::Status, Some(429), Duration::from_millis(5));
         m.set_phase("u1", Some(Phase::Training));
+        m.phase_entered(Phase::Training);
+        m.job_read("status");
         let text = m.encode();
         for needle in [
             "controller_runtime_reconcile_total{controller=\"skilltrainingjob\",result=\"success\"} 1",
@@ -325,6 +368,8 @@ mod tests {
             "cxone_rate_limited_total 1",
             "cxone_skill_training_jobs{phase=\"Training\"} 1",
             "cxone_skill_training_jobs{phase=\"Succeeded\"} 0",
+            "cxone_skill_phase_transitions_total{phase=\"Training\"} 1",
+            "cxone_skill_job_reads_total{reason=\"status\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -21,6 +21,9 @@
 //! - `memory.rs`: what the operator remembers per job, with its invariants. Imports
 //!   `conditions.rs`.
 //! - `conditions.rs`: condition types, statuses and the reasons of conditions and Events.
+//! - `events.rs`: Kubernetes Events, created and not kept. Imports no sibling.
+//! - `projection.rs`: what the watch caches keep of jobs, Secrets and ConfigMaps. Imports no
+//!   sibling.
 //! - `leader.rs`, `server.rs`, `metrics.rs`: leader election and its fence, the metrics and
 //!   probe endpoints, the Prometheus metrics.
 
@@ -28,11 +31,13 @@ mod act;
 pub mod conditions;
 pub mod decide;
 pub mod effect;
+pub mod events;
 mod job;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
 mod observe;
+mod projection;
 mod reconcile;
 pub mod registration;
 mod run;
@@ -44,7 +49,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::cxone::{Credentials, CxoneClient, Endpoint};
@@ -62,6 +66,8 @@ pub const FIELD_MANAGER: &str = "cxone-skill-operator";
 pub const REPORT_LABEL: &str = "ai.cxone.io/skilltrainingjob";
 /// Finalizer that lets the operator cancel a running CXone job before the object goes.
 pub const FINALIZER: &str = "ai.cxone.io/cancel-training";
+/// Jobs whose data is read and parsed at once, unless `--max-concurrent-data-reads` says.
+const DEFAULT_DATA_READS: usize = 2;
 
 /// Operator settings that shape reconciliation: where jobs may send credentials, and the
 /// decision policy.
@@ -133,7 +139,7 @@ pub struct Context {
     pub config: OperatorConfig,
     pub limiter: CxoneRateLimiter,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub recorder: events::Publisher,
     pub stores: MetaStores,
     /// Registry clients, allowlist and running registrations (`spec.registry`).
     pub registries: registration::Registries,
@@ -143,6 +149,8 @@ pub struct Context {
     data: Memories<ResolvedData>,
     /// A CXone call slot each job has reserved from the shared rate limiter.
     reservations: Memories<tokio::time::Instant>,
+    /// Permits to read and parse a job's training data (`--max-concurrent-data-reads`).
+    data_reads: tokio::sync::Semaphore,
     credentials: Mutex<HashMap<(String, String), Credentials>>,
     jitter: Mutex<u64>,
 }
@@ -154,7 +162,7 @@ impl Context {
         config: OperatorConfig,
         limiter: CxoneRateLimiter,
         metrics: Arc<Metrics>,
-        recorder: Recorder,
+        recorder: events::Publisher,
         stores: MetaStores,
     ) -> Self {
         let seed = std::time::SystemTime::now()
@@ -173,9 +181,25 @@ impl Context {
             memory: Memories::new(),
             data: Memories::new(),
             reservations: Memories::new(),
+            data_reads: tokio::sync::Semaphore::new(DEFAULT_DATA_READS),
             credentials: Mutex::new(HashMap::new()),
             jitter: Mutex::new(seed | 1),
         }
+    }
+
+    /// The same context reading and parsing at most `n` jobs' data at once.
+    pub fn with_data_reads(mut self, n: usize) -> Self {
+        self.data_reads = tokio::sync::Semaphore::new(n.max(1));
+        self
+    }
+
+    /// Waits for a turn to read and parse a job's data; the turn ends when the permit is dropped.
+    pub(crate) async fn data_read_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        self.data_reads
+            .acquire()
+            .await
+            .expect("the data-read semaphore is never closed")
     }
 
     /// The same context with these registries (`spec.registry`).
@@ -188,8 +212,13 @@ impl Context {
         self.memory.get(uid).unwrap_or_default()
     }
 
+    /// Remembers `memory` for job `uid`; an empty memory takes no room (most jobs, once settled).
     pub(crate) fn set_memory(&self, uid: &str, memory: JobMemory) {
-        self.memory.set(uid, memory);
+        if memory == JobMemory::default() {
+            self.memory.remove(uid);
+        } else {
+            self.memory.set(uid, memory);
+        }
     }
 
     /// Counts one more consecutive error of job `uid` and returns the jittered, capped

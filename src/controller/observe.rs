@@ -252,14 +252,22 @@ pub(super) async fn resolve_data(
     {
         return Ok(cached);
     }
+    // At most `--max-concurrent-data-reads` jobs read and parse data at once: what a burst of
+    // large datasets can take at its peak.
+    let _turn = ctx.data_read_turn().await;
     // The job cache holds the object without its training data (no labels, which every job
     // has at least one of): read the whole object.
     let full;
     let job = match job.obj.spec.labels.is_empty() {
         true => {
             let api: Api<SkillTrainingJob> = Api::namespaced(ctx.kube.clone(), job.ns);
+            ctx.metrics.job_read("data");
             full = api.get(job.name).await?;
-            &JobRef { obj: &full, ..*job }
+            &JobRef {
+                obj: &full,
+                projected: false,
+                ..*job
+            }
         }
         false => job,
     };
@@ -302,7 +310,7 @@ async fn fetch_config_maps(job: &JobRef<'_>, ctx: &Context) -> Result<FetchedSou
         if fetched.contains_key(&name) {
             continue;
         }
-        ctx.metrics.config_map_reads.inc();
+        ctx.metrics.lifecycle.config_map_reads.inc();
         let entry = match api.get_opt(&name).await? {
             None => Err(format!(
                 "ConfigMap {name:?} does not exist in namespace {:?}",

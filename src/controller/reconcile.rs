@@ -2,7 +2,8 @@
 //! the outcome back, until a decision has nothing more to do. It writes the status each decision
 //! returns (by server-side apply, only when it changed), publishes its Events and keeps its
 //! memory. Deletion runs the same loop with `decide_cleanup` inside the finalizer helper. Imports
-//! every layer below it (`job.rs`, `effect.rs`, `observe.rs`, `act.rs`, `decide/`, `memory.rs`);
+//! every layer below it (`job.rs`, `effect.rs`, `observe.rs`, `act.rs`, `decide/`, `memory.rs`,
+//! `events.rs`, `projection.rs`);
 //! nothing imports it but `mod.rs` and `run.rs`.
 
 use std::sync::Arc;
@@ -11,7 +12,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -22,7 +22,7 @@ use super::decide::{self, Event, Next, Step, View};
 use super::effect::Observation;
 use super::job::{Error, JobRef};
 use super::observe::{Observed, data_known, observe, observe_deletion};
-use super::{Context, FIELD_MANAGER, FINALIZER};
+use super::{Context, FIELD_MANAGER, FINALIZER, projection};
 use crate::crd::{SkillTrainingJob, SkillTrainingJobStatus};
 
 /// How a finalizer pass that did not finish ended. The finalizer helper removes the finalizer on
@@ -43,47 +43,25 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_STEPS: usize = 10;
 
 /// Entry point for the controller: runs apply or cleanup inside the finalizer helper, on the
-/// cached job (a copy without its training data, see `run::slim`) or, when its data must be
-/// resolved, on the whole object read from the API server.
+/// cached job (a projection without its training data, see `projection.rs`) or, when its data
+/// must be resolved or a step would write over what the projection leaves out, on the whole
+/// object read from the API server.
 pub async fn reconcile(cached: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let ns = cached.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<SkillTrainingJob> = Api::namespaced(ctx.kube.clone(), &ns);
-    let job = if data_known(&cached, &ctx).await {
-        cached
+    let result = if data_known(&cached, &ctx).await {
+        let projected = projection::is_projected(&cached);
+        match attempt(&api, cached.clone(), projected, &ctx).await {
+            Err(Error::Projected) => {
+                ctx.metrics.job_read("status");
+                on_whole(&api, &cached, false, &ctx).await
+            }
+            other => other,
+        }
     } else {
-        let Some(job) = api.get_opt(&cached.name_any()).await? else {
-            // Gone (its finalizer removed by someone else, or never added): forget it.
-            ctx.forget(&cached.uid().unwrap_or_default());
-            return Ok(Action::await_change());
-        };
-        if job.uid() != cached.uid() {
-            return Ok(Action::await_change()); // a new object of that name has its own turn
-        }
-        Arc::new(job)
-    };
-    let work = finalizer(&api, FINALIZER, job, |event| async {
-        match event {
-            Finalizer::Apply(job) => apply(&job, &ctx).await.map_err(Unfinished::Failed),
-            Finalizer::Cleanup(job) => cleanup(&job, &ctx).await,
-        }
-    });
-    // Every call inside has its own timeout; this bounds their sum, so no worker is held by one
-    // job for long whatever its remote ends do. Stopping here is like a crash between two
-    // writes, which every step survives (idempotent writes, idempotency key).
-    let Ok(result) = tokio::time::timeout(RECONCILE_TIMEOUT, work).await else {
-        ctx.metrics.reconciled("error", started.elapsed());
-        return Err(Error::Timeout(RECONCILE_TIMEOUT));
-    };
-    use kube::runtime::finalizer::Error as Helper;
-    let result = match result {
-        Ok(action) => Ok(action),
-        Err(Helper::ApplyFailed(Unfinished::ComeBackAfter(wait)))
-        | Err(Helper::CleanupFailed(Unfinished::ComeBackAfter(wait))) => Ok(Action::requeue(wait)),
-        Err(Helper::ApplyFailed(Unfinished::Failed(e)))
-        | Err(Helper::CleanupFailed(Unfinished::Failed(e))) => Err(e),
-        Err(Helper::AddFinalizer(e) | Helper::RemoveFinalizer(e)) => Err(Error::Kube(e)),
-        Err(other) => Err(Error::Finalizer(other.to_string())),
+        ctx.metrics.job_read("data");
+        on_whole(&api, &cached, true, &ctx).await
     };
     let outcome = match &result {
         Ok(a) if *a == Action::await_change() => "success",
@@ -92,6 +70,62 @@ pub async fn reconcile(cached: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Resu
     };
     ctx.metrics.reconciled(outcome, started.elapsed());
     result
+}
+
+/// Reads the whole job (in a data-read turn when its data is what is needed) and reconciles it.
+async fn on_whole(
+    api: &Api<SkillTrainingJob>,
+    cached: &SkillTrainingJob,
+    for_data: bool,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
+    let turn = match for_data {
+        true => Some(ctx.data_read_turn().await),
+        false => None,
+    };
+    let Some(job) = api.get_opt(&cached.name_any()).await? else {
+        // Gone (its finalizer removed by someone else, or never added): forget it.
+        ctx.forget(&cached.uid().unwrap_or_default());
+        return Ok(Action::await_change());
+    };
+    drop(turn);
+    if job.uid() != cached.uid() {
+        return Ok(Action::await_change()); // a new object of that name has its own turn
+    }
+    attempt(api, Arc::new(job), false, ctx).await
+}
+
+/// One pass of the finalizer helper over `job`, bounded in time.
+async fn attempt(
+    api: &Api<SkillTrainingJob>,
+    job: Arc<SkillTrainingJob>,
+    projected: bool,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
+    let work = finalizer(api, FINALIZER, job, |event| async {
+        match event {
+            Finalizer::Apply(job) => apply(&job, projected, ctx)
+                .await
+                .map_err(Unfinished::Failed),
+            Finalizer::Cleanup(job) => cleanup(&job, projected, ctx).await,
+        }
+    });
+    // Every call inside has its own timeout; this bounds their sum, so no worker is held by one
+    // job for long whatever its remote ends do. Stopping here is like a crash between two
+    // writes, which every step survives (idempotent writes, idempotency key).
+    let Ok(result) = tokio::time::timeout(RECONCILE_TIMEOUT, work).await else {
+        return Err(Error::Timeout(RECONCILE_TIMEOUT));
+    };
+    use kube::runtime::finalizer::Error as Helper;
+    match result {
+        Ok(action) => Ok(action),
+        Err(Helper::ApplyFailed(Unfinished::ComeBackAfter(wait)))
+        | Err(Helper::CleanupFailed(Unfinished::ComeBackAfter(wait))) => Ok(Action::requeue(wait)),
+        Err(Helper::ApplyFailed(Unfinished::Failed(e)))
+        | Err(Helper::CleanupFailed(Unfinished::Failed(e))) => Err(e),
+        Err(Helper::AddFinalizer(e) | Helper::RemoveFinalizer(e)) => Err(Error::Kube(e)),
+        Err(other) => Err(Error::Finalizer(other.to_string())),
+    }
 }
 
 /// Backoff for errors that escaped the decisions (Kubernetes API failures, mostly).
@@ -107,8 +141,11 @@ pub fn error_policy(job: Arc<SkillTrainingJob>, error: &Error, ctx: Arc<Context>
     Action::requeue(wait)
 }
 
-async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
-    let job = JobRef::new(obj)?;
+async fn apply(obj: &SkillTrainingJob, projected: bool, ctx: &Context) -> Result<Action, Error> {
+    let job = JobRef {
+        projected,
+        ..JobRef::new(obj)?
+    };
     let observed = observe(&job, ctx).await?;
     Ok(match drive(&job, ctx, observed, false).await? {
         Next::AwaitChange => Action::await_change(),
@@ -118,8 +155,15 @@ async fn apply(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Error> {
 
 /// Deletion: cancel an in-flight CXone job unless the policy says to orphan it. An `Ok` removes
 /// the finalizer, so a step that must come back later is [`Unfinished::ComeBackAfter`].
-async fn cleanup(obj: &SkillTrainingJob, ctx: &Context) -> Result<Action, Unfinished> {
-    let job = JobRef::new(obj)?;
+async fn cleanup(
+    obj: &SkillTrainingJob,
+    projected: bool,
+    ctx: &Context,
+) -> Result<Action, Unfinished> {
+    let job = JobRef {
+        projected,
+        ..JobRef::new(obj)?
+    };
     let observed = observe_deletion(&job, ctx);
     match drive(&job, ctx, observed, true).await? {
         Next::AwaitChange => {
@@ -172,6 +216,9 @@ async fn drive(
             conditional,
             drop_dataset,
         } = step;
+        if job.projected && (effect.is_some() || next != status || !events.is_empty()) {
+            return Err(Error::Projected);
+        }
         memory = next_memory;
         ctx.set_memory(job.uid, memory.clone());
         if drop_dataset && let Some(d) = ctx.data.get(job.uid) {
@@ -180,6 +227,9 @@ async fn drive(
         if next != status {
             let precondition = conditional.then_some(version.as_deref()).flatten();
             version = write_status(job, ctx, &next, precondition).await?;
+            if let Some(phase) = next.phase.filter(|p| Some(*p) != status.phase) {
+                ctx.metrics.phase_entered(phase);
+            }
             status = next;
         }
         ctx.metrics.set_phase(job.uid, status.phase);
@@ -234,19 +284,15 @@ async fn publish(ctx: &Context, job: &JobRef<'_>, event: &Event) {
     } else {
         info!(job = %job.name, namespace = %job.ns, reason = %event.reason, "{}", event.message);
     }
-    let ev = KubeEvent {
-        type_: if event.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: event.reason.as_str().to_string(),
-        // The API server refuses notes over 1024 bytes; cut at a character boundary.
-        note: Some(crate::text::truncate_bytes(&event.message, 1024)),
-        action: event.action.to_string(),
-        secondary: None,
+    // The API server refuses notes over 1024 bytes; cut at a character boundary.
+    let note = crate::text::truncate_bytes(&event.message, 1024);
+    let note = super::events::Note {
+        warning: event.warning,
+        reason: event.reason.as_str(),
+        action: event.action,
+        note: &note,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &job.obj.object_ref(&())).await {
+    if let Err(e) = ctx.recorder.publish(&note, &job.obj.object_ref(&())).await {
         warn!(job = %job.name, error = %e, "cannot publish event");
     }
 }

@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::utils::{PredicateConfig, predicates};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -87,6 +86,14 @@ pub struct RunArgs {
     /// Model registrations that may run at once (each streams a model from CXone to a registry).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_concurrent_registrations: u16,
+    /// Jobs whose training data (ConfigMaps of `spec.utterancesFrom`, inline utterances) is read
+    /// and validated at once: what bounds the memory a burst of large datasets takes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_concurrent_data_reads: u16,
+    /// Objects per page when a watch lists (at start and on every relist), for the jobs and the
+    /// Secret and ConfigMap metadata: a relist holds one page at a time, not the whole list.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(10..=5000))]
+    pub watch_page_size: u32,
 }
 
 /// Longest wait for one answer of the API server to a reconciliation's request (watches have
@@ -244,9 +251,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Ready once every scope's job watch has delivered its initial list.
     let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let ctx = Arc::new(
-        context(&args, allowlist, calls, &identity, metrics.clone(), stores)?.with_registries(
-            Registries::new(registries, usize::from(args.max_concurrent_registrations)),
-        ),
+        context(&args, allowlist, calls, &identity, metrics.clone(), stores)?
+            .with_registries(Registries::new(
+                registries,
+                usize::from(args.max_concurrent_registrations),
+            ))
+            .with_data_reads(usize::from(args.max_concurrent_data_reads)),
     );
 
     let controllers: Vec<_> = (scopes.iter().zip(secret_writers).zip(cm_writers))
@@ -262,7 +272,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 scope.as_ref(),
                 (secrets, cms),
                 sync,
-                args.concurrency,
+                (args.concurrency, args.watch_page_size),
                 ctx,
                 stopped,
             )
@@ -370,13 +380,7 @@ fn context(
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_observer(metrics.clone());
     let rate = (args.cxone_rate_limit > 0.0).then_some(args.cxone_rate_limit);
-    let recorder = Recorder::new(
-        calls.clone(),
-        Reporter {
-            controller: "cxone-skill-operator".into(),
-            instance: Some(identity.to_string()),
-        },
-    );
+    let recorder = super::events::Publisher::new(calls.clone(), "cxone-skill-operator", identity);
     Ok(Context::new(
         calls,
         cxone,
@@ -414,7 +418,7 @@ fn scope_controller(
         reflector::store::Writer<Meta<ConfigMap>>,
     ),
     sync: Synced,
-    concurrency: u16,
+    (concurrency, page_size): (u16, u32),
     ctx: Arc<Context>,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> impl std::future::Future<Output = ()> {
@@ -435,10 +439,10 @@ fn scope_controller(
         ),
     };
     let (reader, writer) = reflector::store::<SkillTrainingJob>();
-    let jobs = job_events(jobs_api, writer, sync);
-    let secrets = watcher(secrets_api, watcher::Config::default())
+    let jobs = job_events(jobs_api, writer, sync, page_size);
+    let secrets = watcher(secrets_api, watcher::Config::default().page_size(page_size))
         .default_backoff()
-        .modify(|m: &mut PartialObjectMeta<Secret>| strip_metadata(&mut m.metadata))
+        .modify(strip_metadata)
         .reflect(secret_writer)
         .touched_objects()
         .predicate_filter(predicates::resource_version, PredicateConfig::default());
@@ -446,10 +450,12 @@ fn scope_controller(
     // out of the watch and the cache.
     let cms = watcher(
         cms_api,
-        watcher::Config::default().labels(&format!("!{}", crate::controller::REPORT_LABEL)),
+        watcher::Config::default()
+            .labels(&format!("!{}", crate::controller::REPORT_LABEL))
+            .page_size(page_size),
     )
     .default_backoff()
-    .modify(|m: &mut PartialObjectMeta<ConfigMap>| strip_metadata(&mut m.metadata))
+    .modify(strip_metadata)
     .reflect(cm_writer)
     .touched_objects()
     .predicate_filter(predicates::resource_version, PredicateConfig::default());
@@ -491,13 +497,13 @@ fn job_events(
     api: Api<SkillTrainingJob>,
     writer: reflector::store::Writer<SkillTrainingJob>,
     sync: Synced,
+    page_size: u32,
 ) -> impl futures::Stream<Item = Result<SkillTrainingJob, watcher::Error>> {
     let mut first_sync = true;
-    // managedFields are dropped before objects enter a cache: the operator never reads them
-    // and they are a large part of every object.
-    watcher(api, watcher::Config::default())
+    // Each object is projected before it enters the cache (`projection.rs`).
+    watcher(api, watcher::Config::default().page_size(page_size))
         .default_backoff()
-        .modify(slim)
+        .modify(super::projection::project)
         .reflect(writer)
         .inspect(move |event| {
             if first_sync && matches!(event, Ok(watcher::Event::InitDone)) {
@@ -515,31 +521,10 @@ fn job_events(
         )
 }
 
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// What the job cache keeps of a job: everything but the training data. Inline utterances (up to
-/// 500) and labels (up to 200) are most of a large job, and the operator needs them only to
-/// resolve the data, which it does from the object read fresh from the API server (see
-/// `reconcile`); the bounded status stays, so polls need no read. Also dropped: managedFields
-/// and the last-applied annotation (`kubectl apply` keeps a whole copy of the object there).
-fn slim(job: &mut SkillTrainingJob) {
-    job.metadata.managed_fields = None;
-    if let Some(a) = job.metadata.annotations.as_mut() {
-        a.remove(LAST_APPLIED);
-    }
-    job.spec.utterances = Vec::new();
-    job.spec.labels = Vec::new();
-}
-
-/// What the Secret and ConfigMap caches keep of an object: its name, namespace, uid and
-/// resourceVersion. Annotations go (`kubectl apply` copies a Secret's data into one), and so do
-/// labels, managedFields and owner references, which the operator never reads from the cache.
-fn strip_metadata(meta: &mut kube::api::ObjectMeta) {
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.labels = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
+/// The cached metadata of a Secret or ConfigMap (`projection.rs`).
+fn strip_metadata<K>(m: &mut PartialObjectMeta<K>) {
+    super::projection::strip_metadata(&mut m.metadata);
+    m.types = None;
 }
 
 /// Jobs in `ns` that `matches` selects, as reconcile requests.
@@ -571,50 +556,6 @@ mod tests {
             "127.0.0.1:9".parse().unwrap()
         );
         assert!(parse_bind_address("8080").is_err());
-    }
-
-    #[test]
-    fn cached_jobs_keep_what_maps_changes_to_them_and_little_else() {
-        let mut job: SkillTrainingJob = serde_json::from_value(serde_json::json!({
-            "apiVersion": "ai.cxone.io/v1alpha1", "kind": "SkillTrainingJob",
-            "metadata": {"name": "a", "namespace": "n", "generation": 3,
-                         "annotations": {LAST_APPLIED: "{...}", "team": "x"}},
-            "spec": {"skillId": "s", "language": "en",
-                     "connection": {"region": "r", "credentialsSecretRef": {"name": "creds"}},
-                     "labels": [{"id": "a", "name": "A"}],
-                     "utterances": [{"text": "hello", "label": "a"}],
-                     "utterancesFrom": [{"configMapKeyRef": {"name": "data", "key": "k"}, "format": "jsonl"}]},
-            "status": {"phase": "Succeeded", "history": []}
-        }))
-        .unwrap();
-        let before = trigger_hash(&job);
-        slim(&mut job);
-        assert_eq!(trigger_hash(&job), before, "what wakes a job is kept");
-        assert_eq!(job.spec.connection.credentials_secret_ref.name, "creds");
-        assert_eq!(job.spec.utterances_from[0].config_map_key_ref.name, "data");
-        assert!(job.spec.utterances.is_empty() && job.spec.labels.is_empty());
-        assert!(job.status.is_some(), "polls decide from the cached status");
-        let annotations = job.metadata.annotations.unwrap();
-        assert!(!annotations.contains_key(LAST_APPLIED));
-    }
-
-    #[test]
-    fn cached_metadata_keeps_no_annotations_or_labels() {
-        let mut meta: kube::api::ObjectMeta = serde_json::from_value(serde_json::json!({
-            "name": "app-config", "namespace": "n", "resourceVersion": "7", "uid": "u",
-            "annotations": {LAST_APPLIED: "{\"data\":{\"password\":\"c2VjcmV0\"}}"},
-            "labels": {"a": "b"},
-            "managedFields": [{"manager": "kubectl"}]
-        }))
-        .unwrap();
-        strip_metadata(&mut meta);
-        let kept = serde_json::to_string(&meta).unwrap();
-        assert!(!kept.contains("c2VjcmV0"), "{kept}");
-        assert_eq!(meta.annotations, None);
-        assert_eq!(meta.labels, None);
-        assert_eq!(meta.managed_fields, None);
-        assert_eq!(meta.resource_version.as_deref(), Some("7"));
-        assert_eq!(meta.name.as_deref(), Some("app-config"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::schedule;
 use super::schedule::PollSchedule;
+use super::status_fields;
 use super::step::{Conds, Next, Policy, Step, View};
 use crate::controller::conditions::{ConditionStatus as Status, ConditionType as Cond, Reason};
 use crate::controller::memory::JobMemory;
@@ -55,8 +56,13 @@ pub(super) fn trouble(v: &View, mut m: JobMemory, p: &Policy, error: &CxoneError
     };
     let message = error.to_string();
     let mut next = v.status.clone();
-    // Auth problems need a human: show them in Ready. Transient ones only after a few attempts.
-    if matches!(error, CxoneError::Auth { .. }) || attempt >= 3 {
+    // Auth problems need a human: show them in Ready. Transient ones only after a few attempts,
+    // and once an episode: while Ready already says so, a new answer's text (another
+    // Retry-After) is no news worth a write.
+    let auth = matches!(error, CxoneError::Auth { .. });
+    let shown = status_fields::condition(v.status, Cond::Ready)
+        .is_some_and(|c| c.status == Status::False.as_str() && c.reason == reason.as_str());
+    if auth || (attempt >= 3 && !shown) {
         Conds(v).set(&mut next, Cond::Ready, Status::False, reason, &message);
     }
     warn_once(

@@ -52,6 +52,34 @@ fn rate_limits_wait_for_retry_after() {
 }
 
 #[test]
+fn a_rate_limit_episode_is_written_once_whatever_each_answer_says() {
+    let mut job = Job::new().training();
+    let mut writes = 0;
+    for attempt in 0..8u64 {
+        // Each 429 names another Retry-After, so each message differs.
+        let step = job.decide(Observation::Polled(Err(rate_limited(attempt + 1))));
+        if step.status != job.status {
+            writes += 1;
+            assert_eq!(attempt, 3, "only the attempt that first shows it writes");
+        }
+        assert_eq!(
+            step.events.len(),
+            usize::from(attempt == 0),
+            "one Warning for the episode"
+        );
+        job = job.after(&step);
+    }
+    assert_eq!(writes, 1);
+    assert_eq!(
+        condition(&job.decide(Observation::Start), Cond::Ready).1,
+        "RateLimited"
+    );
+    // Another kind of trouble is news: Ready says so.
+    let step = job.decide(Observation::Polled(Err(unavailable())));
+    assert_eq!(condition(&step, Cond::Ready).1, "CxoneUnavailable");
+}
+
+#[test]
 fn rejected_credentials_show_in_ready_at_once() {
     let step = Job::new()
         .training()

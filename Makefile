@@ -37,7 +37,7 @@ demo: envtest ## The one-command demo: control plane, simulator, operator, examp
 guide-example: build ## The CXone guide's complete example against the simulator
 	./hack/guide-example.sh
 
-bench: envtest ## Benchmarks (release build): domain (validation, payload, evaluation), scale scenarios a-i, registry
+bench: envtest tools ## Benchmarks (release build): domain (validation, payload, evaluation), scale scenarios a-i, registry
 	$(CARGO) bench --locked --bench domain
 	$(CARGO) bench --locked --bench scale
 	$(CARGO) bench --locked --bench registry

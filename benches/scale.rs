@@ -27,6 +27,8 @@ mod support {
 
 #[path = "scale/realistic.rs"]
 mod realistic;
+#[path = "scale/targets.rs"]
+mod targets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -72,8 +74,12 @@ struct Report {
     token_requests: u64,
     duplicate_submissions: i64,
     apiserver_writes_per_job: f64,
-    /// Distinct phases the bench's watch saw per job (writes per job should stay within this + 4).
+    /// Phases each job entered, counted by the operator from its own status writes
+    /// (`cxone_skill_phase_transitions_total`): writes per job should stay within this + 4.
     phases_per_job: f64,
+    /// Whole jobs the operator read from the API server beyond its cache, per job
+    /// (`cxone_skill_job_reads_total`: the data to validate, or a status the cache leaves out).
+    whole_job_reads_per_job: f64,
     reconciles_per_job: f64,
     completion_to_succeeded_p50_s: f64,
     completion_to_succeeded_p99_s: f64,
@@ -185,6 +191,17 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The running operator's metrics (empty when it does not answer).
+async fn operator_metrics(w: &World) -> String {
+    let Some(op) = w.operator.as_ref() else {
+        return String::new();
+    };
+    op.http_get(op.metrics_port, "/metrics")
+        .await
+        .map(|(_, t)| t)
+        .unwrap_or_default()
+}
+
 /// The operator binary and extra environment from `BENCH_OPERATOR_BIN` and `BENCH_OPERATOR_ENV`.
 fn launch_from_env() -> Launch {
     let binary = std::env::var_os("BENCH_OPERATOR_BIN").map(std::path::PathBuf::from);
@@ -234,12 +251,10 @@ async fn run(s: &Scenario, launch: &Launch) -> Report {
     let op_args: Vec<&str> = op_args.iter().map(String::as_str).collect();
     w.start_operator_with(&op_args, launch);
 
-    // Watch the jobs: when each is first seen Succeeded, its CXone job id, the phases it went
-    // through.
+    // Watch the jobs: when each is first seen Succeeded, and its CXone job id.
     let seen: Arc<Mutex<HashMap<String, (jiff::Timestamp, String)>>> = Arc::default();
-    let phases: Arc<Mutex<HashMap<String, Vec<Phase>>>> = Arc::default();
     let watch = {
-        let (seen, phases) = (seen.clone(), phases.clone());
+        let seen = seen.clone();
         let jobs = w.jobs.clone();
         tokio::spawn(async move {
             let mut stream = watcher(jobs, watcher::Config::default())
@@ -249,13 +264,6 @@ async fn run(s: &Scenario, launch: &Launch) -> Report {
                 let job: SkillTrainingJob = job;
                 let st = job.status.unwrap_or_default();
                 let name = job.metadata.name.unwrap_or_default();
-                if let Some(p) = st.phase {
-                    let mut phases = phases.lock().unwrap();
-                    let seen = phases.entry(name.clone()).or_default();
-                    if !seen.contains(&p) {
-                        seen.push(p);
-                    }
-                }
                 if st.phase == Some(Phase::Succeeded) {
                     let mut seen = seen.lock().unwrap();
                     seen.entry(name)
@@ -269,6 +277,7 @@ async fn run(s: &Scenario, launch: &Launch) -> Report {
     let mut next = 0usize;
     let mut peak_rss: f64 = 0.0;
     let mut cpu_before_kill = 0.0;
+    let mut metrics_before_kill = String::new();
     let mut killed = false;
     let mut restart_at: Option<Instant> = None;
     let mut call_samples: Vec<(Instant, u64)> = Vec::new();
@@ -306,6 +315,7 @@ async fn run(s: &Scenario, launch: &Launch) -> Report {
             && stats.jobs_created as usize >= k
         {
             cpu_before_kill = proc_cpu_seconds(pid);
+            metrics_before_kill = operator_metrics(&w).await;
             peak_rss = peak_rss.max(proc_rss_mib(pid, "VmHWM:"));
             w.operator.as_mut().unwrap().kill();
             w.start_operator_with(&op_args, launch);
@@ -336,11 +346,7 @@ async fn run(s: &Scenario, launch: &Launch) -> Report {
     let steady = proc_rss_mib(pid, "VmRSS:");
     peak_rss = peak_rss.max(proc_rss_mib(pid, "VmHWM:"));
     let cpu = cpu_before_kill + proc_cpu_seconds(pid);
-    let metrics = op
-        .http_get(op.metrics_port, "/metrics")
-        .await
-        .map(|(_, t)| t)
-        .unwrap_or_default();
+    let metrics = operator_metrics(&w).await;
     watch.abort();
     let writes = apiserver_writes(w.cp) - writes_before - s.jobs as f64 - 1.0;
 
@@ -402,11 +408,14 @@ async fn run(s: &Scenario, launch: &Launch) -> Report {
         token_requests: stats.tokens_issued,
         duplicate_submissions: stats.jobs_created as i64 - s.jobs as i64,
         apiserver_writes_per_job: writes / n,
-        phases_per_job: phases
-            .lock()
-            .unwrap()
-            .values()
-            .map(|p| p.len() as f64)
+        phases_per_job: [&metrics_before_kill, &metrics]
+            .iter()
+            .map(|m| metric_sum(m, "cxone_skill_phase_transitions_total"))
+            .sum::<f64>()
+            / n,
+        whole_job_reads_per_job: [&metrics_before_kill, &metrics]
+            .iter()
+            .map(|m| metric_sum(m, "cxone_skill_job_reads_total"))
             .sum::<f64>()
             / n,
         reconciles_per_job: metric_sum(&metrics, "controller_runtime_reconcile_total") / n,
@@ -476,7 +485,7 @@ async fn scripts_vs_operator(n: usize, job_duration: Duration) -> Option<serde_j
 
 fn print_table(reports: &[Report]) {
     println!(
-        "\n{:<6}{:>6}{:>8}{:>8}{:>8}{:>8}{:>9}{:>8}{:>9}{:>8}{:>8}{:>7}{:>8}{:>8}{:>8}{:>7}{:>8}",
+        "\n{:<6}{:>6}{:>8}{:>8}{:>8}{:>8}{:>9}{:>8}{:>9}{:>8}{:>8}{:>7}{:>7}{:>8}{:>8}{:>8}{:>7}{:>8}",
         "scen",
         "jobs",
         "wall s",
@@ -489,6 +498,7 @@ fn print_table(reports: &[Report]) {
         "tokens",
         "writes",
         "ph+4",
+        "reads",
         "recon",
         "c2s p99",
         "sub p99",
@@ -497,7 +507,7 @@ fn print_table(reports: &[Report]) {
     );
     for r in reports {
         println!(
-            "{:<6}{:>6}{:>8.1}{:>8.2}{:>8.1}{:>8.1}{:>9.2}{:>8.2}{:>9.3}{:>8}{:>8.2}{:>7.2}{:>8.2}{:>8.2}{:>8.2}{:>7}{:>8}",
+            "{:<6}{:>6}{:>8.1}{:>8.2}{:>8.1}{:>8.1}{:>9.2}{:>8.2}{:>9.3}{:>8}{:>8.2}{:>7.2}{:>7.2}{:>8.2}{:>8.2}{:>8.2}{:>7}{:>8}",
             r.scenario,
             r.jobs,
             r.wall_seconds,
@@ -510,6 +520,7 @@ fn print_table(reports: &[Report]) {
             r.token_requests,
             r.apiserver_writes_per_job,
             r.phases_per_job + 4.0,
+            r.whole_job_reads_per_job,
             r.reconciles_per_job,
             r.completion_to_succeeded_p99_s,
             r.creation_to_submission_p99_s,
@@ -518,7 +529,7 @@ fn print_table(reports: &[Report]) {
         );
     }
     println!(
-        "(st/min: CXone status calls per job / the poll schedule's minimum; writes: API server writes per job; ph+4: phases the watch saw per job + 4, the writes budget; recon: reconciles per job; c2s: CXone COMPLETED to status Succeeded; sub: creation to CXone submission; dup: duplicate CXone jobs; MiB/1k: steady RSS per 1,000 jobs, over the idle operator's for g-i; cpu%: of one core while 90 % of the jobs were training, the highest stage for g-i)"
+        "(st/min: CXone status calls per job / the poll schedule's minimum; writes: API server writes per job; ph+4: phases the operator's writes entered per job + 4, the writes budget; reads: whole jobs read beyond the cache per job; recon: reconciles per job; c2s: CXone COMPLETED to status Succeeded; sub: creation to CXone submission; dup: duplicate CXone jobs; MiB/1k: steady RSS per 1,000 jobs, over the idle operator's for g-i; cpu%: of one core while 90 % of the jobs were training, the highest stage for g-i)"
     );
 }
 
@@ -871,6 +882,7 @@ fn main() {
     reports.extend(realistic_runs.iter().map(|r| r.report.clone()));
     print_table(&reports);
     print_realistic(&realistic_runs);
+    targets::print(&reports, &realistic_runs);
     if selected("e") {
         let n = if full { 50 } else { 5 };
         let d = Duration::from_secs(if full { 20 } else { 6 });

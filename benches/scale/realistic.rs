@@ -534,7 +534,9 @@ pub async fn run(s: &Realistic, launch: &Launch) -> RealisticReport {
         .collect();
     let minimum = PollSchedule::default().polls_needed(s.job_duration) as f64;
     let seen = seen.lock().unwrap();
-    let phases_per_job = seen.phases.values().map(|p| p.len() as f64).sum::<f64>() / n;
+    // The phases each job entered, from the operator's own status writes (a watch can miss a
+    // phase that lasted less than a round trip).
+    let phases_per_job = metric_sum(&metrics, "cxone_skill_phase_transitions_total") / n;
     let timelines: HashMap<String, _> = w
         .sim
         .job_timelines()
@@ -590,6 +592,7 @@ pub async fn run(s: &Realistic, launch: &Launch) -> RealisticReport {
         duplicate_submissions: stats.jobs_created as i64 - total as i64,
         apiserver_writes_per_job: writes / n,
         phases_per_job,
+        whole_job_reads_per_job: metric_sum(&metrics, "cxone_skill_job_reads_total") / n,
         reconciles_per_job: reconciles / n,
         completion_to_succeeded_p50_s: super::percentile(&mut completion.clone(), 0.5),
         completion_to_succeeded_p99_s: super::percentile(&mut completion, 0.99),

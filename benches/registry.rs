@@ -333,7 +333,15 @@ fn main() {
         "  operator RSS {before:.1} MiB while training, peak {:.1} MiB while registering ({growth:+.1} MiB), {after:.1} MiB 5 s after Succeeded",
         o.rss_peak_kib as f64 / 1024.0
     );
-    let verdict = |met: bool| if !full { "not judged (smoke run)" } else if met { "met" } else { "missed" };
+    let verdict = |met: bool| {
+        if !full {
+            "not judged (smoke run)"
+        } else if met {
+            "met"
+        } else {
+            "missed"
+        }
+    };
     println!("\nTargets (issue \"Memory at the floor\"), registration");
     println!("| target | measured | |");
     println!("|---|---|---|");

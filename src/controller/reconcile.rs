@@ -50,7 +50,11 @@ pub async fn reconcile(cached: Arc<SkillTrainingJob>, ctx: Arc<Context>) -> Resu
     let started = std::time::Instant::now();
     let ns = cached.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<SkillTrainingJob> = Api::namespaced(ctx.kube.clone(), &ns);
-    let result = if data_known(&cached, &ctx).await {
+    // A job without the finalizer yet only gets it in this pass (the finalizer helper adds it and
+    // returns; the change brings the job back), so nothing is read for it.
+    let adding_finalizer = !cached.finalizers().iter().any(|f| f == FINALIZER)
+        && cached.metadata.deletion_timestamp.is_none();
+    let result = if adding_finalizer || data_known(&cached, &ctx).await {
         let projected = projection::is_projected(&cached);
         match attempt(&api, cached.clone(), projected, &ctx).await {
             Err(Error::Projected) => {

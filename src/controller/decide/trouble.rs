@@ -65,12 +65,13 @@ pub(super) fn trouble(v: &View, mut m: JobMemory, p: &Policy, error: &CxoneError
     if auth || (attempt >= 3 && !shown) {
         Conds(v).set(&mut next, Cond::Ready, Status::False, reason, &message);
     }
-    warn_once(
-        Step::new(next, m, Next::Requeue(wait)),
-        reason,
-        "CallCxone",
-        message,
-    )
+    let step = Step::new(next, m, Next::Requeue(wait));
+    // Rate limits are CXone pacing the tenant's calls, the operator's ordinary weather (counted by
+    // `cxone_rate_limited_total`): a Warning only when one persists, with the condition.
+    if reason == Reason::RateLimited && attempt < 3 {
+        return step;
+    }
+    warn_once(step, reason, "CallCxone", message)
 }
 
 /// The credentials Secret (or the endpoint) cannot be used: say so; the Secret watch brings the

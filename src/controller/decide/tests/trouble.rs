@@ -48,7 +48,7 @@ fn rate_limits_wait_for_retry_after() {
         wait >= Duration::from_secs(7) && wait <= Duration::from_secs(11),
         "{wait:?}"
     );
-    assert_eq!(reasons(&step), vec![Reason::RateLimited]);
+    assert!(reasons(&step).is_empty(), "one 429 is no news");
 }
 
 #[test]
@@ -64,8 +64,8 @@ fn a_rate_limit_episode_is_written_once_whatever_each_answer_says() {
         }
         assert_eq!(
             step.events.len(),
-            usize::from(attempt == 0),
-            "one Warning for the episode"
+            usize::from(attempt == 3),
+            "one Warning for the episode, once it persists"
         );
         job = job.after(&step);
     }

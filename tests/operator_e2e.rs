@@ -684,7 +684,8 @@ async fn artifact_urls_are_refreshed_before_they_expire() {
     w.create_job(guide_job("fresh", &w.sim_url(), json!({})))
         .await;
     let first = w.wait_job("fresh", T, "Succeeded", succeeded).await;
-    let expires = first.status.unwrap().artifacts.unwrap().expires_at;
+    let before = first.status.unwrap();
+    let expires = before.artifacts.clone().unwrap().expires_at;
     // A 40 s URL is refreshed at half its remaining life (20 s), well before it expires.
     let refreshed = w
         .wait_job("fresh", Duration::from_secs(35), "new artifact URLs", |j| {
@@ -695,9 +696,25 @@ async fn artifact_urls_are_refreshed_before_they_expire() {
         })
         .await;
     let now = jiff::Timestamp::now();
-    assert!(refreshed.status.unwrap().artifacts.unwrap().expires_at.0 > now);
+    let after = refreshed.status.unwrap();
+    assert!(after.artifacts.as_ref().unwrap().expires_at.0 > now);
     // One export at completion and one refresh: no storm.
     assert_eq!(w.sim.stats().count("export", 200), 2);
+    // The job cache leaves the finished run's evaluation, history and URLs out; the refresh was
+    // decided on the whole job (read for it), so the write kept every one of them.
+    assert!(after.evaluation.is_some() && after.evaluation == before.evaluation);
+    assert!(!after.history.is_empty() && after.history == before.history);
+    assert!(after.artifacts.unwrap().model_weights_url.is_some());
+    let op = w.operator.as_ref().unwrap();
+    let (_, metrics) = op.http_get(op.metrics_port, "/metrics").await.unwrap();
+    let status_reads = metrics
+        .lines()
+        .find(|l| l.starts_with("cxone_skill_job_reads_total{reason=\"status\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(
+        status_reads.is_some_and(|n| n >= 1.0),
+        "the refresh read the whole job: {status_reads:?}"
+    );
 }
 
 #[tokio::test]

@@ -447,6 +447,13 @@ up() {
     registry_bin="$("$repo/hack/oci-tools.sh" | sed -n 's/^REGISTRY=//p')"
   fi
 
+  # A namespace no process is in is what a node killed before its teardown left: remove it.
+  if ip netns list 2>/dev/null | grep -qw "^$NETNS" && [[ ! -f "$dir/netns.created" ]] \
+    && [[ -z "$(ip netns pids "$NETNS" 2>/dev/null)" ]]; then
+    log "removing the network namespace $NETNS a stopped node left behind (no process in it)"
+    ip netns delete "$NETNS" || die "cannot delete the stale network namespace $NETNS"
+    ip link delete "$HOST_VETH" 2>/dev/null || true
+  fi
   if ip netns list 2>/dev/null | grep -qw "^$NETNS" && [[ ! -f "$dir/netns.created" ]]; then
     die "network namespace $NETNS exists: another node is up (\`make cluster-down\`, or hack/node/cluster.sh down --dir ITS_DIR)"
   fi

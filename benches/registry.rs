@@ -108,7 +108,12 @@ async fn exported(sim: &Simulator) -> (String, ModelSource) {
 
 /// `VmRSS` and `VmHWM` of this process, in KiB.
 fn memory_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    memory_kib_of("self")
+}
+
+/// `VmRSS` and `VmHWM` of process `pid` (a number, or `self`), in KiB.
+fn memory_kib_of(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -120,33 +125,48 @@ fn memory_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Samples `VmRSS` every 2 ms on a thread until stopped; returns the highest value seen.
+/// Samples the `VmRSS` of a process every 2 ms on a thread until stopped; returns the highest
+/// value seen.
 struct RssSampler {
+    pid: String,
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl RssSampler {
+    /// Samples this process.
     fn start() -> Self {
+        Self::start_for("self")
+    }
+
+    fn start_for(pid: &str) -> Self {
+        let pid = pid.to_string();
         let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicU64::new(memory_kib().0));
+        let peak = Arc::new(AtomicU64::new(memory_kib_of(&pid).0));
         let thread = {
-            let (stop, peak) = (stop.clone(), peak.clone());
+            let (stop, peak, pid) = (stop.clone(), peak.clone(), pid.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(memory_kib().0, Ordering::Relaxed);
+                    peak.fetch_max(memory_kib_of(&pid).0, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(2));
                 }
             })
         };
-        Self { stop, peak, thread }
+        Self {
+            pid,
+            stop,
+            peak,
+            thread,
+        }
     }
 
     fn finish(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-        self.peak.load(Ordering::Relaxed).max(memory_kib().0)
+        self.peak
+            .load(Ordering::Relaxed)
+            .max(memory_kib_of(&self.pid).0)
     }
 }
 

@@ -1,12 +1,10 @@
 //! The registration target measured on the operator process: one job whose `spec.registry`
 //! names both an OCI registry (`docker-registry`) and MLflow (3.17.2 from `hack/mlflow-venv.sh`),
 //! run by the operator binary against the real control plane, with the simulator serving weights
-//! of the bench's size. The figures are the whole process's resident memory (sampled every 5 ms
+//! of the bench's size. The figures are the whole process's resident memory (sampled every 2 ms
 //! from `/proc/<pid>/status`) from the moment the job trains to the moment it has Succeeded,
 //! then after it settles, and the time the job spent in `Registering`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cxone_skill_operator::crd::Phase;
@@ -32,43 +30,7 @@ pub struct OperatorFigures {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Samples the RSS of `pid` every 5 ms until stopped; keeps the highest.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicU64>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Sampler {
-    fn start(pid: u32) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
-        let thread = {
-            let (stop, peak) = (stop.clone(), peak.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        };
-        Self { stop, peak, thread }
-    }
-
-    fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
-        self.peak.load(Ordering::Relaxed)
-    }
+    super::memory_kib_of(&pid.to_string()).0
 }
 
 pub async fn run(weights_bytes: u64) -> OperatorFigures {
@@ -113,7 +75,7 @@ pub async fn run(weights_bytes: u64) -> OperatorFigures {
         let phase = job.status.as_ref().and_then(|s| s.phase);
         if sampler.is_none() && phase == Some(Phase::Training) {
             rss_before = rss_kib(pid);
-            sampler = Some(Sampler::start(pid));
+            sampler = Some(super::RssSampler::start_for(&pid.to_string()));
         }
         if registering_at.is_none() && phase == Some(Phase::Registering) {
             registering_at = Some(Instant::now());
@@ -128,7 +90,9 @@ pub async fn run(weights_bytes: u64) -> OperatorFigures {
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
-    let peak = sampler.map(Sampler::finish).unwrap_or_else(|| rss_kib(pid));
+    let peak = sampler
+        .map(super::RssSampler::finish)
+        .unwrap_or_else(|| rss_kib(pid));
     tokio::time::sleep(Duration::from_secs(5)).await;
     OperatorFigures {
         registering: registering.expect("the job was seen Registering"),

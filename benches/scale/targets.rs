@@ -85,19 +85,17 @@ fn memory_rows(runs: &[RealisticReport]) -> Vec<Row> {
 
 fn run_rows(reports: &[Report]) -> Vec<Row> {
     let mut rows = Vec::new();
-    let cpu: Vec<String> = reports
+    let training: Vec<&Report> = reports
         .iter()
         .filter(|r| {
             (r.scenario == "a" || r.scenario == "g") && r.cpu_percent_while_training.is_finite()
         })
+        .collect();
+    let cpu: Vec<String> = training
+        .iter()
         .map(|r| format!("{} {:.2} %", r.scenario, r.cpu_percent_while_training))
         .collect();
-    let cpu_met = reports
-        .iter()
-        .filter(|r| {
-            (r.scenario == "a" || r.scenario == "g") && r.cpu_percent_while_training.is_finite()
-        })
-        .all(|r| r.cpu_percent_while_training <= 5.0);
+    let cpu_met = training.iter().all(|r| r.cpu_percent_while_training <= 5.0);
     let full = reports
         .iter()
         .any(|r| (r.scenario == "a" || r.scenario == "g") && r.jobs >= 1000);
